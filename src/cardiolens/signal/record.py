@@ -99,7 +99,7 @@ class Record:
             count = int(np.sum(~np.isfinite(self.signal)))
             raise RecordError(
                 f"signal holds {count} NaN/inf values (leads {', '.join(names)}); "
-                "repair them first (cardiolens.signal.fill_missing) or pass nan_policy='interpolate'",
+                "load it with nan_policy='interpolate' to fill the gaps, or repair the data",
                 where,
             )
         try:
@@ -146,7 +146,9 @@ class Record:
         """Index of a lead by name (case-insensitive) or position, with a clear error."""
         if isinstance(lead, (int, np.integer)):
             if not -self.n_channels <= lead < self.n_channels:
-                raise RecordError(f"lead index {lead} out of range for {self.n_channels} leads", self.source or self.name)
+                raise RecordError(
+                    f"lead index {lead} out of range for {self.n_channels} leads", self.source or self.name
+                )
             return int(lead) % self.n_channels
         wanted = str(lead).casefold()
         for i, name in enumerate(self.leads):
@@ -169,7 +171,9 @@ class Record:
         b = self.n_samples if stop is None else int(round(stop * self.fs))
         a, b = max(0, a), min(self.n_samples, b)
         if b <= a:
-            raise RecordError(f"crop {start}-{stop} s leaves no samples of a {self.duration:.2f} s record", self.source or self.name)
+            raise RecordError(
+                f"crop {start}-{stop} s leaves no samples of a {self.duration:.2f} s record", self.source or self.name
+            )
         ann = None
         if self.annotations is not None:
             keep = (self.annotations.sample >= a) & (self.annotations.sample < b)

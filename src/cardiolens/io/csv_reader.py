@@ -1,0 +1,197 @@
+"""Delimited text: CSV/TSV with or without a header row, with or without a time column, and the
+HeartGPT context CSV (one headerless column of values, ECG at 100 Hz or PPG at 50 Hz).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cardiolens.errors import RecordError
+from cardiolens.io.repair import apply_nan_policy
+from cardiolens.signal.record import Record
+
+log = logging.getLogger(__name__)
+
+_TIME_NAMES = re.compile(r"^(t|time|times|timestamp|sec|secs|seconds|elapsed)\b", re.IGNORECASE)
+_MS_NAMES = re.compile(r"(\bms\b|msec|millisec|\[ms\]|_ms$)", re.IGNORECASE)
+_INDEX_NAMES = re.compile(r"^(sample|samples|index|idx|n|sample[ _]?(no|nr|number|index))$", re.IGNORECASE)
+# HeartGPT's published inputs: ECG lead I at 100 Hz, finger PPG at 50 Hz (Davies et al. 2024).
+HEARTGPT_FS = {"ECG": 100.0, "PPG": 50.0}
+HEARTGPT_LEAD = {"ECG": "I", "PPG": "PLETH"}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _sniff(path: Path, head: str) -> tuple[str, bool]:
+    """Return (delimiter, has_header) judged from the first lines."""
+    lines = [ln for ln in head.splitlines() if ln.strip()][:20]
+    if not lines:
+        raise RecordError("file is empty", path)
+    try:
+        delimiter = csv.Sniffer().sniff("\n".join(lines), delimiters=",;\t ").delimiter
+    except csv.Error:
+        delimiter = ","
+    first = [
+        cell.strip().strip('"')
+        for cell in re.split(re.escape(delimiter) if delimiter != " " else r"\s+", lines[0].strip())
+    ]
+    has_header = not all(_is_number(cell) for cell in first if cell != "")
+    return delimiter, has_header
+
+
+def _first_bad_cell(frame: pd.DataFrame, header_rows: int) -> str:
+    for column in frame.columns:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = values.isna() & frame[column].notna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            return f"line {row + 1 + header_rows}, column {column!r}: {frame[column].iloc[row]!r} is not a number"
+    return ""
+
+
+def read_csv(
+    path: str | Path,
+    *,
+    fs: float | None = None,
+    leads: list[str] | None = None,
+    units: str | list[str] | None = None,
+    time_column: str | int | None = None,
+    nan_policy: str = "raise",
+) -> Record:
+    """Read a delimited text file of signal values, one column per lead.
+
+    The sampling rate comes from ``fs`` or from a time column (a header named ``time``/``t``/
+    ``seconds``/``time_ms`` ..., or a headerless first column rising in equal non-integer steps);
+    when both are present they must agree within 1 %. A column of consecutive integers named
+    ``sample``/``index`` (or headerless 0, 1, 2, ...) is a sample index and is dropped.
+
+    Args:
+        path: the file.
+        fs: sampling rate in Hz.
+        leads: lead names (default: the header's column names or ``ch0, ch1, ...``).
+        units: units of the values (default ``unknown``).
+        time_column: name or position of the time column, when auto-detection is not wanted.
+        nan_policy: ``"raise"`` or ``"interpolate"`` for empty cells and NaN values.
+
+    Raises:
+        RecordError: empty file, text where numbers belong, irregular time stamps, no sampling rate.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise RecordError("not a text file (cannot be decoded as UTF-8)", path) from None
+    delimiter, has_header = _sniff(path, text[:20000])
+    sep = r"\s+" if delimiter == " " else delimiter
+    raw = pd.read_csv(
+        io.StringIO(text),
+        sep=sep,
+        header=0 if has_header else None,
+        dtype=str,
+        skipinitialspace=True,
+        engine="python" if sep == r"\s+" else "c",
+        skip_blank_lines=False,
+    )
+    raw = raw.dropna(axis=1, how="all")  # trailing delimiters make empty columns
+    # a blank line inside the data is a missing value (kept, then refused or repaired); blank lines at the end are not
+    filled = np.flatnonzero(raw.notna().any(axis=1).to_numpy())
+    raw = raw.iloc[: filled[-1] + 1] if len(filled) else raw.iloc[:0]
+    if raw.empty:
+        raise RecordError("file has a header but no rows of values", path)
+    problem = _first_bad_cell(raw, 1 if has_header else 0)
+    if problem:
+        raise RecordError(f"text where a number belongs ({problem})", path)
+    values = raw.apply(pd.to_numeric, errors="coerce")
+    names = [str(c).strip() for c in raw.columns] if has_header else [f"ch{i}" for i in range(raw.shape[1])]
+    columns = list(range(values.shape[1]))
+
+    time_fs = None
+    time_idx = None
+    if time_column is not None:
+        time_idx = names.index(time_column) if isinstance(time_column, str) else int(time_column)
+        if not 0 <= time_idx < len(names):
+            raise RecordError(f"time column {time_column!r} not found (columns: {names})", path)
+    elif has_header:
+        time_idx = next((i for i, n in enumerate(names) if _TIME_NAMES.match(n) or _MS_NAMES.search(n)), None)
+        index_idx = next((i for i, n in enumerate(names) if _INDEX_NAMES.match(n)), None)
+        if index_idx is not None and index_idx != time_idx and len(columns) > 1:
+            columns.remove(index_idx)
+    elif len(columns) > 1:
+        first = values.iloc[:, 0].to_numpy()
+        step = np.diff(first)
+        if len(step) and np.all(step > 0):
+            if np.allclose(first, np.round(first)) and np.all(step == 1):
+                columns.remove(0)  # a sample index, not a time
+            elif np.allclose(step, step.mean(), rtol=1e-3):
+                time_idx = 0
+    if time_idx is not None:
+        t = values.iloc[:, time_idx].to_numpy(dtype=np.float64)
+        step = np.diff(t)
+        if len(t) < 2 or np.any(~np.isfinite(t)) or np.any(step <= 0):
+            raise RecordError(f"time column {names[time_idx]!r} is not strictly increasing", path)
+        median = float(np.median(step))
+        if np.max(np.abs(step - median)) > 0.01 * median:
+            raise RecordError(
+                f"time column {names[time_idx]!r} is irregular (steps {step.min():g}..{step.max():g}); "
+                "resample to a uniform rate first",
+                path,
+            )
+        scale = 1000.0 if _MS_NAMES.search(names[time_idx]) else 1.0
+        time_fs = scale / median
+        columns.remove(time_idx)
+        if fs is not None and abs(time_fs - fs) > 0.01 * fs:
+            raise RecordError(f"fs={fs} disagrees with the time column ({time_fs:.4g} Hz)", path)
+    if not columns:
+        raise RecordError("no signal columns besides the time/index column", path)
+    fs = fs if fs is not None else time_fs
+    if fs is None:
+        raise RecordError("no sampling rate: pass fs= or add a time column", path)
+    signal = values.iloc[:, columns].to_numpy(dtype=np.float64).T
+    lead_names = leads or [names[i] for i in columns]
+    meta = {"format": "csv"}
+    signal = apply_nan_policy(signal, nan_policy, path, meta)
+    return Record(signal, fs, leads=lead_names, units=units, source=path, metadata=meta)
+
+
+def heartgpt_modality(path: Path) -> str | None:
+    """'ECG' or 'PPG' when the file name says so (as the published example contexts do)."""
+    upper = path.name.upper()
+    found = [m for m in HEARTGPT_FS if m in upper]
+    return found[0] if len(found) == 1 else None
+
+
+def read_heartgpt_context(
+    path: str | Path, *, fs: float | None = None, modality: str | None = None, nan_policy: str = "raise"
+) -> Record:
+    """Read a HeartGPT context CSV: one headerless column of signal values.
+
+    HeartGPT feeds ECG (lead I) at 100 Hz and finger PPG at 50 Hz. The modality is taken from
+    ``modality`` or from the file name (``..._ECG...``/``..._PPG...``); ``fs`` overrides the default.
+    """
+    path = Path(path)
+    modality = (modality or heartgpt_modality(path) or "").upper() or None
+    if modality is not None and modality not in HEARTGPT_FS:
+        raise RecordError(f"modality must be ECG or PPG, got {modality!r}", path)
+    if fs is None:
+        if modality is None:
+            raise RecordError("HeartGPT context CSV: pass modality='ECG' (100 Hz) or 'PPG' (50 Hz), or fs=", path)
+        fs = HEARTGPT_FS[modality]
+        log.info("%s: HeartGPT %s context, sampling rate taken as %g Hz", path, modality, fs)
+    record = read_csv(path, fs=fs, leads=[HEARTGPT_LEAD.get(modality or "", "ch0")], nan_policy=nan_policy)
+    if record.n_channels != 1:
+        raise RecordError(f"a HeartGPT context CSV has one column, this one has {record.n_channels}", path)
+    record.metadata.update(format="heartgpt", modality=modality)
+    return record

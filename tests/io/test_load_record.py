@@ -1,0 +1,332 @@
+"""load_record on fixtures each test writes itself, and the input contract for bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+import wfdb
+
+from cardiolens import RecordError, UnknownFormatError, detect_format, load_record
+
+FS = 250
+
+
+def _ecg_like(n: int = 2500, channels: int = 2, seed: int = 0) -> np.ndarray:
+    """(samples, channels) in mV: 1 Hz spikes on a slow wave plus noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / FS
+    base = 0.1 * np.sin(2 * np.pi * 0.3 * t)[:, None] + 0.01 * rng.standard_normal((n, channels))
+    base[(np.arange(n) % FS) == 10] += 1.0
+    return base
+
+
+def write_wfdb(
+    folder: Path, name: str = "rec", fmt: str = "16", n: int = 2500, channels: int = 2, gain: float = 200.0
+) -> Path:
+    signal = _ecg_like(n, channels)
+    wfdb.wrsamp(
+        name,
+        fs=FS,
+        units=["mV"] * channels,
+        sig_name=[f"L{i}" for i in range(channels)],
+        p_signal=signal,
+        fmt=[fmt] * channels,
+        adc_gain=[gain] * channels,
+        baseline=[0] * channels,
+        write_dir=str(folder),
+    )
+    return folder / f"{name}.hea"
+
+
+@pytest.mark.parametrize("fmt", ["16", "212", "80"])
+def test_wfdb_formats_round_trip(tmp_path: Path, fmt: str) -> None:
+    gain = 50.0 if fmt == "80" else 200.0  # 8-bit samples need a coarser gain to hold 1 mV spikes
+    hea = write_wfdb(tmp_path, fmt=fmt, gain=gain)
+    rec = load_record(hea)
+    expected = _ecg_like().T
+    quantum = 1 / gain
+    assert rec.signal.shape == (2, 2500)
+    assert rec.fs == FS and rec.leads == ["L0", "L1"] and rec.units == ["mV", "mV"]
+    assert np.max(np.abs(rec.signal - expected)) <= quantum
+    # the same record is found from the record name and from the signal file
+    assert np.array_equal(load_record(tmp_path / "rec").signal, rec.signal)
+    assert np.array_equal(load_record(tmp_path / "rec.dat").signal, rec.signal)
+
+
+def test_wfdb_lead_selection_and_annotations(tmp_path: Path) -> None:
+    hea = write_wfdb(tmp_path)
+    wfdb.wrann(
+        "rec", "atr", np.array([10, 260, 510]), ["N", "V", "+"], aux_note=["", "", "(AFIB"], write_dir=str(tmp_path)
+    )
+    rec = load_record(hea, leads=["L1"])
+    assert rec.leads == ["L1"]
+    assert rec.annotations.sample.tolist() == [10, 260, 510]
+    assert rec.annotations.symbol == ["N", "V", "+"]
+    assert rec.annotations.aux[2] == "(AFIB"
+    with pytest.raises(RecordError, match="no lead named 'V9'"):
+        load_record(hea, leads=["V9"])
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(RecordError, match="does not exist") as err:
+        load_record(tmp_path / "nothing.csv")
+    assert "nothing.csv" in str(err.value)
+
+
+def test_folder_is_not_a_record(tmp_path: Path) -> None:
+    with pytest.raises(RecordError, match="is a folder"):
+        load_record(tmp_path)
+
+
+def test_unknown_binary_format(tmp_path: Path) -> None:
+    path = tmp_path / "blob.bin"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(UnknownFormatError, match="unknown format") as err:
+        load_record(path)
+    assert "blob.bin" in str(err.value)
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    with pytest.raises(RecordError, match="empty"):
+        load_record(path, fs=100)
+
+
+def test_truncated_dat(tmp_path: Path) -> None:
+    hea = write_wfdb(tmp_path)
+    dat = tmp_path / "rec.dat"
+    dat.write_bytes(dat.read_bytes()[:3000])
+    with pytest.raises(RecordError, match="truncated") as err:
+        load_record(hea)
+    assert "rec.dat" in str(err.value)
+
+
+def test_dat_without_header(tmp_path: Path) -> None:
+    write_wfdb(tmp_path)
+    (tmp_path / "rec.hea").unlink()
+    with pytest.raises(RecordError, match="without its .hea"):
+        load_record(tmp_path / "rec.dat")
+
+
+def test_missing_signal_file(tmp_path: Path) -> None:
+    hea = write_wfdb(tmp_path)
+    (tmp_path / "rec.dat").unlink()
+    with pytest.raises(RecordError, match="missing"):
+        load_record(hea)
+
+
+def _rewrite_header(hea: Path, line_fix) -> None:
+    lines = hea.read_text().splitlines()
+    hea.write_text("\n".join(line_fix(lines)) + "\n")
+
+
+def test_header_sample_count_lies(tmp_path: Path) -> None:
+    hea = write_wfdb(tmp_path)
+    # claims fewer samples than the file holds: wfdb alone would silently drop the rest
+    _rewrite_header(hea, lambda ls: [ls[0].replace(" 2500", " 1000")] + ls[1:])
+    with pytest.raises(RecordError, match="sample count"):
+        load_record(hea)
+
+
+def test_header_format_lies(tmp_path: Path) -> None:
+    hea = write_wfdb(tmp_path, fmt="16")
+    _rewrite_header(hea, lambda ls: [ls[0]] + [ln.replace("rec.dat 16", "rec.dat 212") for ln in ls[1:]])
+    with pytest.raises(RecordError, match="format"):
+        load_record(hea)
+
+
+def test_header_gain_lies(tmp_path: Path) -> None:
+    hea = write_wfdb(tmp_path)
+    # gain 200 adu/mV written as 0.2: every value becomes 1000x too large
+    _rewrite_header(hea, lambda ls: [ls[0]] + [ln.replace(" 200", " 0.2", 1) for ln in ls[1:]])
+    with pytest.raises(RecordError, match="gain"):
+        load_record(hea)
+
+
+def test_corrupted_data_fails_checksum(tmp_path: Path) -> None:
+    hea = write_wfdb(tmp_path)
+    dat = tmp_path / "rec.dat"
+    data = bytearray(dat.read_bytes())
+    data[100] ^= 0x40
+    dat.write_bytes(bytes(data))
+    with pytest.raises(RecordError, match="checksum"):
+        load_record(hea)
+
+
+def test_malformed_header(tmp_path: Path) -> None:
+    hea = tmp_path / "bad.hea"
+    hea.write_text("this is not a header\n")
+    with pytest.raises(RecordError, match="not a WFDB header"):
+        load_record(hea)
+
+
+def test_sampling_rate_contradicting_the_file(tmp_path: Path) -> None:
+    hea = write_wfdb(tmp_path)
+    with pytest.raises(RecordError, match="the file says 250 Hz but fs=500"):
+        load_record(hea, fs=500)
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_csv_with_and_without_header(tmp_path: Path, header: bool) -> None:
+    signal = _ecg_like(1000, 2)
+    path = tmp_path / "x.csv"
+    text = ("II,V1\n" if header else "") + "\n".join(f"{a:.5f},{b:.5f}" for a, b in signal)
+    path.write_text(text)
+    rec = load_record(path, fs=FS, units="mV")
+    assert rec.leads == (["II", "V1"] if header else ["ch0", "ch1"])
+    assert rec.fs == FS and rec.n_samples == 1000
+    assert np.allclose(rec.signal, signal.T, atol=1e-5)
+
+
+def test_csv_time_column_gives_sampling_rate(tmp_path: Path) -> None:
+    signal = _ecg_like(500, 1)[:, 0]
+    t = np.arange(500) / FS
+    path = tmp_path / "t.csv"
+    path.write_text("time,ecg\n" + "\n".join(f"{a:.6f},{b:.5f}" for a, b in zip(t, signal, strict=True)))
+    rec = load_record(path)
+    assert rec.fs == pytest.approx(FS, rel=1e-6)
+    assert rec.leads == ["ecg"]
+    ms = tmp_path / "ms.csv"
+    ms.write_text("time_ms;ecg\n" + "\n".join(f"{a * 1000:.3f};{b:.5f}" for a, b in zip(t, signal, strict=True)))
+    assert load_record(ms).fs == pytest.approx(FS, rel=1e-6)
+    with pytest.raises(RecordError, match="disagrees with the time column"):
+        load_record(path, fs=100)
+
+
+def test_csv_headerless_time_column_and_index_column(tmp_path: Path) -> None:
+    signal = _ecg_like(400, 1)[:, 0]
+    timed = tmp_path / "timed.csv"
+    timed.write_text("\n".join(f"{i / FS:.6f},{v:.5f}" for i, v in enumerate(signal)))
+    assert load_record(timed).fs == pytest.approx(FS)
+    indexed = tmp_path / "indexed.csv"
+    indexed.write_text("\n".join(f"{i},{v:.5f}" for i, v in enumerate(signal)))
+    rec = load_record(indexed, fs=FS)
+    assert rec.n_channels == 1 and np.allclose(rec.signal[0], signal, atol=1e-5)
+
+
+def test_csv_irregular_time(tmp_path: Path) -> None:
+    t = np.cumsum(np.r_[0, np.full(99, 0.004), 0.05, np.full(99, 0.004)])
+    path = tmp_path / "irregular.csv"
+    path.write_text("time,ecg\n" + "\n".join(f"{a:.6f},{np.sin(a):.5f}" for a in t))
+    with pytest.raises(RecordError, match="irregular"):
+        load_record(path)
+
+
+def test_csv_with_text_in_it(tmp_path: Path) -> None:
+    path = tmp_path / "text.csv"
+    path.write_text("II,V1\n0.1,0.2\n0.3,oops\n0.5,0.6\n")
+    with pytest.raises(RecordError, match=r"line 3, column 'V1': 'oops' is not a number") as err:
+        load_record(path, fs=FS)
+    assert "text.csv" in str(err.value)
+
+
+def test_csv_without_sampling_rate(tmp_path: Path) -> None:
+    path = tmp_path / "nofs.csv"
+    path.write_text("0.1,0.2\n0.3,0.4\n0.2,0.1\n")
+    with pytest.raises(RecordError, match="no sampling rate"):
+        load_record(path)
+
+
+def test_nan_refused_or_interpolated(tmp_path: Path) -> None:
+    path = tmp_path / "gaps.csv"
+    values = np.sin(np.arange(100) / 5)
+    values[40:43] = np.nan
+    path.write_text("ecg\n" + "\n".join("" if np.isnan(v) else f"{v:.6f}" for v in values))
+    with pytest.raises(RecordError, match="NaN"):
+        load_record(path, fs=100)
+    rec = load_record(path, fs=100, nan_policy="interpolate")
+    assert np.all(np.isfinite(rec.signal))
+    assert rec.metadata["repaired"]["interpolated_samples_per_channel"] == {0: 3}
+    assert rec.signal[0, 41] == pytest.approx((values[39] + values[43]) / 2, abs=1e-5)
+
+
+def test_flat_signal_refused(tmp_path: Path) -> None:
+    path = tmp_path / "flat.npy"
+    np.save(path, np.full((2, 1000), 0.5))
+    with pytest.raises(RecordError, match="flat"):
+        load_record(path, fs=100)
+
+
+def test_one_flat_lead_is_kept_and_flagged(tmp_path: Path) -> None:
+    path = tmp_path / "oneflat.npy"
+    data = np.vstack([np.sin(np.arange(1000) / 10), np.zeros(1000)])
+    np.save(path, data)
+    rec = load_record(path, fs=100, leads=["I", "II"])
+    assert rec.metadata["flat_leads"] == ["II"]
+
+
+def test_empty_signal_refused(tmp_path: Path) -> None:
+    path = tmp_path / "empty.npy"
+    np.save(path, np.zeros((1, 0)))
+    with pytest.raises(RecordError, match="empty"):
+        load_record(path, fs=100)
+
+
+@pytest.mark.parametrize("fs", [0, -100, float("nan")])
+def test_invalid_sampling_rate(tmp_path: Path, fs: float) -> None:
+    path = tmp_path / "x.npy"
+    np.save(path, np.sin(np.arange(500) / 5))
+    with pytest.raises(RecordError, match="sampling rate"):
+        load_record(path, fs=fs)
+
+
+def test_numpy_orientation_and_npz_metadata(tmp_path: Path) -> None:
+    data = _ecg_like(1000, 3)  # (samples, channels): transposed on reading
+    np.save(tmp_path / "a.npy", data)
+    rec = load_record(tmp_path / "a.npy", fs=FS)
+    assert rec.signal.shape == (3, 1000)
+    np.savez(tmp_path / "b.npz", signal=data.T, fs=FS, leads=np.array(["I", "II", "III"]), units=np.array(["mV"] * 3))
+    rec = load_record(tmp_path / "b.npz")
+    assert detect_format(tmp_path / "b.npz") == "npz"
+    assert rec.fs == FS and rec.leads == ["I", "II", "III"] and rec.units == ["mV"] * 3
+    with pytest.raises(RecordError, match="disagrees"):
+        load_record(tmp_path / "b.npz", fs=100)
+    with pytest.raises(RecordError, match="pass fs="):
+        load_record(tmp_path / "a.npy")
+
+
+def test_object_arrays_are_not_unpickled(tmp_path: Path) -> None:
+    path = tmp_path / "obj.npy"
+    np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(RecordError, match="cannot read NumPy file"):
+        load_record(path, fs=100)
+
+
+def test_cpsc2018_struct_and_bare_mat(tmp_path: Path) -> None:
+    data = _ecg_like(5000, 12).T
+    struct = {"ECG": {"sex": "Female", "age": 61, "data": data}}
+    scipy.io.savemat(tmp_path / "A0001.mat", struct)
+    rec = load_record(tmp_path / "A0001.mat")
+    assert rec.fs == 500 and rec.leads[:3] == ["I", "II", "III"] and rec.metadata["age"] == 61
+    assert np.allclose(rec.signal, data, atol=1e-6)
+    scipy.io.savemat(tmp_path / "bare.mat", {"val": (data * 1000).astype(np.int16)})
+    with pytest.raises(RecordError, match="carries no sampling rate"):
+        load_record(tmp_path / "bare.mat")
+    assert load_record(tmp_path / "bare.mat", fs=500).n_channels == 12
+    scipy.io.savemat(tmp_path / "other.mat", {"something": np.ones(3)})
+    with pytest.raises(UnknownFormatError, match="neither"):
+        load_record(tmp_path / "other.mat")
+
+
+def test_corrupted_mat(tmp_path: Path) -> None:
+    path = tmp_path / "broken.mat"
+    path.write_bytes(b"MATLAB 5.0 MAT-file" + b"\x00" * 50)
+    with pytest.raises(RecordError, match="cannot read MATLAB file"):
+        load_record(path)
+
+
+def test_heartgpt_context_csv(tmp_path: Path) -> None:
+    path = tmp_path / "my_context_PPG.csv"
+    path.write_text("\n".join(f"{v:.6f}" for v in np.sin(np.arange(500) / 8)))
+    assert detect_format(path) == "heartgpt"
+    rec = load_record(path)
+    assert rec.fs == 50 and rec.leads == ["PLETH"] and rec.metadata["modality"] == "PPG"
+    unnamed = tmp_path / "values.csv"
+    unnamed.write_text(path.read_text())
+    assert detect_format(unnamed) == "csv"
+    with pytest.raises(RecordError, match="no sampling rate"):
+        load_record(unnamed)
