@@ -115,10 +115,10 @@ def _check_checksums(digital: np.ndarray, header: wfdb.Record, source: Path) -> 
         if expected in (None, 0):
             continue
         column = digital[:, i].astype(np.int64)
-        actual = int(column.sum()) & 0xFFFF
-        if actual != int(expected) & 0xFFFF:
+        actual, expected = int(column.sum()) & 0xFFFF, int(expected) & 0xFFFF
+        if actual != expected:
             raise RecordError(
-                f"lead {header.sig_name[i]} does not match the header's checksum ({actual} != {int(expected) & 0xFFFF}): "
+                f"lead {header.sig_name[i]} does not match the header's checksum ({actual} != {expected}): "
                 "the data file is corrupted or the header's format is wrong",
                 source,
             )

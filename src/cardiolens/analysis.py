@@ -1,0 +1,193 @@
+"""Record-level analyses shared by the Python API, the CLI and (later) the web app: what a record
+is, where its beats are, and the demo pipeline (read -> clean -> beats -> quality -> plot -> report).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cardiolens.errors import RecordError
+from cardiolens.signal import filters, peaks, quality
+from cardiolens.signal.record import Record
+
+log = logging.getLogger(__name__)
+
+PPG_LEAD_NAMES = {"PLETH", "PPG", "PULSE", "BVP", "SPO2WAVE", "IR", "RED"}
+# Leads preferred for beat finding, best first (limb lead II and MLII show the largest R waves).
+PREFERRED_ECG_LEADS = ("II", "MLII", "I", "ECG", "V5", "V1")
+
+
+def modality(lead: str) -> str:
+    """'PPG' for photoplethysmogram lead names (PLETH, PPG, ...), 'ECG' otherwise."""
+    return "PPG" if lead.upper() in PPG_LEAD_NAMES else "ECG"
+
+
+def default_lead(record: Record) -> str:
+    """The lead beat finding uses when none is named: a preferred ECG lead, else the first lead."""
+    names = {name.upper(): name for name in record.leads}
+    for preferred in PREFERRED_ECG_LEADS:
+        if preferred in names:
+            return names[preferred]
+    return record.leads[0]
+
+
+@dataclass
+class Beats:
+    """Beats found in one lead of a record."""
+
+    lead: str
+    modality: str
+    method: str
+    fs: float
+    samples: np.ndarray
+
+    @property
+    def times(self) -> np.ndarray:
+        return self.samples / self.fs
+
+    @property
+    def rr(self) -> np.ndarray:
+        """Intervals between successive beats in seconds."""
+        return np.diff(self.samples) / self.fs
+
+    @property
+    def heart_rate(self) -> float:
+        """Median heart (pulse) rate in beats per minute (NaN with fewer than two beats)."""
+        return float(60.0 / np.median(self.rr)) if len(self.samples) > 1 else float("nan")
+
+    def to_csv(self, path: str | Path) -> None:
+        """Write ``sample,time_s,rr_s`` rows (rr_s empty for the first beat)."""
+        rr = np.r_[np.nan, self.rr]
+        lines = ["sample,time_s,rr_s"] + [
+            f"{s},{t:.4f},{'' if np.isnan(r) else f'{r:.4f}'}"
+            for s, t, r in zip(self.samples, self.times, rr, strict=True)
+        ]
+        Path(path).write_text("\n".join(lines) + "\n")
+
+
+def find_beats(record: Record, lead: str | None = None, method: str | None = None) -> Beats:
+    """Find heart beats in one lead: R peaks for ECG, systolic pulse peaks for PPG.
+
+    Args:
+        record: the record.
+        lead: lead name (default: :func:`default_lead`).
+        method: detector name (default: the package default for the lead's modality).
+    """
+    lead = lead or default_lead(record)
+    x = record.signal[record.lead_index(lead)]
+    kind = modality(lead)
+    if kind == "PPG":
+        method = method or peaks.DEFAULT_PPG_METHOD
+        found = peaks.ppg_peaks(x, record.fs, method=method)
+    else:
+        method = method or peaks.DEFAULT_ECG_METHOD
+        found = peaks.ecg_peaks(x, record.fs, method=method)
+    return Beats(lead=lead, modality=kind, method=method, fs=record.fs, samples=np.asarray(found, dtype=np.int64))
+
+
+def clean(record: Record) -> Record:
+    """Band-limit every lead with the default pipeline of its modality (ECG or PPG)."""
+    rows = [
+        filters.clean_ppg(x, record.fs) if modality(lead) == "PPG" else filters.clean_ecg(x, record.fs)
+        for lead, x in zip(record.leads, record.signal, strict=True)
+    ]
+    return record.replace(signal=np.vstack(rows), metadata={**record.metadata, "cleaned": True})
+
+
+def describe_record(record: Record) -> dict:
+    """A JSON-ready summary: format, rate, leads, units, length, annotations, quality per lead."""
+    info = {
+        "name": record.name,
+        "source": str(record.source) if record.source else None,
+        "format": record.metadata.get("format"),
+        "fs": record.fs,
+        "leads": list(record.leads),
+        "units": list(record.units),
+        "samples": record.n_samples,
+        "duration_s": round(record.duration, 3),
+        "metadata": {k: v for k, v in record.metadata.items() if k not in ("comments", "format")},
+    }
+    if record.annotations is not None:
+        symbols, counts = np.unique(np.asarray(record.annotations.symbol), return_counts=True)
+        info["annotations"] = {str(s): int(c) for s, c in zip(symbols, counts, strict=True)}
+    info["quality"] = quality.check_quality(record).to_dict()
+    return info
+
+
+def simulated_record(seconds: float = 30.0, fs: float = 500.0, seed: int = 42) -> Record:
+    """A bundled default that needs no download: ECG (lead II) and PPG simulated with neurokit2."""
+    import neurokit2 as nk  # slow import (about 4 s): only when simulating
+
+    ecg = nk.ecg_simulate(duration=seconds, sampling_rate=int(fs), heart_rate=72, noise=0.02, random_state=seed)
+    ppg = nk.ppg_simulate(duration=seconds, sampling_rate=int(fs), heart_rate=72, random_state=seed)
+    # neurokit2's simulations are roughly mV-scaled for ECG and unitless for PPG
+    return Record(np.vstack([ecg, ppg]), fs, leads=["II", "PLETH"], units=["mV", "NU"], name="simulated")
+
+
+def run_demo(out: str | Path = "demo-output", seconds: float = 30.0) -> dict:
+    """The main job on a bundled default: simulate, write as WFDB, read back, clean, find beats,
+    check quality, plot, and write a JSON report. Returns the report."""
+    import wfdb
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sim = simulated_record(seconds)
+    wfdb.wrsamp(
+        "simulated",
+        fs=int(sim.fs),
+        units=list(sim.units),
+        sig_name=list(sim.leads),
+        p_signal=sim.signal.T.astype(np.float64),
+        fmt=["16", "16"],
+        write_dir=str(out),
+    )
+    from cardiolens.io import load_record
+    from cardiolens.plot import plot_record
+
+    record = load_record(out / "simulated.hea")
+    cleaned = clean(record)
+    beats = {lead: find_beats(cleaned, lead) for lead in cleaned.leads}
+    for lead, b in beats.items():
+        b.to_csv(out / f"beats_{lead}.csv")
+    plot_record(
+        cleaned,
+        duration=10,
+        peaks={lead: b.samples for lead, b in beats.items()},
+        out=out / "record.png",
+        title="simulated ECG (II) and PPG, cleaned, beats marked",
+    )
+    report = describe_record(record)
+    report["beats"] = {
+        lead: {"method": b.method, "count": int(len(b.samples)), "heart_rate_bpm": round(b.heart_rate, 1)}
+        for lead, b in beats.items()
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
+    return report
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if hasattr(value, "__dataclass_fields__"):
+        return asdict(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+__all__ = [
+    "Beats",
+    "clean",
+    "default_lead",
+    "describe_record",
+    "find_beats",
+    "modality",
+    "run_demo",
+    "simulated_record",
+    "RecordError",
+]
