@@ -1,0 +1,73 @@
+"""The cardiolens command, run in-process through its entry point."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import wfdb
+
+from cardiolens.cli import main
+
+
+def _write_ecg(folder: Path, seconds: float = 12.0, fs: int = 250) -> tuple[Path, np.ndarray]:
+    """A WFDB record with sharp 'R waves' at known samples (1.2 s apart)."""
+    n = int(seconds * fs)
+    signal = 0.05 * np.sin(2 * np.pi * 0.25 * np.arange(n) / fs)
+    beats = np.arange(int(0.5 * fs), n - fs // 2, int(1.2 * fs))
+    kernel = np.exp(-0.5 * (np.arange(-12, 13) / 3.0) ** 2)
+    for b in beats:
+        signal[b - 12 : b + 13] += 1.2 * kernel
+    wfdb.wrsamp(
+        "beats", fs=fs, units=["mV"], sig_name=["II"], p_signal=signal[:, None], fmt=["16"], write_dir=str(folder)
+    )
+    return folder / "beats.hea", beats
+
+
+def test_info_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hea, _ = _write_ecg(tmp_path)
+    assert main(["info", str(hea), "--as_json", "true"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["fs"] == 250 and info["leads"] == ["II"] and info["duration_s"] == 12.0
+    assert info["format"] == "wfdb"
+    assert "quality" in info
+
+
+def test_peaks_csv_finds_the_known_beats(tmp_path: Path) -> None:
+    hea, beats = _write_ecg(tmp_path)
+    out = tmp_path / "beats.csv"
+    assert main(["peaks", str(hea), "--out", str(out)]) == 0
+    rows = out.read_text().splitlines()
+    assert rows[0] == "sample,time_s,rr_s"
+    found = np.array([int(r.split(",")[0]) for r in rows[1:]])
+    assert len(found) == len(beats)
+    assert np.max(np.abs(found - beats)) <= 3  # within 12 ms at 250 Hz
+    assert float(rows[2].split(",")[2]) == pytest.approx(1.2, abs=0.02)
+
+
+def test_plot_writes_png(tmp_path: Path) -> None:
+    hea, _ = _write_ecg(tmp_path)
+    out = tmp_path / "fig.png"
+    assert main(["plot", str(hea), "--out", str(out), "--duration", "5"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.stat().st_size > 10_000
+
+
+def test_bad_input_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "notes.csv"
+    bad.write_text("a,b\n1,x\n")
+    assert main(["peaks", str(bad), "--fs", "100"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cardiolens: error:") and "notes.csv" in err and "Traceback" not in err
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--seconds", "20"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    # neurokit2 simulates 72 bpm: both the ECG and the PPG beat finders must agree with it
+    for lead in ("II", "PLETH"):
+        assert report["beats"][lead]["heart_rate_bpm"] == pytest.approx(72, abs=4)
+    assert (out / "record.png").stat().st_size > 10_000
