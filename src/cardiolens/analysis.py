@@ -11,20 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cardiolens.errors import RecordError
 from cardiolens.signal import filters, peaks, quality
+from cardiolens.signal.leads import PREFERRED_ECG_LEADS, modality
 from cardiolens.signal.record import Record
 
 log = logging.getLogger(__name__)
-
-PPG_LEAD_NAMES = {"PLETH", "PPG", "PULSE", "BVP", "SPO2WAVE", "IR", "RED"}
-# Leads preferred for beat finding, best first (limb lead II and MLII show the largest R waves).
-PREFERRED_ECG_LEADS = ("II", "MLII", "I", "ECG", "V5", "V1")
-
-
-def modality(lead: str) -> str:
-    """'PPG' for photoplethysmogram lead names (PLETH, PPG, ...), 'ECG' otherwise."""
-    return "PPG" if lead.upper() in PPG_LEAD_NAMES else "ECG"
 
 
 def default_lead(record: Record) -> str:
@@ -189,5 +180,4 @@ __all__ = [
     "modality",
     "run_demo",
     "simulated_record",
-    "RecordError",
 ]
