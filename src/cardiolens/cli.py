@@ -24,7 +24,7 @@ def info(path: Path, fs: float | None = None, format: str | None = None, as_json
         format: force a reader (wfdb, mat, npy, npz, csv, heartgpt).
         as_json: print JSON instead of text.
     """
-    from cardiolens.analysis import describe_record, _json_default
+    from cardiolens.analysis import _json_default, describe_record
     from cardiolens.io import load_record
 
     if Path(path).is_dir():
