@@ -114,9 +114,11 @@ def simulated_record(seconds: float = 30.0, fs: float = 500.0, seed: int = 42) -
     """A bundled default that needs no download: ECG (lead II) and PPG simulated with neurokit2."""
     import neurokit2 as nk  # slow import (about 4 s): only when simulating
 
-    ecg = nk.ecg_simulate(duration=seconds, sampling_rate=int(fs), heart_rate=72, noise=0.02, random_state=seed)
-    ppg = nk.ppg_simulate(duration=seconds, sampling_rate=int(fs), heart_rate=72, random_state=seed)
-    # neurokit2's simulations are roughly mV-scaled for ECG and unitless for PPG
+    # one extra second is simulated and dropped: neurokit2's ECG starts with a step that no real record has
+    n = int(seconds * fs)
+    ecg = nk.ecg_simulate(duration=seconds + 1, sampling_rate=int(fs), heart_rate=72, noise=0.02, random_state=seed)
+    ppg = nk.ppg_simulate(duration=seconds + 1, sampling_rate=int(fs), heart_rate=72, random_state=seed)
+    ecg, ppg = ecg[-n:], ppg[-n:]
     return Record(np.vstack([ecg, ppg]), fs, leads=["II", "PLETH"], units=["mV", "NU"], name="simulated")
 
 

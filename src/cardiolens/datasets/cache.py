@@ -24,17 +24,17 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.signal
 from tqdm import tqdm
 
 from cardiolens.datasets.base import Catalogue
 from cardiolens.errors import CardiolensError, DatasetError
+from cardiolens.signal import filters
+from cardiolens.signal.resample import resample
 
 log = logging.getLogger(__name__)
 
@@ -43,34 +43,18 @@ CACHE_VERSION = 1
 NORMALIZATIONS = (None, "zscore")
 # Names of the preprocessing implementations; part of the settings hash so that switching one
 # (e.g. to cardiolens.signal.resample once it exists) rebuilds caches made with the other.
-RESAMPLER = "scipy.signal.resample_poly"
-FILTER = "scipy.signal.butter+sosfiltfilt"
+RESAMPLER = "cardiolens.signal.resample (scipy resample_poly)"
+FILTER = "cardiolens.signal.filters (butter + sosfiltfilt)"
 _COPY_CHUNK_BYTES = 64 * 2**20
 
 
-# Resampling and filtering are done with scipy here, behind these two private functions; they belong
-# in cardiolens.signal (resample / filters), which another part of the package provides, and should be
-# replaced by calls to it once that module exists.
-def _resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
-    """Polyphase resampling along the last axis (anti-aliasing FIR included)."""
-    if np.isclose(fs_in, fs_out, rtol=1e-9):
-        return x
-    ratio = Fraction(fs_out / fs_in).limit_denominator(1000)
-    if abs(float(ratio) * fs_in - fs_out) > 1e-6 * fs_out:
-        n_out = int(round(x.shape[-1] * fs_out / fs_in))
-        return scipy.signal.resample(x, n_out, axis=-1)
-    return scipy.signal.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
-
-
 def _bandpass(x: np.ndarray, fs: float, low: float | None, high: float | None, order: int) -> np.ndarray:
-    """Zero-phase Butterworth band-pass (high-pass when ``high`` is None, low-pass when ``low`` is None)."""
+    """Band-pass, or high-pass when ``high`` is None, or low-pass when ``low`` is None."""
     if low and high:
-        sos = scipy.signal.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
-    elif high:
-        sos = scipy.signal.butter(order, high, btype="lowpass", fs=fs, output="sos")
-    else:
-        sos = scipy.signal.butter(order, low, btype="highpass", fs=fs, output="sos")
-    return scipy.signal.sosfiltfilt(sos, x, axis=-1)
+        return filters.bandpass(x, fs, low, high, order=order)
+    if high:
+        return filters.lowpass(x, fs, high, order=order)
+    return filters.highpass(x, fs, low, order=order)
 
 
 def _zscore(windows: np.ndarray) -> np.ndarray:
@@ -406,7 +390,7 @@ def _write_windows(
                 record = record.select_leads(leads)
                 if units is None:
                     units = list(record.units)
-                x = _resample(record.signal.astype(np.float64), record.fs, fs)
+                x = resample(record.signal.astype(np.float64), record.fs, fs)
                 if x.shape[-1] < width:
                     too_short.append(rid)
                     continue
