@@ -34,3 +34,21 @@ class UnknownFormatError(RecordError):
 
 class DatasetError(CardiolensError, ValueError):
     """A dataset folder that does not follow its publisher's layout."""
+
+
+class CheckpointError(CardiolensError, ValueError):
+    """A checkpoint (ours or a foreign one being imported) that cannot be read or does not match its model.
+
+    Args:
+        problem: what is wrong, in words a user understands.
+        source: the file or folder the problem was found in.
+    """
+
+    def __init__(self, problem: str, source: str | Path | None = None):
+        self.problem = problem
+        self.source = None if source is None else str(source)
+        super().__init__(f"{self.source}: {problem}" if self.source else problem)
+
+
+class ModelInputError(CardiolensError, ValueError):
+    """Input to a model or to generation (tokens, context, sampling settings) that breaks its contract."""
