@@ -1,0 +1,39 @@
+"""Models: a registry of presets, the GPT decoder, checkpoints, and the HeartGPT importer.
+
+Example:
+    >>> from cardiolens.models import create_model, save_checkpoint, load_checkpoint
+    >>> model = create_model("heartgpt-ecg")
+    >>> model.config.block_size, model.config.fs
+    (500, 100.0)
+"""
+
+from cardiolens.models import presets as _presets  # noqa: F401  (registers the presets)
+from cardiolens.models.checkpoint import load_checkpoint, read_checkpoint_config, save_checkpoint
+from cardiolens.models.gpt import GPT, GPTConfig, GPTOutput, KVCache
+from cardiolens.models.heartgpt_import import convert_heartgpt, import_heartgpt
+from cardiolens.models.presets import get_config
+from cardiolens.models.registry import (
+    create_model,
+    get_architecture,
+    list_models,
+    register_architecture,
+    register_model,
+)
+
+__all__ = [
+    "GPT",
+    "GPTConfig",
+    "GPTOutput",
+    "KVCache",
+    "convert_heartgpt",
+    "create_model",
+    "get_architecture",
+    "get_config",
+    "import_heartgpt",
+    "list_models",
+    "load_checkpoint",
+    "read_checkpoint_config",
+    "register_architecture",
+    "register_model",
+    "save_checkpoint",
+]
