@@ -1,0 +1,179 @@
+"""Token generation from a GPT model: greedy, temperature and top-k sampling with a key-value cache.
+
+Window policy (models with learned absolute positions, like HeartGPT, cannot shift a cache): the
+context is encoded once (its last ``block_size`` tokens when longer), then each new token is fed
+alone at the next position, reusing the cached keys/values. When the cache holds ``block_size``
+positions it is re-primed: the last ``keep`` tokens (default three quarters of the window) are
+encoded again from position 0 and decoding goes on. Every prediction therefore sees between
+``keep`` and ``block_size`` tokens of context; ``keep=block_size`` re-primes at every step once the
+window is full and reproduces the published sliding-window generation exactly (at its cost).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from cardiolens.errors import ModelInputError
+
+
+def _as_tokens(tokens: Tensor | np.ndarray | list, vocab_size: int, device: torch.device) -> tuple[Tensor, bool]:
+    """(B, T) int64 tokens on ``device`` and whether the input was 1-D."""
+    if not isinstance(tokens, Tensor):
+        try:
+            tokens = torch.as_tensor(np.asarray(tokens))
+        except (TypeError, ValueError) as exc:
+            raise ModelInputError(f"tokens must be an array of integer token ids ({exc})") from None
+    if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+        raise ModelInputError(
+            f"tokens must be integer token ids, got dtype {tokens.dtype}; to continue a signal use continue_signal, "
+            "which tokenises it"
+        )
+    squeeze = tokens.dim() == 1
+    if squeeze:
+        tokens = tokens.unsqueeze(0)
+    if tokens.dim() != 2:
+        raise ModelInputError(f"tokens must be shaped (time,) or (batch, time), got shape {tuple(tokens.shape)}")
+    if tokens.numel() == 0:
+        raise ModelInputError(f"tokens are empty (shape {tuple(tokens.shape)})")
+    lo, hi = int(tokens.min()), int(tokens.max())
+    if lo < 0 or hi >= vocab_size:
+        raise ModelInputError(f"token ids must lie in 0..{vocab_size - 1} (the model's vocabulary), found {lo}..{hi}")
+    return tokens.to(device=device, dtype=torch.long), squeeze
+
+
+def sample_next(
+    logits: Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    greedy: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """One token per row of next-token logits (B, V) -> (B,)."""
+    if greedy:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+
+
+def generate(
+    model: torch.nn.Module,
+    tokens: Tensor | np.ndarray | list,
+    steps: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    greedy: bool = False,
+    seed: int | None = None,
+    *,
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+    keep: int | None = None,
+    min_context: int = 1,
+) -> Tensor:
+    """Continue token sequences with a GPT language model.
+
+    Args:
+        model: a :class:`~cardiolens.models.GPT` with a language-model head (run in eval mode here;
+            its mode is restored afterwards).
+        tokens: context token ids, (T,) or (B, T) (B contexts of equal length, decoded together).
+            Longer than the window: the last ``block_size`` tokens are used.
+        steps: new tokens to produce per context.
+        temperature: divides the logits before sampling (> 0); lower is more conservative.
+        top_k: sample only among the k most likely tokens (``top_k=1`` is greedy).
+        greedy: take the most likely token (temperature and top_k are ignored).
+        seed: seed of a private ``torch.Generator``: the same seed gives the same tokens.
+        generator: a generator to draw from instead of ``seed``.
+        use_cache: decode incrementally with a key-value cache; ``False`` recomputes the whole window
+            for every token (the published method; for checking and benchmarking).
+        keep: tokens kept when the cache is re-primed (see the module docstring); default
+            ``block_size - block_size // 4``.
+        min_context: refuse contexts shorter than this.
+
+    Returns:
+        int64 tokens, context followed by the new ones: (B, T + steps), or (T + steps,) for 1-D input.
+
+    Raises:
+        ModelInputError: not a language model, tokens outside the vocabulary, empty or too-short
+            context, bad sampling settings.
+
+    Example:
+        >>> from cardiolens.models import create_model
+        >>> model = create_model("gpt", n_layer=2).eval()
+        >>> out = generate(model, torch.randint(0, 101, (2, 30)), steps=10, top_k=5, seed=0)
+        >>> out.shape
+        torch.Size([2, 40])
+    """
+    cfg = model.config
+    if cfg.head != "lm":
+        raise ModelInputError(
+            f"{cfg.name!r} has a {cfg.head} head; generation needs a language-model head (a pretrained model)"
+        )
+    device = next(model.parameters()).device
+    context, squeeze = _as_tokens(tokens, cfg.vocab_size, device)
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ModelInputError(f"steps must be a non-negative integer, got {steps!r}")
+    if not greedy and not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature > 0):
+        raise ModelInputError(f"temperature must be a positive number (greedy=True for argmax), got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
+        raise ModelInputError(f"top_k must be a positive integer or None, got {top_k!r}")
+    B, T = context.shape
+    if T < min_context:
+        raise ModelInputError(f"context of {T} tokens is shorter than the minimum of {min_context}")
+    block = cfg.block_size
+    keep = block - block // 4 if keep is None else keep
+    if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or not 1 <= keep <= block:
+        raise ModelInputError(f"keep must be an integer between 1 and block_size ({block}), got {keep!r}")
+    if seed is not None:
+        generator = torch.Generator(device=device).manual_seed(int(seed))
+
+    out = torch.empty(B, T + steps, dtype=torch.long, device=device)
+    out[:, :T] = context
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            _decode(model, out, T, steps, temperature, top_k, greedy, generator, use_cache, keep)
+    finally:
+        model.train(was_training)
+    return out[0] if squeeze else out
+
+
+def _decode(
+    model: torch.nn.Module,
+    out: Tensor,
+    n: int,
+    steps: int,
+    temperature: float,
+    top_k: int | None,
+    greedy: bool,
+    generator: torch.Generator | None,
+    use_cache: bool,
+    keep: int,
+) -> None:
+    """Fill ``out[:, n : n + steps]`` in place; ``out[:, :n]`` holds the context."""
+    if steps == 0:
+        return
+    block = model.config.block_size
+    if not use_cache:
+        for _ in range(steps):
+            features = model.forward_features(out[:, max(0, n - block) : n], check=False)  # (B, t, C)
+            out[:, n] = sample_next(model.forward_head(features[:, -1]), temperature, top_k, greedy, generator)
+            n += 1
+        return
+    cache = model.new_cache(out.size(0))
+    features = model.forward_features(out[:, max(0, n - block) : n], cache=cache, check=False)
+    for step in range(steps):
+        out[:, n] = sample_next(model.forward_head(features[:, -1]), temperature, top_k, greedy, generator)
+        n += 1
+        if step == steps - 1:
+            break
+        if cache.length == block:  # window full: re-prime from the last `keep` tokens
+            cache.reset()
+            features = model.forward_features(out[:, n - keep : n], cache=cache, check=False)
+        else:
+            features = model.decode_features(out[:, n - 1], cache).unsqueeze(1)  # (B, 1, C)
