@@ -12,6 +12,7 @@ from cardiolens.models.checkpoint import load_checkpoint, read_checkpoint_config
 from cardiolens.models.gpt import GPT, GPTConfig, GPTOutput, KVCache
 from cardiolens.models.heartgpt_import import convert_heartgpt, import_heartgpt
 from cardiolens.models.presets import get_config
+from cardiolens.models.pretrained import list_pretrained, load_model
 from cardiolens.models.registry import (
     create_model,
     get_architecture,
@@ -31,7 +32,9 @@ __all__ = [
     "get_config",
     "import_heartgpt",
     "list_models",
+    "list_pretrained",
     "load_checkpoint",
+    "load_model",
     "read_checkpoint_config",
     "register_architecture",
     "register_model",

@@ -1,0 +1,77 @@
+"""Trained models by name: the small defaults shipped in the package, checkpoints, HeartGPT files.
+
+:func:`load_model` is what the CLI, the web app and the benchmarks call to turn the ``MODEL``
+argument a user typed into a model:
+
+- a shipped name (``ecgpt-small``, ``ppgpt-small``, see :func:`list_pretrained`): weights trained by
+  cardiolens, in ``cardiolens/weights/<name>/`` with a model card;
+- a cardiolens checkpoint folder or zip (``model.safetensors`` + ``config.json``);
+- a published HeartGPT file (``ECGPT_560k_iters.zip`` ...), converted on the fly.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from importlib import resources
+from pathlib import Path
+
+from torch import nn
+
+from cardiolens.errors import CheckpointError
+from cardiolens.models.checkpoint import CONFIG, load_checkpoint
+from cardiolens.models.heartgpt_import import import_heartgpt
+
+
+def weights_dir() -> Path:
+    """Folder of the checkpoints shipped inside the package."""
+    return Path(str(resources.files("cardiolens") / "weights"))
+
+
+def list_pretrained() -> list[str]:
+    """Names of the trained checkpoints shipped with the package."""
+    root = weights_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / CONFIG).is_file())
+
+
+def _is_heartgpt_file(path: Path) -> bool:
+    if path.suffix == ".pth":
+        return True
+    if path.suffix != ".zip" or not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+    return any(n.endswith(".pth") for n in names) and not any(Path(n).name == CONFIG for n in names)
+
+
+def load_model(name_or_path: str | Path, map_location: str = "cpu") -> nn.Module:
+    """A trained model, in eval mode, from a shipped name, a checkpoint, or a HeartGPT file.
+
+    Args:
+        name_or_path: ``ecgpt-small`` (shipped), a checkpoint folder/zip, or a HeartGPT ``.zip``/``.pth``.
+        map_location: device of the weights.
+
+    Raises:
+        CheckpointError: neither a shipped name nor a readable checkpoint; the message lists the
+            shipped names.
+
+    Example:
+        >>> model = load_model("ecgpt-small")  # doctest: +SKIP
+        >>> model.config.fs
+        100.0
+    """
+    text = str(name_or_path)
+    shipped = weights_dir() / text
+    if "/" not in text and (shipped / CONFIG).is_file():
+        return load_checkpoint(shipped, map_location)
+    path = Path(name_or_path)
+    if not path.exists():
+        names = ", ".join(list_pretrained()) or "none installed"
+        raise CheckpointError(f"no such model: not a shipped model ({names}) and no file or folder of that name", text)
+    if path.is_file() and _is_heartgpt_file(path):
+        return import_heartgpt(path).to(map_location)
+    return load_checkpoint(path, map_location)
+
+
+__all__ = ["list_pretrained", "load_model", "weights_dir"]
