@@ -133,7 +133,105 @@ def demo(out: Path = Path("demo-output"), seconds: float = 30.0) -> None:
     print(f"wrote {out}/record.png, {out}/report.json, {out}/beats_*.csv")
 
 
-COMMANDS = {"info": info, "plot": plot, "peaks": peaks, "demo": demo}
+def pretrain_gpt(
+    data: str | list[str] | None = None,
+    model: str = "ecgpt-small",
+    out: Path = Path("runs/pretrain"),
+    max_steps: int = 2000,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    min_lr: float = 1e-4,
+    warmup_steps: int = 100,
+    weight_decay: float = 0.1,
+    grad_clip: float = 1.0,
+    weights: list[float] | None = None,
+    model_overrides: dict | None = None,
+    holdout: float = 0.1,
+    eval_every: int = 200,
+    eval_windows: int = 256,
+    token_span: str = "window",
+    seed: int = 0,
+    precision: str = "32-true",
+    accelerator: str = "cpu",
+    devices: int = 1,
+    num_nodes: int = 1,
+    strategy: str = "auto",
+    cache_dir: Path | None = None,
+    stop_at: int | None = None,
+    threads: int = 0,
+) -> None:
+    """Pretrain a GPT preset on next-token prediction of tokenised ECG/PPG (resumes when --out holds a run).
+
+    Args:
+        data: a dataset folder in its publisher's layout, or several as --data '[A, B]' or repeated --data+ A
+            --data+ B; each optionally FOLDER#LEAD (default lead: I for ECG, PLETH for PPG).
+        model: GPT preset (ecgpt-small, ppgpt-small, heartgpt-ecg, ...).
+        out: run folder (checkpoints, log, split); running again resumes it.
+        max_steps: optimisation steps (fixes the schedule; keep it when resuming).
+        batch_size: global batch, windows per step over all processes.
+        lr: peak learning rate (linear warm-up, cosine decay).
+        min_lr: final learning rate.
+        warmup_steps: warm-up steps.
+        weight_decay: AdamW weight decay of weight matrices.
+        grad_clip: gradient-norm clip (0: none).
+        weights: sampling weight of each --data source (default: by window count).
+        model_overrides: preset fields to change, e.g. '{"n_layer": 4}'.
+        holdout: fraction of each source's records, by patient, held out for the evaluation loss.
+        eval_every: steps between evaluations and checkpoints.
+        eval_windows: held-out windows evaluated.
+        token_span: 'window' (each context scaled by itself, as at inference) or 'record' (HeartGPT's training
+            scaling).
+        seed: seed of the model, split and batches.
+        precision: '32-true' or 'bf16-mixed'.
+        accelerator: Lightning Fabric accelerator (cpu, gpu, auto).
+        devices: processes/devices per node (2 with --strategy ddp: two processes).
+        num_nodes: machines.
+        strategy: Fabric strategy (auto, ddp).
+        cache_dir: where window caches are kept (default: beside --out).
+        stop_at: stop after this step as if interrupted (the run resumes later).
+        threads: torch threads per process (0: default).
+    """
+    from cardiolens.tasks import PretrainConfig
+    from cardiolens.tasks import pretrain_gpt as run
+
+    cfg = PretrainConfig(
+        data=[data] if isinstance(data, str) else [str(d) for d in data or []],
+        model=model,
+        model_overrides=dict(model_overrides or {}),
+        weights=weights,
+        out=str(out),
+        max_steps=max_steps,
+        batch_size=batch_size,
+        lr=lr,
+        min_lr=min_lr,
+        warmup_steps=warmup_steps,
+        weight_decay=weight_decay,
+        grad_clip=grad_clip,
+        holdout=holdout,
+        eval_every=eval_every,
+        eval_windows=eval_windows,
+        token_span=token_span,
+        seed=seed,
+        precision=precision,
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        cache_dir=None if cache_dir is None else str(cache_dir),
+        stop_at=stop_at,
+        threads=threads,
+    )
+    result = run(cfg)
+    if result.get("finished"):
+        print(
+            f"step {result['step']}: held-out loss {result['eval_loss']:.4f} "
+            f"(best {result['best_eval_loss']:.4f}), {result['tokens_seen']:,} tokens -> {result['checkpoint']}"
+        )
+    else:
+        print(f"stopped at step {result['step']}; run the same command again to resume ({result['out']})")
+
+
+COMMANDS = {"info": info, "plot": plot, "peaks": peaks, "demo": demo, "pretrain": {"gpt": pretrain_gpt}}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -222,6 +222,11 @@ def pretrain_gpt(cfg: PretrainConfig) -> dict[str, Any]:
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if not cfg.data:
+        raise CardiolensError("pretraining needs at least one dataset folder (--data FOLDER[#LEAD])")
+    processes = cfg.devices * cfg.num_nodes if isinstance(cfg.devices, int) and cfg.devices > 0 else 1
+    if cfg.batch_size % processes:  # checked before any process is started
+        raise CardiolensError(f"batch_size {cfg.batch_size} does not divide over {processes} processes")
     fabric = L.Fabric(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
@@ -250,7 +255,7 @@ def pretrain_gpt(cfg: PretrainConfig) -> dict[str, Any]:
     opened = dict(modality=mc.modality, fs=mc.fs, cache_dir=cache_dir, holdout=cfg.holdout, seed=cfg.seed)
     # rank 0 builds the caches first; the others then find them up to date
     if rank == 0:
-        sources = open_sources(cfg.data, window_seconds=window_seconds, **opened)
+        sources = open_sources(cfg.data, window_seconds=window_seconds, progress=cfg.progress, **opened)
     fabric.barrier()
     if rank != 0:
         sources = open_sources(cfg.data, window_seconds=window_seconds, progress=False, **opened)
