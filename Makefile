@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS := dev,train,explain,web,export
 
-.PHONY: demo test lint install clean-venv
+.PHONY: demo test lint install clean-venv default-models
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ lint: $(STAMP)
 # pytest exit status 5 means "no tests collected": not a failure of the suite itself
 test: lint
 	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
+
+# Retrain the shipped default models (ecgpt-small, ppgpt-small) from ../shared/data: about an hour on 2 cores
+default-models: $(STAMP)
+	bash scripts/train_default_models.sh
 
 clean-venv:
 	rm -rf $(VENV)

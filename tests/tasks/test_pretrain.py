@@ -124,6 +124,7 @@ def test_pretraining_learns_exports_and_documents(cinc_folder: Path, tmp_path: P
     card = (out / "model" / "MODEL_CARD.md").read_text()
     assert "held-out" in card and "tokens seen: 7,680" in card
     held = heldout_records(out / "model")
+    assert (out / "model" / "heldout.json").exists()
     assert sum(len(v) for v in held.values()) == 2
     assert (out / "best" / "config.json").exists()
 

@@ -326,6 +326,7 @@ def build_window_cache(
                 log.info("%s: inputs or settings changed; rebuilding the window cache", out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder once in place
     try:
         meta = _write_windows(catalogue, ids, settings, tmp, progress)
         meta.update(

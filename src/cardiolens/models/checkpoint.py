@@ -50,7 +50,14 @@ def _shared_aliases(model: nn.Module) -> dict[str, str]:
     return alias
 
 
-def save_checkpoint(model: nn.Module, path: str | Path, card: str | None = None, *, overwrite: bool = False) -> Path:
+def save_checkpoint(
+    model: nn.Module,
+    path: str | Path,
+    card: str | None = None,
+    *,
+    overwrite: bool = False,
+    extra_files: dict[str, str] | None = None,
+) -> Path:
     """Write ``model`` as a cardiolens checkpoint folder, atomically.
 
     Args:
@@ -59,6 +66,8 @@ def save_checkpoint(model: nn.Module, path: str | Path, card: str | None = None,
         card: Markdown model card (what the model is, data, licence, intended use), written as
             ``MODEL_CARD.md``.
         overwrite: replace an existing checkpoint folder at ``path``.
+        extra_files: further text files written with it, name -> content (e.g. ``heldout.json``,
+            the records a pretrained model never saw).
 
     Returns:
         The checkpoint folder.
@@ -85,6 +94,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, card: str | None = None,
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items() if name not in alias}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint is meant to be shared like any folder
     try:
         save_file(tensors, str(tmp / WEIGHTS), metadata={"format": FORMAT, "architecture": architecture})
         digest = hashlib.sha256((tmp / WEIGHTS).read_bytes()).hexdigest()
@@ -101,6 +111,10 @@ def save_checkpoint(model: nn.Module, path: str | Path, card: str | None = None,
         (tmp / CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
         if card is not None:
             (tmp / CARD).write_text(card if card.endswith("\n") else card + "\n")
+        for name, text in (extra_files or {}).items():
+            if Path(name).name != name or name in (WEIGHTS, CONFIG, CARD):
+                raise CheckpointError(f"extra file name {name!r} must be a plain file name other than ours", path)
+            (tmp / name).write_text(text)
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())

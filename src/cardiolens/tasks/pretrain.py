@@ -41,6 +41,7 @@ from cardiolens.tasks.data import TokenBatches, open_sources
 log = logging.getLogger(__name__)
 
 STATE_FILE = "last.pt"
+HELDOUT_FILE = "heldout.json"
 
 
 @dataclass
@@ -145,6 +146,19 @@ def _check_resume(out: Path, cfg: PretrainConfig) -> None:
         )
 
 
+def command_line(cfg: PretrainConfig) -> str:
+    """The ``cardiolens pretrain gpt`` command that reproduces ``cfg`` (settings that differ from the defaults)."""
+    default = PretrainConfig()
+    parts = ["cardiolens pretrain gpt"]
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name in ("progress",) or value == getattr(default, f.name):
+            continue
+        text = json.dumps(list(value) if isinstance(value, tuple) else value)
+        parts.append(f"--{f.name} '{text}'" if isinstance(value, list | dict | tuple) else f"--{f.name} {value}")
+    return " ".join(parts)
+
+
 def model_card(cfg: PretrainConfig, model: torch.nn.Module, result: dict[str, Any], split: dict[str, Any]) -> str:
     """Markdown model card of a pretrained GPT: data, held-out records, steps, tokens, held-out loss."""
     mc = model.config
@@ -185,8 +199,7 @@ def model_card(cfg: PretrainConfig, model: torch.nn.Module, result: dict[str, An
         f"(best {result['best_eval_loss']:.4f}) on {result['eval_tokens']:,} tokens",
         f"- wall time: {result['train_seconds'] / 60:.1f} min on {result['world_size']} process(es)",
         "",
-        f"Command: `cardiolens pretrain gpt {' '.join(f'--data {d}' for d in cfg.data)} --model {cfg.model} "
-        f"--max_steps {cfg.max_steps} --batch_size {cfg.batch_size} --seed {cfg.seed}`",
+        f"Command: `{command_line(cfg)}`",
         "",
         "Licence: MIT (weights); the training data keep their licences (PhysioNet ODC-By 1.0, PTB-XL CC BY 4.0).",
     ]
@@ -274,6 +287,15 @@ def pretrain_gpt(cfg: PretrainConfig) -> dict[str, Any]:
             for s in sources
         ]
     }
+    # what travels with every exported checkpoint: which records of which source it never saw
+    heldout_summary = {
+        "split": f"patient-grouped, holdout {cfg.holdout}, seed {cfg.seed}",
+        "sources": [
+            {k: s[k] for k in ("name", "root", "lead", "heldout_ids", "heldout_windows", "train_windows")}
+            | {"train_records": len(s["train_ids"])}
+            for s in split["sources"]
+        ],
+    }
     heldout = torch.from_numpy(batches.heldout(cfg.eval_windows))[rank::world]
 
     optimizer = _optimizer(model, cfg)
@@ -326,7 +348,13 @@ def pretrain_gpt(cfg: PretrainConfig) -> dict[str, Any]:
         if rank != 0:
             return None
         plain = model.module if hasattr(model, "module") else model
-        return save_checkpoint(plain, out / folder, card=model_card(cfg, plain, result, split), overwrite=True)
+        return save_checkpoint(
+            plain,
+            out / folder,
+            card=model_card(cfg, plain, result, split),
+            overwrite=True,
+            extra_files={HELDOUT_FILE: json.dumps(heldout_summary, indent=1) + "\n"},
+        )
 
     per_rank = cfg.batch_size // world
     tokens_per_step = cfg.batch_size * mc.block_size
@@ -410,13 +438,18 @@ def _summary(
 
 
 def heldout_records(run_or_checkpoint: str | Path) -> dict[str, list[str]]:
-    """The held-out record ids of each source of a pretraining run (from its ``split.json``)."""
+    """The held-out record ids of each source a pretrained model never saw.
+
+    Args:
+        run_or_checkpoint: an exported checkpoint (its ``heldout.json``), a run folder or a
+            checkpoint inside one (the run's ``split.json``).
+    """
     path = Path(run_or_checkpoint)
-    for candidate in (path / "split.json", path.parent / "split.json"):
+    for candidate in (path / HELDOUT_FILE, path / "split.json", path.parent / "split.json"):
         if candidate.exists():
             split = json.loads(candidate.read_text())
             return {s["name"]: s["heldout_ids"] for s in split["sources"]}
-    raise CardiolensError(f"{path}: no split.json beside it; not a pretraining run")
+    raise CardiolensError(f"{path}: no {HELDOUT_FILE} or split.json; not a pretrained checkpoint or run")
 
 
 __all__ = ["PretrainConfig", "evaluate", "heldout_records", "lr_at", "model_card", "pretrain_gpt"]
