@@ -147,3 +147,56 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def cluster_bootstrap_weights(clusters: Any, reps: int, seed: int, strata: Any = None) -> tuple[list[str], Any]:
+    """Replicate weights of a (stratified) cluster bootstrap: how often each cluster is drawn.
+
+    Each replicate draws, within every stratum, as many clusters as the stratum holds, with
+    replacement; a statistic of a replicate is then a weighted sum over clusters, e.g.
+    ``(weights @ sums) / (weights @ counts)`` for a ratio of sums. Using the same weights for two
+    models gives paired intervals of their difference. The patients (clusters) are the resampled
+    units, so windows of one patient move together.
+
+    Args:
+        clusters: the cluster (patient) of each observation, any hashable labels.
+        reps: number of bootstrap replicates.
+        seed: seed of the random generator (the same seed gives the same replicates).
+        strata: the stratum of each observation (a cluster must lie in one stratum); None for one.
+
+    Returns:
+        ``(labels, weights)``: the sorted unique cluster labels (as strings) and an int64 array
+        (reps, len(labels)) whose rows sum to the number of clusters.
+
+    Raises:
+        ValueError: no observations, or a cluster found in more than one stratum.
+    """
+    import numpy as np
+
+    clusters = np.asarray([str(c) for c in clusters])
+    if clusters.size == 0:
+        raise ValueError("cluster_bootstrap_weights: no observations")
+    strata = np.zeros(clusters.size, dtype=int) if strata is None else np.asarray([str(s) for s in strata])
+    labels = sorted(set(clusters.tolist()))
+    position = {c: i for i, c in enumerate(labels)}
+    stratum_of: dict[str, Any] = {}
+    for c, s in zip(clusters.tolist(), strata.tolist(), strict=True):
+        if stratum_of.setdefault(c, s) != s:
+            raise ValueError(f"cluster_bootstrap_weights: cluster {c!r} lies in strata {stratum_of[c]!r} and {s!r}")
+    rng = np.random.default_rng(seed)
+    weights = np.zeros((reps, len(labels)), dtype=np.int64)
+    for s in sorted(set(stratum_of.values()), key=str):
+        members = np.array([position[c] for c in labels if stratum_of[c] == s])
+        picks = rng.integers(0, members.size, size=(reps, members.size))  # (reps, n in stratum)
+        for r in range(reps):
+            weights[r] += np.bincount(members[picks[r]], minlength=len(labels))
+    return labels, weights
+
+
+def percentile_interval(replicates: Any, level: float = 0.95) -> list[float]:
+    """The equal-tailed percentile interval of bootstrap replicates (NaNs ignored)."""
+    import numpy as np
+
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.nanpercentile(np.asarray(replicates, dtype=np.float64), [tail, 100 - tail])
+    return [float(lo), float(hi)]

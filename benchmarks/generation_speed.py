@@ -3,9 +3,13 @@
 
 The peer is HeartGPT's own model and generation loop, re-implemented plainly below from the published
 code (Heart_PT_generate.py): eight ``Head`` modules per layer, each with its own key/query/value
-Linear and masked softmax, and the whole context (up to 500 tokens) recomputed for every new token.
-Both run the same published weights (``ECGPT_560k_iters.zip``), in the same process, on the same
-machine, greedy, and their tokens are asserted identical.
+Linear and masked softmax, and the whole context (its last 500 tokens at most) recomputed for every
+new token, logits for every position included, exactly as the published ``generate`` does. Two
+departures, both in the peer's favour or neutral: it runs under ``torch.no_grad()`` (the published
+script only calls ``model.eval()``, so autograd records every step), and it takes the argmax instead
+of ``torch.multinomial`` so that greedy tokens can be compared (a negligible difference). Both run the same
+published weights (``ECGPT_560k_iters.zip``), in the same process, on the same machine with the same
+torch thread count (``--threads``), greedy, and their tokens are asserted identical.
 
 Runs:
 - single stream: one context of ``--context`` tokens (the example ECG), ``--new-tokens`` new ones,
@@ -23,6 +27,7 @@ Runs:
 
 Example:
     .venv/bin/python benchmarks/generation_speed.py --heartgpt ../shared/data/heartgpt
+    .venv/bin/python benchmarks/generation_speed.py --threads 1  # one core each, e.g. on a busy machine
 """
 
 from __future__ import annotations
@@ -195,10 +200,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--train-batch", type=int, default=16)
     parser.add_argument("--train-iters", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the fast runs (median taken)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads for both methods (0: torch's default, one per core)"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "generation_speed.json")
     args = parser.parse_args(argv)
     if args.context + args.new_tokens > 500:
         parser.error("--context + --new-tokens must stay within the 500-token window (the exact comparison)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     weights = args.heartgpt / "ECGPT_560k_iters.zip"
     ours = import_heartgpt(weights)
@@ -211,6 +221,8 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict = {
         "data": f"{weights.name}; example_inputs/example_context_ECG.csv tokenised as HeartGPT (min-max to 0..100)",
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        # how busy the machine was (other jobs share its cores; the ratios are measured in this process)
+        "load_average_1min": {"start": os.getloadavg()[0]},
     }
 
     # single stream, exact
@@ -312,6 +324,7 @@ def main(argv: list[str] | None = None) -> dict:
         "speedup": t_train_plain / t_train_ours,
     }
     print("training", json.dumps(results["training"], indent=1), flush=True)
+    results["load_average_1min"]["end"] = os.getloadavg()[0]
     write(results, args.out)
     print(f"wrote {args.out}")
     return results

@@ -133,6 +133,54 @@ def demo(out: Path = Path("demo-output"), seconds: float = 30.0) -> None:
     print(f"wrote {out}/record.png, {out}/report.json, {out}/beats_*.csv")
 
 
+def generate(
+    model: str,
+    input: Path,
+    steps: int = 500,
+    out: Path = Path("generated"),
+    fs: float | None = None,
+    lead: str | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    greedy: bool = False,
+    seed: int | None = None,
+) -> None:
+    """Continue a recording with a generative model; write a CSV and a PNG of context and continuation.
+
+    The context is the end of the recording: resampled to the model's rate when it differs, and cropped
+    to the model's window when longer (both said in the summary). The CSV has one row per sample
+    (part, sample, time_s, token, value in the recording's units); the PNG shows the continuation in red.
+
+    Args:
+        model: a shipped model (ecgpt-small, ppgpt-small), a checkpoint folder, or a published HeartGPT
+            .zip/.pth (ECGPT_560k_iters.zip, PPGPT_500k_iters.zip).
+        input: the recording to continue (HeartGPT context CSV, WFDB .hea, CSV, .npy, ...).
+        steps: samples to generate at the model's rate (500 at 100 Hz is 5 s).
+        out: folder for <record>_generated.csv and <record>_generated.png.
+        fs: sampling rate of the recording, for formats that do not carry one (NumPy, CSV without time).
+        lead: lead to continue, by name or position, when the recording has several.
+        temperature: sampling temperature (lower is more conservative).
+        top_k: sample among the k most likely tokens only.
+        greedy: take the most likely token at every step (deterministic).
+        seed: seed of the sampler: the same seed gives the same continuation.
+    """
+    from cardiolens.generate import generate_file
+
+    done = generate_file(
+        model,
+        input,
+        steps=steps,
+        out=out,
+        fs=fs,
+        lead=lead,
+        temperature=temperature,
+        top_k=top_k,
+        greedy=greedy,
+        seed=seed,
+    )
+    print(done.summary)
+
+
 def pretrain_gpt(
     data: str | list[str] | None = None,
     model: str = "ecgpt-small",
@@ -231,7 +279,14 @@ def pretrain_gpt(
         print(f"stopped at step {result['step']}; run the same command again to resume ({result['out']})")
 
 
-COMMANDS = {"info": info, "plot": plot, "peaks": peaks, "demo": demo, "pretrain": {"gpt": pretrain_gpt}}
+COMMANDS = {
+    "info": info,
+    "plot": plot,
+    "peaks": peaks,
+    "demo": demo,
+    "generate": generate,
+    "pretrain": {"gpt": pretrain_gpt},
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""Generation: token sampling with a key-value cache, and continuing a signal in its own units.
+"""Generation: token sampling with a key-value cache, continuing a signal in its own units, and
+continuing a recording file into a CSV and a figure (``cardiolens generate``).
 
 Example:
     >>> from cardiolens.models import create_model
@@ -9,6 +10,15 @@ Example:
 """
 
 from cardiolens.generate.continuation import SignalContinuation, continue_signal
+from cardiolens.generate.files import GeneratedFile, generate_file, write_continuation
 from cardiolens.generate.sampling import generate, sample_next
 
-__all__ = ["SignalContinuation", "continue_signal", "generate", "sample_next"]
+__all__ = [
+    "GeneratedFile",
+    "SignalContinuation",
+    "continue_signal",
+    "generate",
+    "generate_file",
+    "sample_next",
+    "write_continuation",
+]

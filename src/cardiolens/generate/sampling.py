@@ -166,14 +166,19 @@ def _decode(
             n += 1
         return
     cache = model.new_cache(out.size(0))
-    features = model.forward_features(out[:, max(0, n - block) : n], cache=cache, check=False)
+    # the prefill computes the last layer for the last position only: its keys/values are cached
+    # for every position, and the next token depends on that position alone
+    prime = model.forward_features(out[:, max(0, n - block) : n], cache=cache, check=False, last_only=True)
+    logits = model.forward_head(prime[:, -1])  # (B, V)
     for step in range(steps):
-        out[:, n] = sample_next(model.forward_head(features[:, -1]), temperature, top_k, greedy, generator)
+        token = sample_next(logits, temperature, top_k, greedy, generator)  # (B,)
+        out.select(1, n).copy_(token)
         n += 1
         if step == steps - 1:
             break
         if cache.length == block:  # window full: re-prime from the last `keep` tokens
             cache.reset()
-            features = model.forward_features(out[:, n - keep : n], cache=cache, check=False)
+            prime = model.forward_features(out[:, n - keep : n], cache=cache, check=False, last_only=True)
+            logits = model.forward_head(prime[:, -1])
         else:
-            features = model.decode_features(out[:, n - 1], cache).unsqueeze(1)  # (B, 1, C)
+            logits = model.decode_logits(token, cache)  # (B, V)

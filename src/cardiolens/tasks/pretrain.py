@@ -177,7 +177,7 @@ def model_card(cfg: PretrainConfig, model: torch.nn.Module, result: dict[str, An
         "",
         "## Data",
         "",
-        "| source | lead | training records | held-out records | training windows (10 s) |",
+        f"| source | lead | training records | held-out records | training windows ({split['window_seconds']:g} s) |",
         "|---|---|---|---|---|",
     ]
     for s in split["sources"]:
@@ -186,8 +186,11 @@ def model_card(cfg: PretrainConfig, model: torch.nn.Module, result: dict[str, An
         )
     lines += [
         "",
-        f"Held-out records (split by patient, {cfg.holdout:.0%} of each source, seed {cfg.seed}) are listed in "
-        "`split.json` of the run and were never trained on.",
+        f"Held-out records (split by patient, {cfg.holdout:.0%} of each source, seed {cfg.seed}) were never "
+        f"trained on; `{HELDOUT_FILE}` beside this card lists them."
+        + "".join(
+            f" {s['name']}: {', '.join(s['heldout_ids'])}." for s in split["sources"] if len(s["heldout_ids"]) <= 12
+        ),
         "",
         "## Training",
         "",
@@ -274,6 +277,7 @@ def pretrain_gpt(cfg: PretrainConfig) -> dict[str, Any]:
         sources = open_sources(cfg.data, window_seconds=window_seconds, progress=False, **opened)
     batches = TokenBatches(sources, mc.block_size, mc.levels, cfg.weights, cfg.seed, cfg.token_span)
     split = {
+        "window_seconds": window_seconds,
         "sources": [
             {
                 "name": s.name,
@@ -285,7 +289,7 @@ def pretrain_gpt(cfg: PretrainConfig) -> dict[str, Any]:
                 "heldout_windows": int(len(s.heldout_index)),
             }
             for s in sources
-        ]
+        ],
     }
     # what travels with every exported checkpoint: which records of which source it never saw
     heldout_summary = {

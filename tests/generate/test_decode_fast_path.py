@@ -1,0 +1,75 @@
+"""The fast decoding path (prefill of the last position only, decode_logits, chunked causal attention)
+computes what the plain forward pass computes, for every kind of GPT the registry can build."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cardiolens.errors import ModelInputError
+from cardiolens.models import GPT, GPTConfig
+
+CONFIGS = {
+    "gelu-bias": {},
+    "heartgpt-like": {"activation": "relu", "attn_scale": 64**-0.5, "n_head": 8},
+    "qkv-bias-odd-scale": {"qkv_bias": True, "n_head": 8},  # head width 8: scale 8 ** -0.5 is not a power of two
+    "no-bias-tied": {"bias": False, "tie_weights": True, "n_head": 2},
+}
+
+
+def build(overrides: dict) -> GPT:
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_embd=64, block_size=160, dropout=0.0, **overrides)).eval()
+    with torch.no_grad():  # non-zero biases and LayerNorm affines, so that every term is exercised
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or ".ln_" in name or name.startswith("ln_f"):
+                p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("B", [1, 3])
+def test_prefill_and_decode_equal_the_full_forward(name, B):
+    model = build(CONFIGS[name])
+    tokens = torch.randint(0, model.config.vocab_size, (B, 150))
+    with torch.no_grad():
+        full = model(tokens)  # (B, T, V)
+        cache = model.new_cache(B)
+        prime = model.forward_features(tokens[:, :100], cache=cache, last_only=True)
+        assert prime.shape == (B, 1, model.config.n_embd) and cache.length == 100
+        torch.testing.assert_close(model.forward_head(prime[:, -1]), full[:, 99], atol=1e-5, rtol=1e-5)
+        for i in range(100, 150):
+            logits = model.decode_logits(tokens[:, i], cache)  # (B, V)
+            torch.testing.assert_close(logits, full[:, i], atol=1e-5, rtol=1e-5)
+    assert cache.length == 150
+
+
+def test_last_only_keeps_every_position_in_the_cache():
+    model = build({})
+    tokens = torch.randint(0, 101, (2, 120))
+    with torch.no_grad():
+        a, b = model.new_cache(2), model.new_cache(2)
+        model.forward_features(tokens, cache=a, last_only=True)
+        model.forward_features(tokens, cache=b)
+    for ka, kb in zip(a.kv, b.kv, strict=True):
+        torch.testing.assert_close(ka[..., :120], kb[..., :120])
+
+
+def test_chunked_causal_attention_equals_the_fused_kernel():
+    # without autograd on CPU, attention over more than 64 tokens runs in query chunks
+    model = build({"activation": "relu", "attn_scale": 64**-0.5, "n_head": 8})
+    tokens = torch.randint(0, 101, (2, 160))
+    with torch.no_grad():
+        chunked = model(tokens)
+    with torch.enable_grad():
+        fused = model(tokens).detach()
+    torch.testing.assert_close(chunked, fused, atol=1e-5, rtol=1e-5)
+
+
+def test_decode_refuses_a_cache_of_another_batch_size():
+    model = build({})
+    cache = model.new_cache(2)
+    with torch.no_grad():
+        model.forward_features(torch.zeros(2, 4, dtype=torch.long), cache=cache)
+        with pytest.raises(ModelInputError, match="cache holds 2 streams, tokens have 1"):
+            model.decode_logits(torch.zeros(1, dtype=torch.long), cache)
