@@ -148,7 +148,8 @@ def find_split(folder: Path | None, given: Path | None) -> Path | None:
         return given
     if folder is None:
         return None
-    for candidate in (folder / "split.json", folder.parent / "split.json"):
+    # heldout.json travels inside every exported checkpoint (the shipped ones too); split.json is the run's
+    for candidate in (folder / "heldout.json", folder / "split.json", folder.parent / "split.json"):
         if candidate.is_file():
             return candidate
     return None
@@ -411,7 +412,7 @@ def run_modality(modality: str, args: argparse.Namespace) -> dict:
         catalogue = open_dataset(args.mitdb or unpacked("mitdb-ds1.zip") / "mit-bih-arrhythmia-database-1.0.0")
         ids = catalogue.record_ids[: args.limit_records] if args.limit_records else catalogue.record_ids
         # never trained on unless a split source is MIT-BIH itself (ids of other sources may look alike: "101")
-        trained = {i for s in split["sources"] if s["name"].startswith("mitbih") for i in s["train_ids"]}
+        trained = {i for s in split["sources"] if s["name"].startswith("mitbih") for i in s.get("train_ids", [])}
         n_before = len(windows)
         add_records(windows, catalogue, "mitdb-MLII", "MLII", [i for i in ids if i not in trained], fs, args.mitdb_cap)
         is_ood = np.arange(len(windows)) >= n_before

@@ -71,3 +71,9 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     for lead in ("II", "PLETH"):
         assert report["beats"][lead]["heart_rate_bpm"] == pytest.approx(72, abs=4)
     assert (out / "record.png").stat().st_size > 10_000
+    # the shipped ecgpt-small continues the ECG lead: 300 samples at its 100 Hz, written back at 500 Hz
+    generated = report["generated"]
+    assert generated["model"] == "ecgpt-small" and generated["lead"] == "II"
+    rows = Path(generated["csv"]).read_text().splitlines()
+    assert sum(1 for r in rows if r.startswith("generated")) == 1500
+    assert Path(generated["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -159,8 +159,24 @@ def run_demo(out: str | Path = "demo-output", seconds: float = 30.0) -> dict:
         lead: {"method": b.method, "count": int(len(b.samples)), "heart_rate_bpm": round(b.heart_rate, 1)}
         for lead, b in beats.items()
     }
+    report["generated"] = _demo_continuation(out / "simulated.hea", out)
     (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
     return report
+
+
+def _demo_continuation(path: Path, out: Path, steps: int = 300) -> dict:
+    """Continue the demo's ECG lead with the shipped ``ecgpt-small`` (the first torch use of the demo)."""
+    from cardiolens.generate import generate_file
+
+    result = generate_file("ecgpt-small", path, steps=steps, out=out, lead="II", top_k=5, seed=0)
+    return {
+        "model": "ecgpt-small",
+        "lead": result.lead,
+        "steps": steps,
+        "csv": str(result.csv),
+        "png": str(result.png),
+        "summary": result.summary,
+    }
 
 
 def _json_default(value: object) -> object:

@@ -114,7 +114,7 @@ def peaks(
 
 
 def demo(out: Path = Path("demo-output"), seconds: float = 30.0) -> None:
-    """Run the main job on a bundled simulated record: read, clean, find beats, plot, report.
+    """Run the main job on a bundled simulated record: read, clean, find beats, plot, generate a continuation, report.
 
     Args:
         out: folder for the record, figures and report.
@@ -130,6 +130,7 @@ def demo(out: Path = Path("demo-output"), seconds: float = 30.0) -> None:
     for lead, b in report["beats"].items():
         print(f"beats in {lead}: {b['count']} ({b['method']}), heart rate {b['heart_rate_bpm']} bpm")
     print(f"quality: {report['quality']['summary']}")
+    print(f"generated: {report['generated']['summary']}")
     print(f"wrote {out}/record.png, {out}/report.json, {out}/beats_*.csv")
 
 
