@@ -166,3 +166,23 @@ def test_full_cache_is_refused(model):
         model.forward_features(torch.zeros(1, BLOCK, dtype=torch.long), cache=cache)
         with pytest.raises(ModelInputError, match="full"):
             model.decode_features(torch.zeros(1, dtype=torch.long), cache)
+
+
+def test_single_stream_decoding_runs_on_one_thread_and_restores_the_setting(model):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        original = model.decode_logits
+
+        def spy(token, cache):
+            seen.append(torch.get_num_threads())
+            return original(token, cache)
+
+        model.decode_logits = spy
+        generate(model, [5, 6, 7, 8], steps=4, greedy=True)
+        del model.decode_logits
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

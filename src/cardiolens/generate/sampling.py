@@ -11,6 +11,10 @@ window is full and reproduces the published sliding-window generation exactly (a
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -170,6 +174,44 @@ def _decode(
     # for every position, and the next token depends on that position alone
     prime = model.forward_features(out[:, max(0, n - block) : n], cache=cache, check=False, last_only=True)
     logits = model.forward_head(prime[:, -1])  # (B, V)
+    with _decode_threads(out.size(0)):
+        _decode_cached(model, out, n, steps, temperature, top_k, greedy, generator, keep, cache, logits)
+
+
+# Below this many streams a decoding step is a few (B, 64)-sized products: splitting them over threads
+# costs more than it saves (measured on 2 cores: 2,743 tokens/s single-stream on 1 thread, 1,346 on 2),
+# while 64 streams gain from a second thread (1,984 -> 2,757 tokens/s).
+_SINGLE_THREAD_BELOW = 16
+
+
+@contextlib.contextmanager
+def _decode_threads(streams: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    single = streams < _SINGLE_THREAD_BELOW and before > 1
+    if single:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if single:
+            torch.set_num_threads(before)
+
+
+def _decode_cached(
+    model: torch.nn.Module,
+    out: Tensor,
+    n: int,
+    steps: int,
+    temperature: float,
+    top_k: int | None,
+    greedy: bool,
+    generator: torch.Generator | None,
+    keep: int,
+    cache: Any,
+    logits: Tensor,
+) -> None:
+    """The key-value-cached loop of :func:`_decode`, from the logits of the primed context."""
+    block = model.config.block_size
     for step in range(steps):
         token = sample_next(logits, temperature, top_k, greedy, generator)  # (B,)
         out.select(1, n).copy_(token)
