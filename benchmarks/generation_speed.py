@@ -35,9 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -145,46 +143,11 @@ def timed(fn, repeats: int = 1):
     return result, statistics.median(times)
 
 
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-
-
-def commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
-        return sha.stdout.strip() + ("+dirty" if dirty.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def write(result: dict, out: Path) -> None:
-    try:  # the project's shared writer, when present
-        sys.path.insert(0, str(Path(__file__).parent))
-        from _common import write_result  # type: ignore[import-not-found]
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _common import write_result  # the shared header: command, commit, machine, date
 
-        write_result(result, out)
-        return
-    except ImportError:
-        pass
-    result = {"command": " ".join([sys.executable, *sys.argv]), "commit": commit(), "machine": machine(), **result}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(result, out)
 
 
 # --- runs -----------------------------------------------------------------------------------------
