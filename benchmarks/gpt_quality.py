@@ -412,7 +412,10 @@ def run_modality(modality: str, args: argparse.Namespace) -> dict:
         catalogue = open_dataset(args.mitdb or unpacked("mitdb-ds1.zip") / "mit-bih-arrhythmia-database-1.0.0")
         ids = catalogue.record_ids[: args.limit_records] if args.limit_records else catalogue.record_ids
         # never trained on unless a split source is MIT-BIH itself (ids of other sources may look alike: "101")
-        trained = {i for s in split["sources"] if s["name"].startswith("mitbih") for i in s.get("train_ids", [])}
+        # (a heldout.json lists no training ids: then every MIT-BIH record it does not hold out was trained on)
+        mitbih = [s for s in split["sources"] if s["name"].startswith("mitbih")]
+        held = {i for s in mitbih for i in s["heldout_ids"]}
+        trained = {i for s in mitbih for i in s.get("train_ids", [i for i in catalogue.record_ids if i not in held])}
         n_before = len(windows)
         add_records(windows, catalogue, "mitdb-MLII", "MLII", [i for i in ids if i not in trained], fs, args.mitdb_cap)
         is_ood = np.arange(len(windows)) >= n_before
