@@ -207,3 +207,31 @@ def test_two_cpu_processes_train_the_same_model_as_one(cinc_folder: Path, tmp_pa
         torch.testing.assert_close(one[name], two[name], rtol=1e-4, atol=1e-5)
     state = torch.load(tmp_path / "two" / "last.pt", weights_only=True)
     assert state["step"] == 3
+
+
+def test_pretraining_on_real_bidmc_pleth(bidmc_dir: Path, tmp_path: Path) -> None:
+    """Two steps on the real BIDMC folder: PLETH found by name, 53 records split by patient, 50 Hz."""
+    out = tmp_path / "run"
+    cfg = PretrainConfig(
+        data=[str(bidmc_dir)],
+        model="ppgpt-small",
+        model_overrides=TINY,
+        out=str(out),
+        max_steps=2,
+        batch_size=4,
+        warmup_steps=1,
+        eval_every=2,
+        eval_windows=8,
+        progress=False,
+        threads=1,
+    )
+    result = pretrain_gpt(cfg)
+    assert result["finished"] and result["eval_loss"] < 2 * np.log(101)
+    split = json.loads((out / "split.json").read_text())
+    (source,) = split["sources"]
+    assert source["lead"] == "PLETH"
+    assert len(source["train_ids"]) + len(source["heldout_ids"]) == 53
+    assert all(r.startswith("bidmc") for r in source["heldout_ids"])
+    # 8-minute records cut into 10 s windows (a 65-sample crop fits one): 48 per record, none flat
+    assert source["train_windows"] + source["heldout_windows"] == 53 * 48
+    assert load_model(out / "model").config.fs == 50.0
