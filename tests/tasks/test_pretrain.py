@@ -212,19 +212,7 @@ def test_two_cpu_processes_train_the_same_model_as_one(cinc_folder: Path, tmp_pa
 def test_pretraining_on_real_bidmc_pleth(bidmc_dir: Path, tmp_path: Path) -> None:
     """Two steps on the real BIDMC folder: PLETH found by name, 53 records split by patient, 50 Hz."""
     out = tmp_path / "run"
-    cfg = PretrainConfig(
-        data=[str(bidmc_dir)],
-        model="ppgpt-small",
-        model_overrides=TINY,
-        out=str(out),
-        max_steps=2,
-        batch_size=4,
-        warmup_steps=1,
-        eval_every=2,
-        eval_windows=8,
-        progress=False,
-        threads=1,
-    )
+    cfg = _config(bidmc_dir, out, model="ppgpt-small", max_steps=2, warmup_steps=1, eval_every=2, holdout=0.1)
     result = pretrain_gpt(cfg)
     assert result["finished"] and result["eval_loss"] < 2 * np.log(101)
     split = json.loads((out / "split.json").read_text())
