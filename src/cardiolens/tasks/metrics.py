@@ -1,0 +1,237 @@
+"""Metrics for the task suite, with bootstrap confidence intervals that resample patients.
+
+Scores come from scikit-learn where it has them (AUROC, AUPRC, F1, confusion matrices); written here
+are only what it lacks: the PhysioNet/CinC 2017 challenge score, Fmax (the best F1 over one shared
+threshold, as multi-label ECG papers report it), sensitivity / positive predictivity per class and a
+bootstrap that draws patients, not records, so that several records of one patient move together.
+
+Conventions: ``y_true`` is (N,) class indices for single-label tasks or (N, K) 0/1 for multi-label
+tasks; ``y_score`` is (N, K) probabilities (or (N,) for a binary task).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, roc_auc_score
+
+from cardiolens.errors import CardiolensError
+
+CINC2017_CLASSES = ("N", "A", "O", "~")
+
+
+def _labels(y_true: Any) -> np.ndarray:
+    y = np.asarray(y_true)
+    if y.size == 0:
+        raise CardiolensError("metrics: no samples")
+    return y
+
+
+def _both_classes(y: np.ndarray, what: str) -> None:
+    if np.unique(y).size < 2:
+        raise CardiolensError(f"{what}: only one class present ({np.unique(y).tolist()}); the score is undefined")
+
+
+def _present_columns(y: np.ndarray) -> np.ndarray:
+    """Columns of a multi-label matrix with both classes present (AUROC is undefined otherwise)."""
+    positives = y.sum(axis=0)
+    return np.flatnonzero((positives > 0) & (positives < len(y)))
+
+
+def auroc(y_true: Any, y_score: Any, average: str = "macro") -> float:
+    """Area under the ROC curve: binary, one-vs-rest (single-label) or per label (multi-label).
+
+    Classes or labels with only one value present are left out of the macro average (and listed by
+    :func:`per_class_auroc` as NaN), rather than failing the whole evaluation.
+    """
+    y, s = _labels(y_true), np.asarray(y_score, dtype=np.float64)
+    if s.ndim == 1 or s.shape[1] == 1:
+        _both_classes(y, "auroc")
+        return float(roc_auc_score(y.reshape(-1), s.reshape(-1)))
+    if y.ndim == 1:  # single-label: one-vs-rest on the classes present
+        y = np.eye(s.shape[1], dtype=int)[y]
+    keep = _present_columns(y)
+    if keep.size == 0:
+        raise CardiolensError("auroc: no class has both positive and negative samples")
+    if average == "micro":
+        return float(roc_auc_score(y[:, keep].ravel(), s[:, keep].ravel()))
+    return float(roc_auc_score(y[:, keep], s[:, keep], average=average))
+
+
+def auprc(y_true: Any, y_score: Any, average: str = "macro") -> float:
+    """Area under the precision-recall curve (average precision), same conventions as :func:`auroc`."""
+    y, s = _labels(y_true), np.asarray(y_score, dtype=np.float64)
+    if s.ndim == 1 or s.shape[1] == 1:
+        _both_classes(y, "auprc")
+        return float(average_precision_score(y.reshape(-1), s.reshape(-1)))
+    if y.ndim == 1:
+        y = np.eye(s.shape[1], dtype=int)[y]
+    keep = _present_columns(y)
+    if keep.size == 0:
+        raise CardiolensError("auprc: no class has both positive and negative samples")
+    return float(average_precision_score(y[:, keep], s[:, keep], average=average))
+
+
+def per_class_auroc(y_true: Any, y_score: Any) -> np.ndarray:
+    """AUROC of every class or label (NaN where only one value is present)."""
+    y, s = _labels(y_true), np.asarray(y_score, dtype=np.float64)
+    if y.ndim == 1:
+        y = np.eye(s.shape[1], dtype=int)[y]
+    out = np.full(s.shape[1], np.nan)
+    for k in _present_columns(y):
+        out[k] = roc_auc_score(y[:, k], s[:, k])
+    return out
+
+
+def fmax(y_true: Any, y_score: Any, thresholds: Sequence[float] | None = None) -> tuple[float, float]:
+    """Best sample-averaged F1 of a multi-label prediction over one threshold shared by all labels.
+
+    Returns:
+        ``(fmax, threshold)``. Samples with no predicted label count with precision 0 only when at
+        least one sample has a prediction at that threshold (the usual protein-function definition).
+    """
+    y = _labels(y_true).astype(bool)
+    s = np.asarray(y_score, dtype=np.float64)
+    grid = np.linspace(0.01, 0.99, 99) if thresholds is None else np.asarray(thresholds)
+    best, best_t = 0.0, float(grid[0])
+    for t in grid:
+        pred = s >= t
+        covered = pred.any(axis=1)
+        if not covered.any():
+            continue
+        tp = (pred & y).sum(axis=1)
+        precision = np.mean(tp[covered] / pred[covered].sum(axis=1))
+        recall = np.mean(np.divide(tp, y.sum(axis=1), out=np.zeros(len(y)), where=y.sum(axis=1) > 0))
+        f = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+        if f > best:
+            best, best_t = float(f), float(t)
+    return best, best_t
+
+
+def cinc2017_score(y_true: Any, y_pred: Any, classes: Sequence[str] = CINC2017_CLASSES) -> dict[str, float]:
+    """The PhysioNet/CinC 2017 challenge score: the mean F1 of N, A and O (noisy ``~`` is scored apart).
+
+    Each class's F1 is ``2 * n_ii / (row_i + column_i)`` of the confusion matrix over all four classes,
+    as the challenge's scoring script computes it.
+
+    Args:
+        y_true, y_pred: class names (``"N"``, ``"A"``, ``"O"``, ``"~"``) or indices into ``classes``.
+
+    Returns:
+        ``{"score", "F1_N", "F1_A", "F1_O", "F1_~"}``.
+    """
+    names = list(classes)
+
+    def as_index(y: Any) -> np.ndarray:
+        arr = np.asarray(y)
+        if arr.dtype.kind in "iu":
+            return arr
+        unknown = sorted(set(arr.tolist()) - set(names))
+        if unknown:
+            raise CardiolensError(f"cinc2017_score: unknown classes {unknown}; expected {names}")
+        return np.array([names.index(v) for v in arr.tolist()])
+
+    t, p = as_index(_labels(y_true)), as_index(y_pred)
+    cm = confusion_matrix(t, p, labels=range(len(names)))
+    f1 = {}
+    for i, name in enumerate(names):
+        denom = cm[i, :].sum() + cm[:, i].sum()
+        f1[f"F1_{name}"] = float(2 * cm[i, i] / denom) if denom else float("nan")
+    scored = [f1[f"F1_{c}"] for c in ("N", "A", "O") if f"F1_{c}" in f1]
+    return {"score": float(np.nanmean(scored)), **f1}
+
+
+def sensitivity_ppv(y_true: Any, y_pred: Any, n_classes: int) -> dict[str, np.ndarray]:
+    """Per class: sensitivity (recall) TP / (TP + FN) and positive predictivity TP / (TP + FP) (NaN if undefined)."""
+    cm = confusion_matrix(_labels(y_true), np.asarray(y_pred), labels=range(n_classes))
+    tp = np.diag(cm).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"sensitivity": tp / cm.sum(axis=1), "ppv": tp / cm.sum(axis=0), "confusion": cm}
+
+
+def macro_f1(y_true: Any, y_pred: Any) -> float:
+    """Macro-averaged F1 (scikit-learn): single-label indices or multi-label 0/1 matrices."""
+    return float(f1_score(_labels(y_true), np.asarray(y_pred), average="macro", zero_division=0))
+
+
+@dataclass
+class Interval:
+    """A metric on the full data with its bootstrap percentile interval."""
+
+    value: float
+    low: float
+    high: float
+    level: float
+    resamples: int
+
+    def __str__(self) -> str:
+        return f"{self.value:.4f} [{self.low:.4f}, {self.high:.4f}]"
+
+
+def bootstrap(
+    metric: Callable[..., float],
+    *arrays: Any,
+    groups: Any = None,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """Bootstrap percentile interval of ``metric(*arrays)``, resampling groups (patients) with replacement.
+
+    Args:
+        metric: a function of the arrays, e.g. :func:`auroc` with ``y_true, y_score``.
+        *arrays: arrays whose first axis is the sample axis (all the same length).
+        groups: the patient of each sample; all samples of a drawn patient enter together. Default:
+            each sample is its own group.
+        n_resamples: bootstrap replicates; replicates on which the metric is undefined (e.g. a class
+            missing from the resample) are skipped and the count actually used is reported.
+        level: coverage of the interval.
+        seed: the same seed gives the same interval.
+
+    Raises:
+        CardiolensError: arrays of different lengths, or fewer than half the replicates defined.
+    """
+    arrays = tuple(np.asarray(a) for a in arrays)
+    n = len(arrays[0])
+    if any(len(a) != n for a in arrays):
+        raise CardiolensError(f"bootstrap: arrays of different lengths {[len(a) for a in arrays]}")
+    groups = np.arange(n) if groups is None else np.asarray(groups)
+    if len(groups) != n:
+        raise CardiolensError(f"bootstrap: {len(groups)} groups for {n} samples")
+    unique, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(len(unique))]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_resamples):
+        drawn = rng.integers(0, len(unique), size=len(unique))
+        idx = np.concatenate([members[g] for g in drawn])
+        try:
+            value = metric(*(a[idx] for a in arrays))
+        except (ValueError, CardiolensError):  # undefined on this resample (one class only)
+            continue
+        if np.isfinite(value):
+            values.append(value)
+    if len(values) < n_resamples / 2:
+        raise CardiolensError(
+            f"bootstrap: the metric is undefined on {n_resamples - len(values)} of {n_resamples} resamples"
+        )
+    alpha = (1 - level) / 2
+    low, high = np.quantile(values, [alpha, 1 - alpha])
+    return Interval(float(metric(*arrays)), float(low), float(high), level, len(values))
+
+
+__all__ = [
+    "CINC2017_CLASSES",
+    "Interval",
+    "auprc",
+    "auroc",
+    "bootstrap",
+    "cinc2017_score",
+    "fmax",
+    "macro_f1",
+    "per_class_auroc",
+    "sensitivity_ppv",
+]

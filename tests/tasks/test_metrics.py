@@ -1,0 +1,94 @@
+"""Task metrics: values worked out by hand, edge cases, and a bootstrap that resamples patients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cardiolens.errors import CardiolensError
+from cardiolens.tasks.metrics import (
+    auprc,
+    auroc,
+    bootstrap,
+    cinc2017_score,
+    fmax,
+    macro_f1,
+    per_class_auroc,
+    sensitivity_ppv,
+)
+
+
+def test_cinc2017_score_by_hand() -> None:
+    truth = ["N", "N", "N", "A", "A", "O", "O", "~"]
+    pred = ["N", "N", "O", "A", "N", "O", "O", "~"]
+    # confusion rows N: [2,0,1,0], A: [1,1,0,0], O: [0,0,2,0], ~: [0,0,0,1]
+    got = cinc2017_score(truth, pred)
+    assert got["F1_N"] == pytest.approx(2 * 2 / (3 + 3))
+    assert got["F1_A"] == pytest.approx(2 * 1 / (2 + 1))
+    assert got["F1_O"] == pytest.approx(2 * 2 / (2 + 3))
+    assert got["F1_~"] == pytest.approx(1.0)
+    assert got["score"] == pytest.approx((4 / 6 + 2 / 3 + 4 / 5) / 3)  # noisy class not in the mean
+    assert cinc2017_score([0, 1, 2], [0, 1, 2])["score"] == 1.0  # indices work too
+    with pytest.raises(CardiolensError, match="unknown classes"):
+        cinc2017_score(["N", "X"], ["N", "N"])
+
+
+def test_auroc_binary_multiclass_and_multilabel() -> None:
+    assert auroc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    assert auroc([0, 1, 2], np.eye(3)) == 1.0
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+    s = np.array([[0.9, 0.2], [0.1, 0.8], [0.7, 0.6], [0.2, 0.1]])
+    assert auroc(y, s) == 1.0 and auroc(y, s, average="micro") == pytest.approx(1.0)
+    # a label with no positives is left out of the average, reported as NaN per class
+    y_missing = np.column_stack([y, np.zeros(4, dtype=int)])
+    s_missing = np.column_stack([s, np.full(4, 0.5)])
+    assert auroc(y_missing, s_missing) == 1.0
+    assert np.isnan(per_class_auroc(y_missing, s_missing)[2])
+    assert auprc(y, s) == 1.0
+    with pytest.raises(CardiolensError, match="no class"):
+        auroc(np.zeros((3, 2), dtype=int), np.ones((3, 2)))
+
+
+def test_fmax_picks_the_best_shared_threshold() -> None:
+    y = np.array([[1, 0], [0, 1], [1, 1]])
+    s = np.array([[0.9, 0.3], [0.2, 0.6], [0.7, 0.65]])
+    best, threshold = fmax(y, s)
+    assert best == pytest.approx(1.0) and 0.3 < threshold <= 0.6
+    worse, _ = fmax(y, 1 - s)
+    assert worse < best
+
+
+def test_sensitivity_and_positive_predictivity() -> None:
+    out = sensitivity_ppv([0, 0, 1, 1, 2], [0, 1, 1, 1, 1], n_classes=3)
+    np.testing.assert_allclose(out["sensitivity"], [0.5, 1.0, 0.0])
+    np.testing.assert_allclose(out["ppv"][:2], [1.0, 2 / 4])
+    assert np.isnan(out["ppv"][2])  # never predicted
+    assert macro_f1([0, 1, 1, 2], [0, 1, 0, 2]) == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
+
+
+def test_bootstrap_covers_the_value_and_resamples_patients() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    s = y * 0.6 + rng.random(400) * 0.8
+    interval = bootstrap(auroc, y, s, n_resamples=300, seed=1)
+    assert interval.low < interval.value < interval.high and interval.high - interval.low < 0.15
+    assert str(bootstrap(auroc, y, s, n_resamples=300, seed=1)) == str(interval)  # seeded
+    # 40 patients with 10 identical records each: resampling patients gives a wider interval than
+    # pretending the 400 records were independent
+    patients = np.repeat(np.arange(40), 10)
+    y_p, s_p = y[::10].repeat(10), s[::10].repeat(10)
+    by_record = bootstrap(auroc, y_p, s_p, n_resamples=300)
+    by_patient = bootstrap(auroc, y_p, s_p, groups=patients, n_resamples=300)
+    assert by_patient.high - by_patient.low > 2 * (by_record.high - by_record.low)
+
+
+def test_bootstrap_refuses_bad_input() -> None:
+    with pytest.raises(CardiolensError, match="different lengths"):
+        bootstrap(auroc, [0, 1], [0.1, 0.2, 0.3])
+    with pytest.raises(CardiolensError, match="only one class"):
+        auroc([1, 1, 1], [0.1, 0.2, 0.3])
+    # a resample without positives is skipped, not scored: the interval counts the replicates used
+    used = bootstrap(auroc, [0, 0, 0, 1], [0.1, 0.2, 0.3, 0.4], n_resamples=200).resamples
+    assert 100 <= used < 200
+    with pytest.raises(CardiolensError, match="undefined on"):
+        bootstrap(lambda y: float("nan"), [1, 2, 3], n_resamples=20)
