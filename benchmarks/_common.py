@@ -18,11 +18,8 @@ import json
 import os
 import platform
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -41,22 +38,12 @@ def unpacked(archive: str | Path) -> Path:
     Raises:
         FileNotFoundError: the archive does not exist.
     """
+    from cardiolens.datasets.archive import unpack_once
+
     source = Path(archive) if Path(archive).is_absolute() else SHARED_DATA / archive
     if not source.is_file():
         raise FileNotFoundError(f"{source}: archive not found (set CARDIOLENS_SHARED_DATA or pass --data)")
-    target = UNPACK_ROOT / source.stem
-    stamp = target / ".complete"
-    if stamp.exists() and stamp.read_text() == str(source.stat().st_mtime_ns):
-        return target
-    UNPACK_ROOT.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=UNPACK_ROOT))
-    with zipfile.ZipFile(source) as zf:
-        zf.extractall(tmp)
-    (tmp / ".complete").write_text(str(source.stat().st_mtime_ns))
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
-    return target
+    return unpack_once(source, UNPACK_ROOT)
 
 
 def command_line() -> str:

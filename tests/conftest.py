@@ -8,12 +8,11 @@ complete). When the data is missing such tests fail under ``CI=true`` and skip e
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-import zipfile
 from pathlib import Path
 
 import pytest
+
+from cardiolens.datasets.archive import unpack_once
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CARDIOLENS_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -37,20 +36,7 @@ def shared_file(relative: str) -> Path:
 
 def unpacked(archive: str) -> Path:
     """Folder holding the unpacked content of ``../shared/data/<archive>``."""
-    source = shared_file(archive)
-    target = UNPACK_ROOT / Path(archive).stem
-    stamp = target / ".complete"
-    if stamp.exists() and stamp.read_text() == str(source.stat().st_mtime_ns):
-        return target
-    UNPACK_ROOT.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=UNPACK_ROOT))
-    with zipfile.ZipFile(source) as zf:
-        zf.extractall(tmp)
-    (tmp / ".complete").write_text(str(source.stat().st_mtime_ns))
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
-    return target
+    return unpack_once(shared_file(archive), UNPACK_ROOT)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import torch
@@ -175,7 +174,18 @@ def _decode(
     prime = model.forward_features(out[:, max(0, n - block) : n], cache=cache, check=False, last_only=True)
     logits = model.forward_head(prime[:, -1])  # (B, V)
     with _decode_threads(out.size(0)):
-        _decode_cached(model, out, n, steps, temperature, top_k, greedy, generator, keep, cache, logits)
+        for step in range(steps):
+            token = sample_next(logits, temperature, top_k, greedy, generator)  # (B,)
+            out.select(1, n).copy_(token)
+            n += 1
+            if step == steps - 1:
+                break
+            if cache.length == block:  # window full: re-prime from the last `keep` tokens
+                cache.reset()
+                prime = model.forward_features(out[:, n - keep : n], cache=cache, check=False, last_only=True)
+                logits = model.forward_head(prime[:, -1])
+            else:
+                logits = model.decode_logits(token, cache)  # (B, V)
 
 
 # Below this many streams a decoding step is a few (B, 64)-sized products: splitting them over threads
@@ -195,32 +205,3 @@ def _decode_threads(streams: int) -> Iterator[None]:
     finally:
         if single:
             torch.set_num_threads(before)
-
-
-def _decode_cached(
-    model: torch.nn.Module,
-    out: Tensor,
-    n: int,
-    steps: int,
-    temperature: float,
-    top_k: int | None,
-    greedy: bool,
-    generator: torch.Generator | None,
-    keep: int,
-    cache: Any,
-    logits: Tensor,
-) -> None:
-    """The key-value-cached loop of :func:`_decode`, from the logits of the primed context."""
-    block = model.config.block_size
-    for step in range(steps):
-        token = sample_next(logits, temperature, top_k, greedy, generator)  # (B,)
-        out.select(1, n).copy_(token)
-        n += 1
-        if step == steps - 1:
-            break
-        if cache.length == block:  # window full: re-prime from the last `keep` tokens
-            cache.reset()
-            prime = model.forward_features(out[:, n - keep : n], cache=cache, check=False, last_only=True)
-            logits = model.forward_head(prime[:, -1])
-        else:
-            logits = model.decode_logits(token, cache)  # (B, V)

@@ -53,22 +53,11 @@ PRESETS: dict[str, GPTConfig] = {
         modality="ECG",
         fs=100.0,
     ),
-    # 10 s of finger PPG at 50 Hz; BIDMC is small (53 x 8 min), hence residual dropout
-    "ppgpt-small": GPTConfig(
-        name="ppgpt-small",
-        vocab_size=101,
-        block_size=500,
-        n_layer=6,
-        n_head=4,
-        n_embd=96,
-        activation="gelu",
-        dropout=0.1,
-        attn_dropout=0.0,
-        tie_weights=True,
-        modality="PPG",
-        fs=50.0,
-    ),
 }
+# 10 s of finger PPG at 50 Hz; BIDMC is small (53 x 8 min), hence residual dropout
+PRESETS["ppgpt-small"] = dataclasses.replace(
+    PRESETS["ecgpt-small"], name="ppgpt-small", block_size=500, dropout=0.1, modality="PPG", fs=50.0
+)
 # HeartGPT's fine-tuned files: the LM head replaced by Linear(64, 1) + sigmoid
 PRESETS["heartgpt-ecg-af"] = dataclasses.replace(PRESETS["heartgpt-ecg"], name="heartgpt-ecg-af", head="classifier")
 PRESETS["heartgpt-ppg-af"] = dataclasses.replace(PRESETS["heartgpt-ppg"], name="heartgpt-ppg-af", head="classifier")

@@ -1,0 +1,38 @@
+"""unpack_once: unpacked once, again when the archive changes, clear errors for bad archives."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from cardiolens.datasets.archive import unpack_once
+from cardiolens.errors import DatasetError
+
+
+def test_unpacks_once_and_again_when_the_archive_changes(tmp_path: Path) -> None:
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("folder/a.txt", "one")
+    target = unpack_once(archive, tmp_path / "cache")
+    assert target == tmp_path / "cache" / "data" and (target / "folder" / "a.txt").read_text() == "one"
+    (target / "folder" / "marker").write_text("kept while the archive is unchanged")
+    assert (unpack_once(archive, tmp_path / "cache") / "folder" / "marker").exists()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("folder/a.txt", "two")
+    os.utime(archive, ns=(archive.stat().st_atime_ns, archive.stat().st_mtime_ns + 10**9))
+    again = unpack_once(archive, tmp_path / "cache")
+    assert (again / "folder" / "a.txt").read_text() == "two" and not (again / "folder" / "marker").exists()
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["data"]  # no temporary folder left
+
+
+def test_missing_and_corrupted_archives(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="archive not found"):
+        unpack_once(tmp_path / "nope.zip", tmp_path / "cache")
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip at all")
+    with pytest.raises(DatasetError, match="not a readable zip"):
+        unpack_once(bad, tmp_path / "cache")
+    assert not any((tmp_path / "cache").iterdir())
