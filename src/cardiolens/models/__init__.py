@@ -7,8 +7,10 @@ Example:
     (500, 100.0)
 """
 
+from cardiolens.models import cnn as _cnn  # noqa: F401  (registers the CNN presets)
 from cardiolens.models import presets as _presets  # noqa: F401  (registers the presets)
 from cardiolens.models.checkpoint import load_checkpoint, read_checkpoint_config, save_checkpoint
+from cardiolens.models.cnn import ResNet1d, ResNet1dConfig
 from cardiolens.models.gpt import GPT, GPTConfig, GPTOutput, KVCache
 from cardiolens.models.heartgpt_import import convert_heartgpt, import_heartgpt
 from cardiolens.models.presets import get_config
@@ -20,12 +22,18 @@ from cardiolens.models.registry import (
     register_architecture,
     register_model,
 )
+from cardiolens.models.taskmodel import TaskModel, TaskModelConfig, build_task_model
 
 __all__ = [
     "GPT",
     "GPTConfig",
     "GPTOutput",
     "KVCache",
+    "ResNet1d",
+    "ResNet1dConfig",
+    "TaskModel",
+    "TaskModelConfig",
+    "build_task_model",
     "convert_heartgpt",
     "create_model",
     "get_architecture",

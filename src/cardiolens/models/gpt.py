@@ -485,6 +485,11 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     # -- helpers -------------------------------------------------------------------------------
+    def layer_groups(self) -> list[nn.Module]:
+        """Modules from input to output (embeddings, each block, final norm): the unit of freezing
+        and of layer-wise learning rates in fine-tuning. The head is not included."""
+        return [nn.ModuleList([self.wte, self.wpe]), *self.blocks, self.ln_f]
+
     def num_params(self, trainable_only: bool = False) -> int:
         """Number of parameters (shared ones counted once)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,158 @@
+"""CinC 2017 rhythm (N/A/O/~) and AF-vs-rest: from-scratch CNN, fine-tuned GPTs, HeartGPT's AF head.
+
+Protocol: stratified 5-fold cross-validation on the 5,000 provided records (``cinc2017-rhythm``
+folds, seed 0; each record is its own patient because CinC 2017 publishes no patient ids). Every
+experiment is a :func:`cardiolens.tasks.finetune.finetune` run in ``--runs/<name>/`` that resumes where
+it stopped; finished experiments are read back, not retrained. Scores are out-of-fold, with
+bootstrap 95 % intervals over records. HeartGPT's published AF model is scored on the same records
+(it was trained on other data, so every record is a test record for it).
+
+    .venv/bin/python benchmarks/finetune_cinc2017.py                      # the default experiments
+    .venv/bin/python benchmarks/finetune_cinc2017.py --only cnn-scratch   # one of them
+    .venv/bin/python benchmarks/finetune_cinc2017.py --list
+
+Results: benchmarks/results/finetune_cinc2017.json (rewritten after each experiment).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import SHARED_DATA, unpacked, write_result  # noqa: E402
+from cardiolens.models import load_model  # noqa: E402
+from cardiolens.tasks.finetune import FinetuneConfig, assign_folds, finetune  # noqa: E402
+from cardiolens.tasks.metrics import CINC2017_CLASSES, auroc, bootstrap  # noqa: E402
+from cardiolens.tasks.suite import get_task, load_task_data  # noqa: E402
+from cardiolens.tasks.tasks_rhythm import heartgpt_af_probabilities  # noqa: E402
+
+HEARTGPT_ECG = SHARED_DATA / "heartgpt" / "ECGPT_560k_iters.zip"
+HEARTGPT_AF = SHARED_DATA / "heartgpt" / "ECGPT_AF_1k_iters.zip"
+
+# name -> settings; "fold_ids": [0] marks experiments that only fit one fold in this CPU's budget
+EXPERIMENTS: dict[str, dict] = {
+    "cnn-scratch": {"backbone": "resnet1d", "policy": "full", "epochs": 12},
+    "ecgpt-small-linear": {"backbone": "ecgpt-small", "policy": "linear"},
+    "ecgpt-small-last-block": {"backbone": "ecgpt-small", "policy": "last-block", "epochs": 4, "fold_ids": [0]},
+    "ecgpt-small-full": {"backbone": "ecgpt-small", "policy": "full", "epochs": 2, "fold_ids": [0], "lr": 3e-4},
+    "ecgpt-small-llrd": {"backbone": "ecgpt-small", "policy": "llrd", "epochs": 2, "fold_ids": [0], "lr": 1e-3},
+    "heartgpt-ecg-linear": {"backbone": str(HEARTGPT_ECG), "policy": "linear"},
+}
+for _fraction in (0.01, 0.1, 0.25, 0.5):
+    EXPERIMENTS[f"cnn-scratch@{_fraction:g}"] = {**EXPERIMENTS["cnn-scratch"], "label_fraction": _fraction}
+    EXPERIMENTS[f"ecgpt-small-linear@{_fraction:g}"] = {
+        **EXPERIMENTS["ecgpt-small-linear"],
+        "label_fraction": _fraction,
+    }
+DEFAULT = [
+    "cnn-scratch",
+    "heartgpt-af-head",
+    "ecgpt-small-linear",
+    *[f"{m}@{f:g}" for f in (0.01, 0.1, 0.25, 0.5) for m in ("cnn-scratch", "ecgpt-small-linear")],
+    "ecgpt-small-last-block",
+    "heartgpt-ecg-linear",
+]
+
+
+def af_auroc(results_dir: Path, groups: np.ndarray | None = None) -> dict:
+    """AF-vs-rest AUROC from a rhythm run's out-of-fold P(A), with a bootstrap interval."""
+    with np.load(results_dir / "oof.npz") as z:
+        probs, targets = z["probs"], z["targets"]
+    y = (targets == CINC2017_CLASSES.index("A")).astype(int)
+    interval = bootstrap(auroc, y, probs[:, CINC2017_CLASSES.index("A")], n_resamples=1000)
+    return {"value": interval.value, "low": interval.low, "high": interval.high}
+
+
+def run_heartgpt_af(data_dir: Path, threads: int) -> dict:
+    task = get_task("cinc2017-rhythm")
+    data = load_task_data(task, data_dir, 100.0)
+    folds = assign_folds(data, 5, 0)
+    model = load_model(HEARTGPT_AF)
+    t0 = time.perf_counter()
+    probs = heartgpt_af_probabilities(model, data.signals)
+    seconds = time.perf_counter() - t0
+    y = (np.asarray(data.targets) == CINC2017_CLASSES.index("A")).astype(int)
+    interval = bootstrap(auroc, y, probs, n_resamples=1000)
+    per_fold = {str(k): auroc(y[folds == k], probs[folds == k]) for k in range(5)}
+    return {
+        "model": HEARTGPT_AF.name,
+        "input": "non-overlapping 500-sample windows of 100 Hz lead I, min-max tokenised; mean of window probabilities",
+        "records": len(y),
+        "af_auroc": {"value": interval.value, "low": interval.low, "high": interval.high},
+        "af_auroc_per_fold": per_fold,
+        "seconds": seconds,
+    }
+
+
+def summary_row(name: str, results: dict, run_dir: Path) -> dict:
+    oof = results["oof"]
+    row = {
+        "experiment": name,
+        "backbone": Path(results["backbone"]).name,
+        "policy": results["policy"],
+        "label_fraction": results["label_fraction"],
+        "folds_run": sorted(int(k) for k in results["folds"]),
+        "records": results["items"],
+        "challenge_score": oof["score"],
+        "F1": {c: oof[f"F1_{c}"]["value"] for c in CINC2017_CLASSES},
+        "macro_auroc": oof["macro_auroc"],
+        "af_auroc": af_auroc(run_dir),
+        "best_epochs": [f["best_epoch"] for f in results["folds"].values()],
+        "command": results["command"],
+    }
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=None, help="training2017 folder (default: unpacked shared data)")
+    parser.add_argument("--runs", type=Path, default=Path("runs/bench-cinc2017"))
+    parser.add_argument("--only", nargs="*", default=None, help="experiments to run (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "finetune_cinc2017.json")
+    parser.add_argument("--list", action="store_true", help="list the experiments and exit")
+    args = parser.parse_args()
+    if args.list:
+        print("\n".join(["heartgpt-af-head", *EXPERIMENTS]))
+        return
+    torch.set_num_threads(args.threads)
+    data_dir = args.data or unpacked("cinc2017-dev.zip") / "training2017"
+    names = args.only or DEFAULT
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    rows = {r["experiment"]: r for r in previous.get("experiments", [])}
+    heartgpt = previous.get("heartgpt_af_head")
+    for name in names:
+        started = time.perf_counter()
+        if name == "heartgpt-af-head":
+            heartgpt = run_heartgpt_af(data_dir, args.threads)
+            print(f"heartgpt-af-head: AF AUROC {heartgpt['af_auroc']}", flush=True)
+        else:
+            settings = EXPERIMENTS[name]
+            cfg = FinetuneConfig(
+                task="cinc2017-rhythm", data=str(data_dir), out=str(args.runs / name), progress=False, **settings
+            )
+            results = finetune(cfg)
+            rows[name] = summary_row(name, results, args.runs / name)
+            rows[name]["seconds_this_call"] = time.perf_counter() - started
+            print(f"{name}: score {rows[name]['challenge_score']}, AF AUROC {rows[name]['af_auroc']}", flush=True)
+        write_result(
+            {
+                "task": "cinc2017-rhythm",
+                "protocol": get_task("cinc2017-rhythm").protocol + "; folds: assign_folds(seed 0)",
+                "data": str(data_dir),
+                "experiments": list(rows.values()),
+                "heartgpt_af_head": heartgpt,
+            },
+            args.out,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,803 @@
+"""Fine-tuning any registry backbone on a task, with cross-validation, on Lightning Fabric.
+
+One run::
+
+    run/run.json              the settings
+    run/folds.json            the item -> fold assignment (patient-grouped, stratified)
+    run/fold-K/last.pt        training state of fold K after its last finished epoch (resume point)
+    run/fold-K/model/         the weights of fold K with the best validation score (a checkpoint)
+    run/fold-K/result.json    the fold's test scores (written when the fold is done; a rerun skips it)
+    run/oof.npz               out-of-fold probabilities of every item
+    run/results.json          scores over all folds with bootstrap 95 % intervals
+
+Freezing policies (``policy``):
+
+- ``full``: every weight trains.
+- ``linear``: a linear probe: the backbone is frozen (and in eval mode), only the head trains.
+- ``last-block``: HeartGPT's recipe: everything frozen but the last backbone block, the final
+  norm and the head.
+- ``llrd``: every weight trains, with layer-wise learning-rate decay: group ``i`` of ``n`` from the
+  input gets ``lr * decay ** (n - 1 - i)``.
+
+Early stopping, model selection and decision thresholds use a validation split carved from the
+training folds by patient; the test fold is only read once, at the end of its fold.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from cardiolens.datasets import grouped_kfold
+from cardiolens.errors import CardiolensError, CheckpointError
+from cardiolens.models import create_model, list_models, load_model, save_checkpoint
+from cardiolens.models.taskmodel import TaskModel, build_task_model, uses_tokens
+from cardiolens.tasks.metrics import bootstrap
+from cardiolens.tasks.suite import Task, TaskData, get_task, load_task_data
+
+log = logging.getLogger(__name__)
+
+POLICIES = ("full", "linear", "last-block", "llrd")
+LABEL_FRACTIONS = (0.01, 0.1, 0.25, 0.5, 1.0)
+
+
+@dataclass
+class FinetuneConfig:
+    """Settings of a fine-tuning run. The defaults train the CNN baseline on one fold in minutes.
+
+    Attributes:
+        task: a task name (``cardiolens.tasks.list_tasks()``).
+        data: the task's dataset folder.
+        backbone: a registry preset (fresh weights: ``resnet1d``), a shipped model (``ecgpt-small``),
+            a checkpoint folder or a HeartGPT zip (pretrained weights).
+        from_scratch: build the backbone's architecture with fresh weights even when it names trained ones.
+        policy: ``full``, ``linear``, ``last-block`` or ``llrd`` (see the module notes).
+        llrd_decay: learning-rate factor per layer group for ``llrd``.
+        label_fraction: share of training patients whose labels are used (drawn with ``seed``).
+        folds: cross-validation folds; ``fold_ids`` runs only those (e.g. ``[0]``).
+        fold_ids: folds to run (default: all).
+        val_fraction: share of the training patients kept for validation.
+        epochs, patience: at most ``epochs``; stop after ``patience`` epochs without a better
+            validation score.
+        batch_size, lr, weight_decay, grad_clip: optimisation.
+        crops_per_item: random training windows drawn from each item per epoch.
+        class_weights: ``"balanced"`` (inverse class frequency) or ``"none"``.
+        window_seconds: window length (default: the task's, cropped to the backbone's context).
+        max_items: use at most this many items (stratified sample; for quick runs).
+        seed: folds, label fractions, crops and initialisation.
+        out: run folder.
+        accelerator, devices, strategy, precision, num_nodes: Lightning Fabric settings.
+        threads: CPU threads for torch (0 keeps torch's default).
+        progress: progress bars.
+        cache_dir: task-data cache folder (default ``./.cache/tasks``).
+    """
+
+    task: str = "cinc2017-rhythm"
+    data: str = ""
+    backbone: str = "resnet1d"
+    from_scratch: bool = False
+    policy: str = "full"
+    llrd_decay: float = 0.75
+    label_fraction: float = 1.0
+    folds: int = 5
+    fold_ids: list[int] | None = None
+    val_fraction: float = 0.1
+    epochs: int = 15
+    patience: int = 4
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    crops_per_item: int = 1
+    class_weights: str = "balanced"
+    window_seconds: float | None = None
+    max_items: int | None = None
+    seed: int = 0
+    out: str = "runs/finetune"
+    accelerator: str = "cpu"
+    devices: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    num_nodes: int = 1
+    threads: int = 0
+    progress: bool = True
+    cache_dir: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise CardiolensError(f"unknown freezing policy {self.policy!r}; policies: {', '.join(POLICIES)}")
+        if not 0 < self.label_fraction <= 1:
+            raise CardiolensError(f"label_fraction must be in (0, 1], got {self.label_fraction}")
+        if self.folds < 2:
+            raise CardiolensError(f"folds must be at least 2, got {self.folds}")
+        if self.class_weights not in ("balanced", "none"):
+            raise CardiolensError(f"class_weights must be 'balanced' or 'none', got {self.class_weights!r}")
+        if self.fold_ids is not None:
+            bad = [k for k in self.fold_ids if not 0 <= k < self.folds]
+            if bad:
+                raise CardiolensError(f"fold_ids {bad} outside 0..{self.folds - 1}")
+
+
+# -- backbones ------------------------------------------------------------------------------------
+def resolve_backbone(name: str, from_scratch: bool = False) -> nn.Module:
+    """A backbone for fine-tuning: trained weights by shipped name/path, fresh ones for a preset.
+
+    Raises:
+        CardiolensError: neither a registry preset nor a loadable model; lists the presets.
+    """
+    if name in list_models():
+        return create_model(name)
+    try:
+        model = load_model(name)
+    except CheckpointError as exc:
+        raise CardiolensError(
+            f"backbone {name!r}: not a registry preset ({', '.join(list_models())}) and not a trained model: {exc}"
+        ) from None
+    if isinstance(model, TaskModel):
+        model = model.backbone  # fine-tune a fine-tuned model's backbone again
+    if from_scratch:
+        model = type(model)(model.config)
+    return model.train()
+
+
+def backbone_fs(backbone: nn.Module, task: Task) -> float:
+    """The sampling rate the task data must have: the backbone's own (GPTs) or the task's."""
+    fs = getattr(backbone.config, "fs", None)
+    return float(fs) if fs else float(task.fs)
+
+
+def window_samples(backbone: nn.Module, task: Task, fs: float, window_seconds: float | None) -> int:
+    window = int(round((window_seconds or task.window_seconds) * fs))
+    if uses_tokens(backbone):
+        window = min(window, backbone.config.block_size)
+    return window
+
+
+def apply_policy(model: TaskModel, policy: str, lr: float, decay: float = 0.75) -> list[dict[str, Any]]:
+    """Freeze parameters for ``policy`` and return the optimiser's parameter groups."""
+    groups = model.layer_groups()  # backbone groups from the input, then the head
+    for p in model.parameters():
+        p.requires_grad_(policy in ("full", "llrd"))
+    if policy == "linear":
+        trainable = [groups[-1]]
+    elif policy == "last-block":
+        trainable = groups[-3:]  # last block, final norm, head
+    else:
+        trainable = groups
+    for module in trainable:
+        for p in module.parameters():
+            p.requires_grad_(True)
+    param_groups = []
+    n = len(groups)
+    for i, module in enumerate(groups):
+        params = [p for p in module.parameters() if p.requires_grad]
+        if params:
+            scale = decay ** (n - 1 - i) if policy == "llrd" else 1.0
+            param_groups.append({"params": params, "lr": lr * scale, "base_lr": lr * scale})
+    return param_groups
+
+
+def frozen_eval(model: TaskModel, policy: str) -> None:
+    """Frozen parts stay in eval mode while training (no dropout, fixed batch-norm statistics)."""
+    model.train()
+    if policy == "linear":
+        model.backbone.eval()
+    elif policy == "last-block":
+        for module in model.backbone.layer_groups()[:-2]:
+            module.eval()
+
+
+# -- windows --------------------------------------------------------------------------------------
+def _crop(x: np.ndarray, start: int, window: int) -> np.ndarray:
+    out = x[..., start : start + window]
+    if out.shape[-1] < window:  # short item: repeat its edge values (keeps min/max and mean sensible)
+        out = np.pad(out, [(0, 0)] * (out.ndim - 1) + [(0, window - out.shape[-1])], mode="edge")
+    return out
+
+
+def training_batches(
+    data: TaskData, window: int, batch_size: int, seed: int, epoch: int, crops_per_item: int = 1
+) -> list[tuple[np.ndarray, np.ndarray, Any, np.ndarray | None]]:
+    """One epoch of random crops as (positions, windows, targets, extra) batches; a function of (seed, epoch)."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(np.repeat(np.arange(len(data)), crops_per_item))
+    batches = []
+    for s in range(0, len(order), batch_size):
+        idx = order[s : s + batch_size]
+        xs, ys = [], []
+        for i in idx:
+            x = data.signals[i]
+            start = int(rng.integers(0, max(1, x.shape[-1] - window + 1)))
+            xs.append(_crop(x, start, window))
+            if isinstance(data.targets, list):
+                ys.append(_crop(data.targets[i], start, window))
+        y = np.stack(ys) if ys else data.targets[idx]
+        batches.append((idx, np.stack(xs).astype(np.float32), y, None if data.extra is None else data.extra[idx]))
+    return batches
+
+
+def window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Starts of windows covering ``length`` samples: every ``stride``, plus one flush with the end."""
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window + 1, stride))
+    if starts[-1] != length - window:
+        starts.append(length - window)
+    return starts
+
+
+@torch.no_grad()
+def predict_items(
+    model: TaskModel,
+    signals: list[np.ndarray],
+    extra: np.ndarray | None = None,
+    *,
+    batch_size: int = 64,
+    stride: int | None = None,
+    progress: bool = False,
+) -> Any:
+    """Probabilities per item: windows of ``model.config.window`` samples, aggregated.
+
+    Record-level outputs are the mean of the window probabilities, (N, K). Per-sample outputs are
+    stitched (overlaps averaged) into one (K, samples) array per item. Items shorter than a window
+    run at their own length.
+    """
+    cfg = model.config
+    window = cfg.window
+    per_sample = cfg.kind == "per-sample"
+    stride = stride or (window // 2 if per_sample else window)
+    device = next(model.parameters()).device
+    model.eval()
+    jobs = []  # (item, start, length)
+    for i, x in enumerate(signals):
+        n = x.shape[-1]
+        if n < window:
+            jobs.append((i, 0, n))
+        else:
+            jobs.extend((i, s, window) for s in window_starts(n, window, stride))
+    sums = [np.zeros((cfg.num_outputs, x.shape[-1]) if per_sample else cfg.num_outputs) for x in signals]
+    counts = [np.zeros(x.shape[-1]) if per_sample else np.zeros(1) for x in signals]
+    full = [j for j in jobs if j[2] == window]
+    short = [j for j in jobs if j[2] != window]
+    chunks = [full[s : s + batch_size] for s in range(0, len(full), batch_size)] + [[j] for j in short]
+    for chunk in tqdm(chunks, desc="predicting", disable=not progress, unit="batch"):
+        x = np.stack([signals[i][:, s : s + n] for i, s, n in chunk]).astype(np.float32)
+        e = (
+            None
+            if extra is None
+            else torch.as_tensor(extra[[i for i, _, _ in chunk]], dtype=torch.float32, device=device)
+        )
+        probs = model.probabilities(model(torch.as_tensor(x, device=device), e)).float().cpu().numpy()
+        for (i, s, n), p in zip(chunk, probs, strict=True):
+            if per_sample:
+                sums[i][:, s : s + n] += p.T  # (K, n)
+                counts[i][s : s + n] += 1
+            else:
+                sums[i] += p
+                counts[i] += 1
+    if per_sample:
+        return [s / np.maximum(c, 1) for s, c in zip(sums, counts, strict=True)]
+    return np.stack([s / c for s, c in zip(sums, counts, strict=True)])
+
+
+# -- losses and thresholds ------------------------------------------------------------------------
+def _loss_fn(kind: str, data: TaskData, n_outputs: int, mode: str) -> Any:
+    if kind == "multiclass":
+        weight = None
+        if mode == "balanced":
+            counts = np.bincount(np.asarray(data.targets), minlength=n_outputs).astype(np.float64)
+            weight = torch.tensor(len(data) / (n_outputs * np.maximum(counts, 1)), dtype=torch.float32)
+        return lambda logits, y: F.cross_entropy(logits, y.long(), weight=None if weight is None else weight.to(logits))
+    if kind == "per-sample":
+        positive = float(np.mean([t.mean() for t in data.targets])) if mode == "balanced" else 0.5
+        pos_weight = torch.tensor(min(20.0, (1 - positive) / max(positive, 1e-4)))
+        # logits (B, T, K); targets (B, K, T)
+        return lambda logits, y: F.binary_cross_entropy_with_logits(
+            logits, y.transpose(1, 2).to(logits), pos_weight=pos_weight.to(logits)
+        )
+    y_all = np.asarray(data.targets, dtype=np.float64).reshape(len(data), -1)
+    pos = y_all.mean(axis=0)
+    pw = torch.tensor(np.clip((1 - pos) / np.maximum(pos, 1e-4), 1.0, 20.0), dtype=torch.float32)
+    if mode != "balanced":
+        pw = torch.ones_like(pw)
+    return lambda logits, y: F.binary_cross_entropy_with_logits(
+        logits, y.reshape(logits.shape).to(logits), pos_weight=pw.to(logits)
+    )
+
+
+def choose_thresholds(kind: str, targets: Any, probs: Any) -> list[float] | None:
+    """Per-output thresholds maximising F1 on validation data (binary and multi-label tasks)."""
+    if kind not in ("binary", "multilabel"):
+        return None
+    y = np.asarray(targets).reshape(len(probs), -1).astype(bool)
+    p = np.asarray(probs).reshape(len(probs), -1)
+    grid = np.linspace(0.05, 0.95, 19)
+    out = []
+    for k in range(p.shape[1]):
+        pred = p[:, k : k + 1] >= grid  # (N, G)
+        tp = (pred & y[:, k : k + 1]).sum(axis=0)
+        f1 = 2 * tp / np.maximum(pred.sum(axis=0) + y[:, k].sum(), 1)
+        out.append(float(grid[int(np.argmax(f1))]))
+    return out
+
+
+# -- splits ---------------------------------------------------------------------------------------
+def assign_folds(data: TaskData, n_folds: int, seed: int) -> np.ndarray:
+    """Fold of each item: grouped by patient, stratified by ``data.strata`` where it helps."""
+    frame = pd.DataFrame({"record_id": np.arange(len(data)).astype(str), "patient_id": data.groups.astype(str)})
+    strata = data.strata if data.strata is not None else False
+    return grouped_kfold(frame, n_folds, seed=seed, stratify=strata).to_numpy()
+
+
+def fraction_of_patients(groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Positions of the items of a random ``fraction`` of the patients (at least one patient)."""
+    if fraction >= 1:
+        return np.arange(len(groups))
+    patients = np.unique(groups)
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(patients, size=max(1, math.ceil(fraction * len(patients))), replace=False)
+    return np.flatnonzero(np.isin(groups, chosen))
+
+
+def split_train_val(data: TaskData, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    folds = assign_folds(data, max(2, round(1 / val_fraction)), seed + 1)
+    return np.flatnonzero(folds != 0), np.flatnonzero(folds == 0)
+
+
+def _subsample(data: TaskData, max_items: int | None, seed: int) -> TaskData:
+    if not max_items or len(data) <= max_items:
+        return data
+    folds = assign_folds(data, max(2, math.ceil(len(data) / max_items)), seed + 7)
+    return data.subset(np.flatnonzero(folds == 0))
+
+
+# -- one fold -------------------------------------------------------------------------------------
+def _atomic_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, indent=2, default=_jsonable))
+    os.replace(tmp, path)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def train_fold(
+    model: TaskModel, task: Task, train: TaskData, val: TaskData, cfg: FinetuneConfig, folder: Path, fabric: Any
+) -> dict[str, Any]:
+    """Train ``model`` on ``train`` with early stopping on ``val``; the best weights end in ``model``.
+
+    Resumes from ``folder/last.pt`` (the state after the last finished epoch) when it exists.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    param_groups = apply_policy(model, cfg.policy, cfg.lr, cfg.llrd_decay)
+    optimizer = torch.optim.AdamW(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model, optimizer = fabric.setup(model, optimizer)
+    task_model: TaskModel = model.module if hasattr(model, "module") else model
+    loss_fn = _loss_fn(task.kind, train, task_model.config.num_outputs, cfg.class_weights)
+    window = task_model.config.window
+    steps_per_epoch = math.ceil(len(train) * cfg.crops_per_item / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    warmup = max(1, steps_per_epoch // 2)
+    state: dict[str, Any] = {"epoch": 0, "best": -math.inf, "best_epoch": -1, "history": [], "best_state": None}
+    last = folder / "last.pt"
+    if last.exists():
+        saved = torch.load(last, map_location="cpu", weights_only=True)
+        task_model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = saved["state"]
+        log.info("resuming %s after epoch %d", folder, state["epoch"])
+    step = state["epoch"] * steps_per_epoch
+    for epoch in range(state["epoch"], cfg.epochs):
+        if epoch - state["best_epoch"] > cfg.patience and state["best_epoch"] >= 0:
+            break
+        frozen_eval(task_model, cfg.policy)
+        batches = training_batches(train, window, cfg.batch_size, cfg.seed, epoch, cfg.crops_per_item)
+        rank, world = fabric.global_rank, fabric.world_size
+        bar = tqdm(batches, desc=f"{folder.name} epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress or rank)
+        t0, seen, running = time.perf_counter(), 0, 0.0
+        for idx, x, y, e in bar:
+            # each rank trains on its slice of the global batch (same weights as one process)
+            x, y = x[rank::world], np.asarray(y)[rank::world]
+            e = None if e is None else e[rank::world]
+            factor = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total)))
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * factor
+            xt = torch.as_tensor(x, device=fabric.device)
+            et = None if e is None else torch.as_tensor(e, dtype=torch.float32, device=fabric.device)
+            loss = loss_fn(model(xt, et), torch.as_tensor(y, device=fabric.device))
+            optimizer.zero_grad(set_to_none=True)
+            fabric.backward(loss)
+            if cfg.grad_clip:
+                fabric.clip_gradients(model, optimizer, max_norm=cfg.grad_clip, error_if_nonfinite=False)
+            optimizer.step()
+            step += 1
+            seen += len(idx)
+            running = 0.9 * running + 0.1 * float(loss) if seen > len(idx) else float(loss)
+            bar.set_postfix(loss=f"{running:.3f}", items_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        val_probs = predict_items(task_model, val.signals, val.extra, batch_size=cfg.batch_size)
+        thresholds = choose_thresholds(task.kind, val.targets, val_probs)
+        scores = task.score(val.targets, val_probs, thresholds)
+        value = float(scores[task.score_key])
+        state["history"].append({"epoch": epoch + 1, "train_loss": running, f"val_{task.score_key}": value})
+        log.info("%s epoch %d: loss %.4f, val %s %.4f", folder.name, epoch + 1, running, task.score_key, value)
+        if value > state["best"]:
+            state.update(best=value, best_epoch=epoch, thresholds=thresholds)
+            state["best_state"] = {k: v.detach().clone() for k, v in task_model.state_dict().items()}
+        state["epoch"] = epoch + 1
+        if fabric.global_rank == 0:
+            tmp = last.with_name(f".{last.name}.tmp")
+            torch.save({"model": task_model.state_dict(), "optimizer": optimizer.state_dict(), "state": state}, tmp)
+            os.replace(tmp, last)
+    if state["best_state"] is not None:
+        task_model.load_state_dict(state["best_state"])
+    task_model.config.thresholds = state.get("thresholds")
+    task_model.eval()
+    return {"best_epoch": state["best_epoch"] + 1, "val_score": state["best"], "history": state["history"]}
+
+
+# -- linear probe on cached features --------------------------------------------------------------
+@torch.no_grad()
+def window_features(
+    model: TaskModel, signals: list[np.ndarray], batch_size: int = 64, progress: bool = False
+) -> list[np.ndarray]:
+    """Pooled backbone features (windows, D) of every item, over the same windows :func:`predict_items` reads."""
+    model.eval()
+    window = model.config.window
+    jobs = [(i, s, window) for i, x in enumerate(signals) for s in window_starts(x.shape[-1], window, window)]
+    jobs = [(i, s, min(n, signals[i].shape[-1])) for i, s, n in jobs]
+    full = [j for j in jobs if j[2] == window]
+    chunks = [full[s : s + batch_size] for s in range(0, len(full), batch_size)] + [[j] for j in jobs if j[2] != window]
+    found: dict[int, list[np.ndarray]] = {i: [] for i in range(len(signals))}
+    for chunk in tqdm(chunks, desc="backbone features", disable=not progress, unit="batch"):
+        x = torch.as_tensor(np.stack([signals[i][:, s : s + n] for i, s, n in chunk]).astype(np.float32))
+        feats = model.pool_features(model.forward_features(x)).float().numpy()
+        for (i, _, _), f in zip(chunk, feats, strict=True):
+            found[i].append(f)
+    return [np.stack(found[i]) for i in range(len(signals))]
+
+
+def _probe_probs(model: TaskModel, feats: list[np.ndarray], extra: np.ndarray | None) -> np.ndarray:
+    """Record probabilities from cached window features: the mean of the window probabilities."""
+    with torch.no_grad():
+        out = []
+        for i, f in enumerate(feats):
+            e = None if extra is None else torch.as_tensor(np.repeat(extra[i : i + 1], len(f), 0), dtype=torch.float32)
+            out.append(model.probabilities(model.forward_head(torch.as_tensor(f), e)).mean(dim=0).numpy())
+        return np.stack(out)
+
+
+def train_linear_probe(
+    model: TaskModel,
+    task: Task,
+    train: TaskData,
+    val: TaskData,
+    feats_train: list[np.ndarray],
+    feats_val: list[np.ndarray],
+    cfg: FinetuneConfig,
+) -> dict[str, Any]:
+    """Train only the head on cached window features, with early stopping on ``val``.
+
+    Equivalent to ``policy="linear"`` training on fixed (non-random) windows, at a fraction of the
+    cost: the frozen backbone runs once per window instead of once per window and epoch.
+    """
+    head = model.head
+    apply_policy(model, "linear", cfg.lr)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr * 3, weight_decay=cfg.weight_decay)
+    counts = [len(f) for f in feats_train]
+    x = torch.as_tensor(np.concatenate(feats_train))
+    item = np.repeat(np.arange(len(train)), counts)
+    targets = np.asarray(train.targets)
+    y = torch.as_tensor(targets[item])
+    e = None if train.extra is None else torch.as_tensor(train.extra[item], dtype=torch.float32)
+    loss_fn = _loss_fn(task.kind, train, model.config.num_outputs, cfg.class_weights)
+    best, best_epoch, best_state, history = -math.inf, -1, None, []
+    epochs = max(cfg.epochs, 30)  # one epoch of a linear head costs milliseconds
+    rng = np.random.default_rng(cfg.seed)
+    for epoch in range(epochs):
+        if epoch - best_epoch > max(cfg.patience, 5) and best_epoch >= 0:
+            break
+        model.train()
+        model.backbone.eval()
+        order = rng.permutation(len(x))
+        for s in range(0, len(order), cfg.batch_size):
+            idx = torch.as_tensor(order[s : s + cfg.batch_size])
+            logits = model.forward_head(x[idx], None if e is None else e[idx])
+            loss = loss_fn(logits, y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        probs = _probe_probs(model, feats_val, val.extra)
+        thresholds = choose_thresholds(task.kind, val.targets, probs)
+        value = float(task.score(val.targets, probs, thresholds)[task.score_key])
+        history.append({"epoch": epoch + 1, "train_loss": float(loss.detach()), f"val_{task.score_key}": value})
+        if value > best:
+            best, best_epoch = value, epoch
+            best_state = ({k: v.clone() for k, v in head.state_dict().items()}, thresholds)
+    head.load_state_dict(best_state[0])
+    model.config.thresholds = best_state[1]
+    model.eval()
+    return {"best_epoch": best_epoch + 1, "val_score": best, "history": history}
+
+
+# -- the run --------------------------------------------------------------------------------------
+def _fabric(cfg: FinetuneConfig) -> Any:
+    from lightning.fabric import Fabric
+
+    fabric = Fabric(
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        strategy=cfg.strategy,
+        precision=cfg.precision,
+        num_nodes=cfg.num_nodes,
+    )
+    fabric.launch()
+    return fabric
+
+
+def model_card(cfg: FinetuneConfig, task: Task, model: TaskModel, fold: int, fold_result: dict, data: TaskData) -> str:
+    c = model.config
+    weights = "fresh weights" if cfg.from_scratch or cfg.backbone in list_models() else "pretrained"
+    patients = len(np.unique(data.groups))
+    return "\n".join(
+        [
+            f"# {c.name}",
+            "",
+            f"Fine-tuned by cardiolens for **{task.name}**: {task.description}.",
+            "",
+            f"- Backbone: `{cfg.backbone}` ({weights}), policy `{cfg.policy}`",
+            f"- Input: {len(c.leads)} lead(s) {', '.join(c.leads)} at {c.fs:g} Hz, windows of {c.window} samples "
+            f"({c.window / c.fs:g} s); longer records are windowed and the window probabilities averaged",
+            f"- Outputs: {', '.join(c.classes)} ({c.kind}); thresholds {c.thresholds}",
+            f"- Data: {data.info.get('dataset', cfg.data)}, {len(data)} items of {patients} patients",
+            f"- Protocol: {task.protocol}; this is the model of fold {fold} of {cfg.folds} (seed {cfg.seed}): "
+            "it never saw that fold's items",
+            f"- Label fraction: {cfg.label_fraction:g}; best epoch {fold_result['best_epoch']} "
+            f"(validation {task.score_key} {fold_result['val_score']:.4f})",
+            f"- Test fold {fold}: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in fold_result["test"].items() if isinstance(v, float)),
+            "",
+            "Command: `" + command_line(cfg) + "`",
+            "",
+            "Not a medical device: for research use.",
+        ]
+    )
+
+
+def command_line(cfg: FinetuneConfig) -> str:
+    defaults = FinetuneConfig(task=cfg.task, data=cfg.data)
+    parts = ["cardiolens finetune", cfg.task, "--data", cfg.data]
+    for f in dataclasses.fields(cfg):
+        if f.name in ("task", "data", "progress", "extra"):
+            continue
+        value = getattr(cfg, f.name)
+        if value != getattr(defaults, f.name):
+            parts += [f"--{f.name}", json.dumps(value) if isinstance(value, list) else str(value)]
+    return " ".join(parts)
+
+
+def summarise(
+    task: Task, data: TaskData, probs: Any, thresholds: Any = None, n_resamples: int = 1000
+) -> dict[str, Any]:
+    """The task's scores over all items, each with a patient bootstrap 95 % interval."""
+    scores = task.score(data.targets, probs, thresholds)
+    out: dict[str, Any] = {}
+    targets = data.targets
+    for key, value in scores.items():
+        if key == "threshold" or not isinstance(value, float) or not np.isfinite(value):
+            out[key] = {"value": value}
+            continue
+        if isinstance(targets, list) or isinstance(probs, list):  # per-sample: bootstrap over items
+            index = np.arange(len(data))
+
+            def metric(ix: np.ndarray, key: str = key) -> float:
+                return float(task.score([targets[i] for i in ix], [probs[i] for i in ix], thresholds)[key])
+
+            interval = bootstrap(metric, index, groups=data.groups, n_resamples=min(n_resamples, 200))
+        else:
+
+            def metric(y: np.ndarray, p: np.ndarray, key: str = key) -> float:
+                return float(task.score(y, p, thresholds)[key])
+
+            interval = bootstrap(
+                metric, np.asarray(targets), np.asarray(probs), groups=data.groups, n_resamples=n_resamples
+            )
+        out[key] = {"value": interval.value, "low": interval.low, "high": interval.high}
+    return out
+
+
+def _cached_features(
+    cfg: FinetuneConfig, task: Task, backbone: nn.Module, data: TaskData, fs: float, window: int, out: Path
+) -> list[np.ndarray]:
+    """Window features of the frozen backbone for every item, computed once per run (``features.npz``)."""
+    path = out / "features.npz"
+    if path.exists():
+        with np.load(path) as z:
+            counts, flat = z["counts"], z["features"]
+        if len(counts) == len(data):
+            return np.split(flat, np.cumsum(counts)[:-1])
+    model = build_task_model(
+        backbone,
+        task=task.name,
+        kind=task.kind,
+        classes=["x"] * max(1, len(task.classes or [1])),
+        fs=fs,
+        leads=data.leads,
+        window=window,
+        backbone_name=cfg.backbone,
+    )
+    feats = window_features(model, data.signals, cfg.batch_size, cfg.progress)
+    tmp = out / f".features.{os.getpid()}.tmp.npz"
+    np.savez(tmp, counts=np.array([len(f) for f in feats]), features=np.concatenate(feats))
+    os.replace(tmp, path)
+    return feats
+
+
+def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
+    """Cross-validated fine-tuning of ``cfg.backbone`` on ``cfg.task``; see the module notes for the run folder.
+
+    Returns:
+        The results: per-fold scores, out-of-fold scores with bootstrap intervals, the settings.
+    """
+    task = get_task(cfg.task)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    run_file = out / "run.json"
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("progress", "threads", "fold_ids")}
+    if run_file.exists():
+        before = {k: v for k, v in json.loads(run_file.read_text()).items() if k in settings}
+        changed = sorted(k for k in settings if before.get(k) != settings[k] and k in before)
+        if changed:
+            raise CardiolensError(f"{out}: holds a run with other settings ({', '.join(changed)}); use a new --out")
+    _atomic_json(run_file, settings)
+
+    probe = resolve_backbone(cfg.backbone, cfg.from_scratch)
+    fs = backbone_fs(probe, task)
+    data = load_task_data(task, cfg.data, fs, cache_dir=cfg.cache_dir, progress=cfg.progress)
+    data = _subsample(data, cfg.max_items, cfg.seed)
+    folds = assign_folds(data, cfg.folds, cfg.seed)
+    _atomic_json(out / "folds.json", dict(zip(data.item_ids.tolist(), folds.tolist(), strict=True)))
+    fabric = _fabric(cfg)
+    classes = list(task.classes) if task.classes else list(data.info.get("classes", []))
+    window = window_samples(probe, task, fs, cfg.window_seconds)
+    fold_results = {}
+    probe_features = None
+    if cfg.policy == "linear" and task.kind != "per-sample" and fabric.world_size == 1:
+        probe_features = _cached_features(cfg, task, probe, data, fs, window, out)
+    oof: Any = [None] * len(data) if task.kind == "per-sample" else None
+    for fold in cfg.fold_ids if cfg.fold_ids is not None else range(cfg.folds):
+        folder = out / f"fold-{fold}"
+        result_file = folder / "result.json"
+        test_index = np.flatnonzero(folds == fold)
+        test = data.subset(test_index)
+        if result_file.exists() and (folder / "model").exists():
+            fold_results[fold] = json.loads(result_file.read_text())
+            model = load_model(folder / "model")
+            thresholds = model.config.thresholds
+        else:
+            pool = np.flatnonzero(folds != fold)
+            pool = pool[fraction_of_patients(data.groups[pool], cfg.label_fraction, cfg.seed + fold)]
+            train_pos, val_pos = split_train_val(data.subset(pool), cfg.val_fraction, cfg.seed + fold)
+            train, val = data.subset(pool[train_pos]), data.subset(pool[val_pos])
+            torch.manual_seed(cfg.seed + fold)
+            # the probe's features were computed with ``probe``: its head must read that same backbone
+            backbone = (
+                copy.deepcopy(probe) if probe_features is not None else resolve_backbone(cfg.backbone, cfg.from_scratch)
+            )
+            model = build_task_model(
+                backbone,
+                task=task.name,
+                kind=task.kind,
+                classes=classes,
+                fs=fs,
+                leads=data.leads,
+                window=window,
+                backbone_name=cfg.backbone,
+                n_extra=task.n_extra,
+                name=f"{task.name}-{Path(cfg.backbone).stem}-{cfg.policy}",
+            )
+            if probe_features is not None:
+                pick = pool[train_pos], pool[val_pos]
+                result = train_linear_probe(
+                    model,
+                    task,
+                    train,
+                    val,
+                    [probe_features[i] for i in pick[0]],
+                    [probe_features[i] for i in pick[1]],
+                    cfg,
+                )
+            else:
+                result = train_fold(model, task, train, val, cfg, folder, fabric)
+            thresholds = model.config.thresholds
+            test_probs = predict_items(model, test.signals, test.extra, batch_size=cfg.batch_size)
+            scores = task.score(test.targets, test_probs, thresholds)
+            result.update(
+                fold=fold,
+                n_train=len(train),
+                n_val=len(val),
+                n_test=len(test),
+                test={k: float(v) for k, v in scores.items()},
+            )
+            if fabric.global_rank == 0:
+                save_checkpoint(
+                    model, folder / "model", model_card(cfg, task, model, fold, result, data), overwrite=True
+                )
+                _atomic_json(result_file, result)
+            fold_results[fold] = result
+        probs = predict_items(model, test.signals, test.extra, batch_size=cfg.batch_size)
+        if task.kind == "per-sample":
+            for i, p in zip(test_index, probs, strict=True):
+                oof[i] = p
+        else:
+            if oof is None:
+                oof = np.full((len(data), probs.shape[1]), np.nan)
+            oof[test_index] = probs
+        del thresholds
+    done = [
+        i for i in range(len(data)) if (oof[i] is not None if isinstance(oof, list) else not np.isnan(oof[i]).any())
+    ]
+    done = np.asarray(done, dtype=np.int64)
+    covered = data.subset(done)
+    oof_done = [oof[i] for i in done] if isinstance(oof, list) else oof[done]
+    results = {
+        "task": task.name,
+        "protocol": task.protocol,
+        "backbone": cfg.backbone,
+        "policy": cfg.policy,
+        "label_fraction": cfg.label_fraction,
+        "folds": {str(k): v for k, v in fold_results.items()},
+        "items": int(len(done)),
+        "patients": int(len(np.unique(covered.groups))),
+        "command": command_line(cfg),
+    }
+    # out-of-fold scores use each fold's own thresholds through the per-fold decisions; the pooled
+    # threshold-free metrics (AUROC, challenge score of arg-max) are what the summary reports
+    results["oof"] = summarise(task, covered, oof_done, None)
+    if fabric.global_rank == 0:
+        if isinstance(oof, list):
+            np.savez(
+                out / "oof.npz", item_ids=covered.item_ids, **{f"p{i}": p for i, p in zip(done, oof_done, strict=True)}
+            )
+        else:
+            np.savez(out / "oof.npz", item_ids=covered.item_ids, probs=oof_done, targets=np.asarray(covered.targets))
+        _atomic_json(out / "results.json", results)
+    return results
+
+
+__all__ = [
+    "LABEL_FRACTIONS",
+    "POLICIES",
+    "FinetuneConfig",
+    "TaskModel",
+    "apply_policy",
+    "choose_thresholds",
+    "finetune",
+    "predict_items",
+    "resolve_backbone",
+    "summarise",
+    "train_fold",
+]
