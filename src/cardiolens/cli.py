@@ -280,12 +280,34 @@ def pretrain_gpt(
         print(f"stopped at step {result['step']}; run the same command again to resume ({result['out']})")
 
 
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    ttl_minutes: float = 30.0,
+    max_upload_mb: float = 64.0,
+    threads: int = 1,
+) -> None:
+    """Run the web app (load, analyse, explain, generate in the browser) until interrupted.
+
+    Args:
+        host: address to bind; the default serves this machine only (the app has no authentication).
+        port: port to listen on; open http://HOST:PORT/ in a browser (the API schema is at /openapi.json).
+        ttl_minutes: minutes an uploaded record is kept after its last use.
+        max_upload_mb: largest upload accepted, in MB.
+        threads: torch threads of the server.
+    """
+    from cardiolens.app import serve as run
+
+    run(host=host, port=port, ttl_minutes=ttl_minutes, max_upload_mb=max_upload_mb, threads=threads)
+
+
 COMMANDS = {
     "info": info,
     "plot": plot,
     "peaks": peaks,
     "demo": demo,
     "generate": generate,
+    "serve": serve,
     "pretrain": {"gpt": pretrain_gpt},
 }
 

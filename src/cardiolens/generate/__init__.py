@@ -9,16 +9,26 @@ Example:
     torch.Size([8])
 """
 
-from cardiolens.generate.continuation import SignalContinuation, continue_signal
+from cardiolens.generate.continuation import (
+    ContinuationChunk,
+    ContinuationStream,
+    SignalContinuation,
+    continue_signal,
+    continue_signal_stream,
+)
 from cardiolens.generate.files import GeneratedFile, generate_file, write_continuation
-from cardiolens.generate.sampling import generate, sample_next
+from cardiolens.generate.sampling import generate, generate_stream, sample_next
 
 __all__ = [
+    "ContinuationChunk",
+    "ContinuationStream",
     "GeneratedFile",
     "SignalContinuation",
     "continue_signal",
+    "continue_signal_stream",
     "generate",
     "generate_file",
+    "generate_stream",
     "sample_next",
     "write_continuation",
 ]

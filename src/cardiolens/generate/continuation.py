@@ -12,6 +12,7 @@ HeartGPT does (min-max of the window to ``0 .. levels - 1``, rounded), continued
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from cardiolens.errors import ModelInputError, RecordError
-from cardiolens.generate.sampling import generate
+from cardiolens.generate.sampling import generate, generate_stream
 from cardiolens.signal.record import Record
 from cardiolens.signal.resample import resample as resample_signal
 from cardiolens.signal.tokenize import detokenize, tokenize
@@ -112,6 +113,171 @@ def continue_signal(
         >>> out.signal.shape  # doctest: +SKIP
         (300,)
     """
+    ctx = _prepare_context(
+        model, signal, fs, lead=lead, modality=modality, resample=resample, crop=crop, min_context=min_context
+    )
+    out = generate(
+        model,
+        torch.from_numpy(ctx.tokens),
+        steps,
+        temperature=temperature,
+        top_k=top_k,
+        greedy=greedy,
+        seed=seed,
+        keep=keep,
+        min_context=1,
+    )
+    return _continuation(ctx, out[:, ctx.tokens.shape[1] :].cpu().numpy())
+
+
+@dataclass
+class ContinuationChunk:
+    """Part of a continuation being streamed.
+
+    Attributes:
+        tokens: int64 new tokens of this chunk, (k,).
+        values: float32 the same samples in the context's units, at the model's rate ``model_fs``
+            (not resampled: the final :class:`SignalContinuation` is resampled as a whole).
+        start: index of the chunk's first sample among the new samples (at the model's rate).
+    """
+
+    tokens: np.ndarray
+    values: np.ndarray
+    start: int
+
+
+class ContinuationStream:
+    """What :func:`continue_signal_stream` returns: iterate it for :class:`ContinuationChunk` s.
+
+    Attributes:
+        context_tokens: int64 tokens of the context the model saw, (T,).
+        fs: the caller's sampling rate; ``model_fs``: the model's (the rate of tokens and chunks).
+        resampled: whether the context was resampled to ``model_fs``.
+        scale: the tokeniser's (min, max) of the context.
+        steps: new samples that will be generated at ``model_fs``.
+        result: the whole :class:`SignalContinuation` once the stream is exhausted (``None`` before),
+            equal to what :func:`continue_signal` returns for the same arguments and seed.
+    """
+
+    def __init__(self, ctx: _Context, chunks: Iterator[torch.Tensor], steps: int):
+        self._ctx = ctx
+        self._chunks = chunks
+        self.context_tokens = ctx.tokens[0]
+        self.fs = ctx.fs
+        self.model_fs = ctx.model_fs
+        self.resampled = ctx.resampled
+        self.scale = (ctx.scale[0][0], ctx.scale[1][0])
+        self.steps = steps
+        self.result: SignalContinuation | None = None
+
+    def __iter__(self) -> Iterator[ContinuationChunk]:
+        parts: list[np.ndarray] = []
+        done = 0
+        for chunk in self._chunks:
+            new = chunk[0].cpu().numpy()  # (1, k) for the one context -> (k,)
+            parts.append(new)
+            values = _values(self._ctx, new[None, :])[0].astype(np.float32)
+            yield ContinuationChunk(tokens=np.minimum(new, self._ctx.levels - 1), values=values, start=done)
+            done += new.size
+        tokens = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        self.result = _continuation(self._ctx, tokens[None, :])
+
+    def close(self) -> None:
+        """Stop generating (restores the model's mode); safe to call at any time."""
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def continue_signal_stream(
+    model: torch.nn.Module,
+    signal: np.ndarray | Record,
+    fs: float | None = None,
+    steps: int = 500,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    greedy: bool = False,
+    seed: int | None = None,
+    *,
+    chunk: int = 25,
+    lead: str | int | None = None,
+    modality: str | None = None,
+    resample: bool = True,
+    crop: bool = True,
+    min_context: int = 100,
+    keep: int | None = None,
+) -> ContinuationStream:
+    """:func:`continue_signal` for one context, handing out the continuation in chunks as it is generated.
+
+    Everything is checked when this is called (a bad context or setting raises here, before any
+    chunk); generation happens while the result is iterated. Joined, the chunks' tokens are those
+    :func:`continue_signal` gives for the same arguments and seed, and ``stream.result`` is then the
+    same :class:`SignalContinuation`. The web app streams a continuation to the page with it.
+
+    Args:
+        model, signal, fs, steps, temperature, top_k, greedy, seed, lead, modality, resample, crop,
+            min_context, keep: as in :func:`continue_signal` (``signal``: one context, 1-D or a Record).
+        chunk: new samples per chunk, at the model's rate.
+
+    Returns:
+        A :class:`ContinuationStream`.
+
+    Raises:
+        RecordError, ModelInputError: as :func:`continue_signal`, and for a batch of contexts.
+
+    Example:
+        >>> stream = continue_signal_stream(model, ecg_100hz, fs=100, steps=300, seed=0)  # doctest: +SKIP
+        >>> for part in stream:  # doctest: +SKIP
+        ...     print(part.start, part.values[:3])
+        >>> stream.result.signal.shape  # doctest: +SKIP
+        (300,)
+    """
+    ctx = _prepare_context(
+        model, signal, fs, lead=lead, modality=modality, resample=resample, crop=crop, min_context=min_context
+    )
+    if not ctx.single:
+        raise ModelInputError("continue_signal_stream continues one context; use continue_signal for a batch")
+    chunks = generate_stream(
+        model,
+        torch.from_numpy(ctx.tokens),
+        steps,
+        temperature=temperature,
+        top_k=top_k,
+        greedy=greedy,
+        seed=seed,
+        chunk=chunk,
+        keep=keep,
+        min_context=1,
+    )
+    return ContinuationStream(ctx, chunks, steps)
+
+
+@dataclass
+class _Context:
+    """A context checked against the input contract and tokenised, ready to be continued."""
+
+    tokens: np.ndarray  # (B, T) int64
+    scale: tuple[Any, Any]
+    fs: float
+    model_fs: float
+    resampled: bool
+    single: bool
+    levels: int
+    source: str
+
+
+def _prepare_context(
+    model: torch.nn.Module,
+    signal: np.ndarray | Record,
+    fs: float | None,
+    *,
+    lead: str | int | None,
+    modality: str | None,
+    resample: bool,
+    crop: bool,
+    min_context: int,
+) -> _Context:
+    """Check the context against the contract (see :func:`continue_signal`) and tokenise it."""
     cfg = model.config
     if cfg.head != "lm":
         raise ModelInputError(f"{cfg.name!r} has a {cfg.head} head; continuing a signal needs a language model")
@@ -204,24 +370,33 @@ def continue_signal(
 
     levels = cfg.levels
     context, scale = tokenize(x, vocab_size=levels)  # (B, T) int64; per-context (min, max)
-    out = generate(
-        model,
-        torch.from_numpy(context),
-        steps,
-        temperature=temperature,
-        top_k=top_k,
-        greedy=greedy,
-        seed=seed,
-        keep=keep,
-        min_context=1,
-    )
-    new = out[:, context.shape[1] :].cpu().numpy()
+    return _Context(context, scale, fs, model_fs, resampled, single, levels, source)
+
+
+def _values(ctx: _Context, new: np.ndarray) -> np.ndarray:
+    """New token ids (B, k) to values at the model's rate, in the context's units (B, k)."""
     # a vocabulary larger than the tokeniser's levels (HeartGPT PPG: 102 vs 101) has ids with no amplitude
-    over = new >= levels
+    over = new >= ctx.levels
     if over.any():
-        log.warning("%s: %d generated ids above the top level %d clipped to it", source, int(over.sum()), levels - 1)
-        new = np.minimum(new, levels - 1)
-    values = detokenize(new, scale, vocab_size=levels)  # (B, steps)
+        log.warning(
+            "%s: %d generated ids above the top level %d clipped to it", ctx.source, int(over.sum()), ctx.levels - 1
+        )
+        new = np.minimum(new, ctx.levels - 1)
+    return detokenize(new, ctx.scale, vocab_size=ctx.levels)  # (B, k)
+
+
+def _continuation(ctx: _Context, new: np.ndarray) -> SignalContinuation:
+    """The :class:`SignalContinuation` of all new token ids (B, steps)."""
+    single, fs, model_fs, resampled, scale, context = (
+        ctx.single,
+        ctx.fs,
+        ctx.model_fs,
+        ctx.resampled,
+        ctx.scale,
+        ctx.tokens,
+    )
+    values = _values(ctx, new)
+    new = np.minimum(new, ctx.levels - 1)
     if resampled:
         values = resample_signal(values, model_fs, fs)
     values = values.astype(np.float32)

@@ -111,6 +111,116 @@ def generate(
         >>> out.shape
         torch.Size([2, 40])
     """
+    out, squeeze, generator, keep = _prepare(
+        model, tokens, steps, temperature, top_k, greedy, seed, generator, keep, min_context
+    )
+    T = out.size(1) - steps
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            _decode(model, out, T, steps, temperature, top_k, greedy, generator, use_cache, keep)
+    finally:
+        model.train(was_training)
+    return out[0] if squeeze else out
+
+
+def generate_stream(
+    model: torch.nn.Module,
+    tokens: Tensor | np.ndarray | list,
+    steps: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    greedy: bool = False,
+    seed: int | None = None,
+    *,
+    chunk: int = 25,
+    generator: torch.Generator | None = None,
+    keep: int | None = None,
+    min_context: int = 1,
+) -> Iterator[Tensor]:
+    """:func:`generate`, handing out the new tokens in chunks as they are decoded (for streaming).
+
+    The arguments are checked when this is called (a bad one raises here, before any chunk), and
+    the tokens are exactly those :func:`generate` gives for the same arguments and seed: the chunks
+    joined equal ``generate(...)[..., T:]``. Each chunk is decoded inside its own
+    ``torch.inference_mode()`` block, so a consumer may take chunks from different threads (as a web
+    server's thread pool does). The model is put in eval mode for the whole stream and its mode is
+    restored when the stream ends or is closed.
+
+    Args:
+        model, tokens, steps, temperature, top_k, greedy, seed, generator, keep, min_context: as in
+            :func:`generate` (always with the key-value cache).
+        chunk: new tokens per chunk (the last chunk may be shorter).
+
+    Returns:
+        An iterator of int64 tensors (B, k), or (k,) for a 1-D ``tokens``.
+
+    Raises:
+        ModelInputError: as :func:`generate`, and a ``chunk`` that is not a positive integer.
+
+    Example:
+        >>> from cardiolens.models import create_model
+        >>> model = create_model("gpt", n_layer=2).eval()
+        >>> [c.shape[-1] for c in generate_stream(model, [5, 6, 7], steps=10, chunk=4, seed=0)]
+        [4, 4, 2]
+    """
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ModelInputError(f"chunk must be a positive integer, got {chunk!r}")
+    out, squeeze, generator, keep = _prepare(
+        model, tokens, steps, temperature, top_k, greedy, seed, generator, keep, min_context
+    )
+    T = out.size(1) - steps
+    return _stream(model, out, T, steps, temperature, top_k, greedy, generator, keep, int(chunk), squeeze)
+
+
+def _stream(
+    model: torch.nn.Module,
+    out: Tensor,
+    T: int,
+    steps: int,
+    temperature: float,
+    top_k: int | None,
+    greedy: bool,
+    generator: torch.Generator | None,
+    keep: int,
+    chunk: int,
+    squeeze: bool,
+) -> Iterator[Tensor]:
+    was_training = model.training
+    model.eval()
+    steps_left = _decode_steps(model, out, T, steps, temperature, top_k, greedy, generator, True, keep)
+    done = T
+    try:
+        while done < T + steps:
+            # grad mode is thread-local: enter and leave inference mode within each chunk, never across a yield
+            with torch.inference_mode():
+                for filled in steps_left:
+                    if filled - done >= chunk:
+                        break
+                else:
+                    filled = T + steps
+            new = out[:, done:filled].clone()  # (B, k)
+            done = filled
+            yield new[0] if squeeze else new
+    finally:
+        steps_left.close()
+        model.train(was_training)
+
+
+def _prepare(
+    model: torch.nn.Module,
+    tokens: Tensor | np.ndarray | list,
+    steps: int,
+    temperature: float,
+    top_k: int | None,
+    greedy: bool,
+    seed: int | None,
+    generator: torch.Generator | None,
+    keep: int | None,
+    min_context: int,
+) -> tuple[Tensor, bool, torch.Generator | None, int]:
+    """Check the arguments of :func:`generate`; the output buffer (B, T + steps) holding the context."""
     cfg = model.config
     if cfg.head != "lm":
         raise ModelInputError(
@@ -133,17 +243,9 @@ def generate(
         raise ModelInputError(f"keep must be an integer between 1 and block_size ({block}), got {keep!r}")
     if seed is not None:
         generator = torch.Generator(device=device).manual_seed(int(seed))
-
     out = torch.empty(B, T + steps, dtype=torch.long, device=device)
     out[:, :T] = context
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            _decode(model, out, T, steps, temperature, top_k, greedy, generator, use_cache, keep)
-    finally:
-        model.train(was_training)
-    return out[0] if squeeze else out
+    return out, squeeze, generator, keep
 
 
 def _decode(
@@ -159,6 +261,23 @@ def _decode(
     keep: int,
 ) -> None:
     """Fill ``out[:, n : n + steps]`` in place; ``out[:, :n]`` holds the context."""
+    for _ in _decode_steps(model, out, n, steps, temperature, top_k, greedy, generator, use_cache, keep):
+        pass
+
+
+def _decode_steps(
+    model: torch.nn.Module,
+    out: Tensor,
+    n: int,
+    steps: int,
+    temperature: float,
+    top_k: int | None,
+    greedy: bool,
+    generator: torch.Generator | None,
+    use_cache: bool,
+    keep: int,
+) -> Iterator[int]:
+    """Fill ``out[:, n : n + steps]`` in place, one token at a time, yielding how many columns are filled."""
     if steps == 0:
         return
     block = model.config.block_size
@@ -167,6 +286,7 @@ def _decode(
             features = model.forward_features(out[:, max(0, n - block) : n], check=False)  # (B, t, C)
             out[:, n] = sample_next(model.forward_head(features[:, -1]), temperature, top_k, greedy, generator)
             n += 1
+            yield n
         return
     cache = model.new_cache(out.size(0))
     # the prefill computes the last layer for the last position only: its keys/values are cached
@@ -178,6 +298,7 @@ def _decode(
             token = sample_next(logits, temperature, top_k, greedy, generator)  # (B,)
             out.select(1, n).copy_(token)
             n += 1
+            yield n
             if step == steps - 1:
                 break
             if cache.length == block:  # window full: re-prime from the last `keep` tokens

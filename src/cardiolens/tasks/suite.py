@@ -146,7 +146,7 @@ def _load_builtin() -> None:
     # the task modules register themselves on import
     from cardiolens.tasks import tasks_rhythm  # noqa: F401
 
-    for module in ("tasks_beats", "tasks_multilabel"):
+    for module in ("tasks_beats", "tasks_aami", "tasks_multilabel"):
         try:
             __import__(f"cardiolens.tasks.{module}")
         except ModuleNotFoundError as exc:  # a task family not built yet
