@@ -280,6 +280,142 @@ def pretrain_gpt(
         print(f"stopped at step {result['step']}; run the same command again to resume ({result['out']})")
 
 
+def finetune(
+    task: str,
+    data: Path,
+    backbone: str = "resnet1d",
+    policy: str = "full",
+    from_scratch: bool = False,
+    label_fraction: float = 1.0,
+    folds: int = 5,
+    fold_ids: list[int] | None = None,
+    epochs: int = 15,
+    patience: int = 4,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    llrd_decay: float = 0.75,
+    window_seconds: float | None = None,
+    class_weights: str = "balanced",
+    max_items: int | None = None,
+    seed: int = 0,
+    out: Path = Path("runs/finetune"),
+    accelerator: str = "cpu",
+    devices: int = 1,
+    strategy: str = "auto",
+    precision: str = "32-true",
+    threads: int = 0,
+) -> None:
+    """Fine-tune a backbone on a task with cross-validation; resumes when run again with the same --out.
+
+    Args:
+        task: cinc2017-rhythm, cinc2017-af, mitbih-beats, ... (see cardiolens.tasks.list_tasks()).
+        data: the task's dataset folder in its publisher's layout.
+        backbone: registry preset (fresh weights, e.g. resnet1d), shipped model (ecgpt-small), checkpoint or
+            HeartGPT zip.
+        policy: full, linear (probe on frozen features), last-block (HeartGPT's) or llrd (layer-wise lr decay).
+        from_scratch: fresh weights even when the backbone names trained ones.
+        label_fraction: share of training patients whose labels are used (0.01, 0.1, 0.25, 0.5, 1).
+        folds: cross-validation folds.
+        fold_ids: run only these folds.
+        epochs: most epochs per fold (early stopping on validation).
+        patience: epochs without improvement before stopping.
+        batch_size: windows per step.
+        lr: peak learning rate.
+        llrd_decay: per-layer learning-rate factor of --policy llrd.
+        window_seconds: window length (default: the task's, cut to the backbone's context).
+        class_weights: balanced or none.
+        max_items: use at most this many items (quick runs).
+        seed: folds, fractions and initialisation.
+        out: run folder (fold checkpoints, out-of-fold predictions, results.json).
+        accelerator: Lightning Fabric accelerator (cpu, gpu, auto).
+        devices: devices/processes.
+        strategy: Fabric strategy (auto, ddp).
+        precision: 32-true or bf16-mixed.
+        threads: torch CPU threads (0: default).
+    """
+    from cardiolens.tasks.finetune import FinetuneConfig
+    from cardiolens.tasks.finetune import finetune as run
+
+    cfg = FinetuneConfig(
+        task=task,
+        data=str(data),
+        backbone=backbone,
+        policy=policy,
+        from_scratch=from_scratch,
+        label_fraction=label_fraction,
+        folds=folds,
+        fold_ids=fold_ids,
+        epochs=epochs,
+        patience=patience,
+        batch_size=batch_size,
+        lr=lr,
+        llrd_decay=llrd_decay,
+        window_seconds=window_seconds,
+        class_weights=class_weights,
+        max_items=max_items,
+        seed=seed,
+        out=str(out),
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        precision=precision,
+        threads=threads,
+    )
+    results = run(cfg)
+    print(f"{task}: {results['items']} items, out-of-fold scores -> {out}/results.json")
+    _print_scores(results["oof"])
+
+
+def _print_scores(scores: dict) -> None:
+    for name, value in scores.items():
+        if "low" in value:
+            print(f"  {name}: {value['value']:.4f} [{value['low']:.4f}, {value['high']:.4f}]")
+
+
+def predict(model: str, paths: list[Path], fs: float | None = None, as_json: bool = False) -> None:
+    """Labels and probabilities of a fine-tuned model for records (files or folders of records).
+
+    Args:
+        model: shipped task model (rhythm-ecg, beats-ecg) or a checkpoint written by cardiolens finetune.
+        paths: record files or folders.
+        fs: sampling rate for formats that do not carry one (NumPy, CSV without a time column).
+        as_json: print JSON (one object per record) instead of a table.
+    """
+    from cardiolens.tasks.predict import predict_paths
+
+    predictions = predict_paths(model, list(paths), fs=fs)
+    if as_json:
+        print(json.dumps([p.to_dict() for p in predictions], indent=2))
+        return
+    first = predictions[0]
+    print(f"model {first.model} ({first.task}); preprocessing of the first record: {'; '.join(first.preprocessing)}")
+    for p in predictions:
+        if p.kind == "per-sample":
+            print(f"{p.source}: {len(p.beats)} beats")
+        else:
+            probs = "  ".join(f"{c}={v:.3f}" for c, v in p.probabilities.items())
+            print(f"{p.source}: {','.join(p.labels) or '-'}  {probs}")
+
+
+def evaluate(model: str, dataset: Path, all_items: bool = False, as_json: bool = False) -> None:
+    """Score a fine-tuned model on its task's dataset folder (its test fold only, unless --all_items), with 95% CIs.
+
+    Args:
+        model: shipped task model or checkpoint.
+        dataset: the dataset folder of the model's task.
+        all_items: also score the items the model trained on (optimistic).
+        as_json: print JSON.
+    """
+    from cardiolens.tasks.predict import evaluate as run
+
+    result = run(model, dataset, all_items=all_items)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{result['model']} on {result['task']}: {result['items']} items, {result['scope']}")
+    _print_scores(result["scores"])
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -308,6 +444,9 @@ COMMANDS = {
     "demo": demo,
     "generate": generate,
     "serve": serve,
+    "finetune": finetune,
+    "predict": predict,
+    "evaluate": evaluate,
     "pretrain": {"gpt": pretrain_gpt},
 }
 

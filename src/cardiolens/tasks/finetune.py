@@ -85,6 +85,7 @@ class FinetuneConfig:
         threads: CPU threads for torch (0 keeps torch's default).
         progress: progress bars.
         cache_dir: task-data cache folder (default ``./.cache/tasks``).
+        load_options: options of the task's loader (e.g. ``{"records": [...]}`` to read a subset).
     """
 
     task: str = "cinc2017-rhythm"
@@ -117,7 +118,7 @@ class FinetuneConfig:
     threads: int = 0
     progress: bool = True
     cache_dir: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    load_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -433,7 +434,8 @@ def train_fold(
             optimizer.step()
             step += 1
             seen += len(idx)
-            running = 0.9 * running + 0.1 * float(loss) if seen > len(idx) else float(loss)
+            value = loss.detach().item()
+            running = 0.9 * running + 0.1 * value if seen > len(idx) else value
             bar.set_postfix(loss=f"{running:.3f}", items_s=f"{seen / (time.perf_counter() - t0):.0f}")
         val_probs = predict_items(task_model, val.signals, val.extra, batch_size=cfg.batch_size)
         thresholds = choose_thresholds(task.kind, val.targets, val_probs)
@@ -589,7 +591,7 @@ def command_line(cfg: FinetuneConfig) -> str:
     defaults = FinetuneConfig(task=cfg.task, data=cfg.data)
     parts = ["cardiolens finetune", cfg.task, "--data", cfg.data]
     for f in dataclasses.fields(cfg):
-        if f.name in ("task", "data", "progress", "extra"):
+        if f.name in ("task", "data", "progress", "load_options"):
             continue
         value = getattr(cfg, f.name)
         if value != getattr(defaults, f.name):
@@ -676,7 +678,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
 
     probe = resolve_backbone(cfg.backbone, cfg.from_scratch)
     fs = backbone_fs(probe, task)
-    data = load_task_data(task, cfg.data, fs, cache_dir=cfg.cache_dir, progress=cfg.progress)
+    data = load_task_data(task, cfg.data, fs, cache_dir=cfg.cache_dir, **{"progress": cfg.progress, **cfg.load_options})
     data = _subsample(data, cfg.max_items, cfg.seed)
     folds = assign_folds(data, cfg.folds, cfg.seed)
     _atomic_json(out / "folds.json", dict(zip(data.item_ids.tolist(), folds.tolist(), strict=True)))
@@ -743,8 +745,18 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
                 test={k: float(v) for k, v in scores.items()},
             )
             if fabric.global_rank == 0:
+                split = {
+                    "fold": fold,
+                    "test": test.item_ids.tolist(),
+                    "val": val.item_ids.tolist(),
+                    "train": train.item_ids.tolist(),
+                }
                 save_checkpoint(
-                    model, folder / "model", model_card(cfg, task, model, fold, result, data), overwrite=True
+                    model,
+                    folder / "model",
+                    model_card(cfg, task, model, fold, result, data),
+                    overwrite=True,
+                    extra_files={"split.json": json.dumps(split)},
                 )
                 _atomic_json(result_file, result)
             fold_results[fold] = result

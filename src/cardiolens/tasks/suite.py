@@ -13,6 +13,7 @@ CinC 2017 tasks as an example.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -230,12 +231,18 @@ def load_task_data(
         **options: task-specific loading options (e.g. ``records=[...]``).
     """
     task = get_task(task) if isinstance(task, str) else task
+    progress = options.pop("progress", None)
+    accepted = inspect.signature(task.load).parameters
+    if progress is not None and ("progress" in accepted or any(p.kind == p.VAR_KEYWORD for p in accepted.values())):
+        load_options = {**options, "progress": progress}  # shown or not, the items are the same
+    else:
+        load_options = options
     root = Path(root)
     if not root.exists():
         raise DatasetError(f"{root}: no such dataset folder (task {task.name} reads {task.dataset or 'a dataset'})")
     fs = float(fs or task.fs)
     if os.environ.get("CARDIOLENS_CACHE") == "off" and cache_dir is None:
-        return task.load(root, fs, **options)
+        return task.load(root, fs, **load_options)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{task.name}-{fs:g}hz-{_fingerprint(task, root, fs, options)}.npz"
@@ -244,7 +251,7 @@ def load_task_data(
             return _read_npz(path)
         except (OSError, ValueError, KeyError) as exc:
             log.warning("%s: unreadable task cache (%s); rebuilding", path, exc)
-    data = task.load(root, fs, **options)
+    data = task.load(root, fs, **load_options)
     if not len(data):
         raise DatasetError(f"{root}: task {task.name} found no usable items")
     _save_npz(path, data)

@@ -1,0 +1,294 @@
+"""Predictions of fine-tuned models on records, and evaluation on a dataset folder.
+
+:func:`predict_record` is what ``cardiolens predict``, the web app and the demo call. It checks the
+record against the model's input contract (leads, sampling rate, length), states every step it took
+(lead chosen, resampling, windows) in :attr:`Prediction.preprocessing`, and never returns a
+prediction for input the model cannot read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cardiolens.errors import CardiolensError, ModelInputError, RecordError
+from cardiolens.models import TaskModel, load_model
+from cardiolens.signal.record import Record
+from cardiolens.signal.resample import resample
+
+# a single-lead model reads the record's lead of the same name, else the first of these present
+_SINGLE_LEAD_PREFERENCE = ("I", "II", "MLII", "ECG", "V5", "PLETH", "PPG")
+
+
+@dataclass
+class Prediction:
+    """One record's prediction, with everything needed to judge it.
+
+    Attributes:
+        source: the record (file or id).
+        model: the model's name.
+        task: the task the model was trained for.
+        kind: ``multiclass``, ``binary``, ``multilabel`` or ``per-sample``.
+        classes: output names.
+        probabilities: record-level probability of each class (per-sample tasks: the mean).
+        labels: the predicted classes (arg-max, or those over their thresholds).
+        windows: windows of ``window`` samples the record was cut into.
+        preprocessing: every step applied (lead chosen, resampling, windowing).
+        beats: per-sample tasks: detected beats as sample indices at the record's own rate.
+        confidence: per-sample tasks: the model's probability at each beat.
+    """
+
+    source: str
+    model: str
+    task: str
+    kind: str
+    classes: list[str]
+    probabilities: dict[str, float]
+    labels: list[str]
+    windows: int
+    preprocessing: list[str]
+    beats: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k not in ("beats", "confidence")}
+        if self.beats is not None:
+            out["beats"] = self.beats.tolist()
+            out["confidence"] = np.round(self.confidence, 4).tolist() if self.confidence is not None else None
+        return out
+
+
+def as_task_model(model: str | Path | nn.Module) -> TaskModel:
+    """A fine-tuned model from a shipped name, a checkpoint, or an instance; other models are refused."""
+    loaded = load_model(model) if isinstance(model, (str, Path)) else model
+    if not isinstance(loaded, TaskModel):
+        name = getattr(getattr(loaded, "config", None), "name", type(loaded).__name__)
+        raise ModelInputError(
+            f"{name} is not a fine-tuned task model (a pretrained backbone has no task); "
+            "fine-tune it first (cardiolens finetune) or pick a shipped task model such as rhythm-ecg"
+        )
+    return loaded.eval()
+
+
+def model_input(model: TaskModel, record: Record, lead: str | None = None) -> tuple[np.ndarray, list[str]]:
+    """The signal as the model reads it, (leads, samples) at the model's rate, and the steps taken.
+
+    Raises:
+        RecordError: a lead the model needs is missing, or the record is shorter than the model's minimum.
+    """
+    cfg = model.config
+    source = record.metadata.get("path") or record.metadata.get("record_id") or "record"
+    notes = []
+    names = {n.upper(): i for i, n in enumerate(record.leads)}
+    if len(cfg.leads) == 1:
+        if lead is not None:
+            index = record.lead_index(lead)
+        elif cfg.leads[0].upper() in names:
+            index = names[cfg.leads[0].upper()]
+        else:
+            index = next((names[p] for p in _SINGLE_LEAD_PREFERENCE if p in names), 0)
+        chosen = record.leads[index]
+        if chosen.upper() != cfg.leads[0].upper():
+            notes.append(f"lead {chosen!r} used as the model's lead {cfg.leads[0]!r}")
+        else:
+            notes.append(f"lead {chosen!r}")
+        signal = record.signal[index : index + 1]
+    else:
+        missing = [n for n in cfg.leads if n.upper() not in names]
+        if missing:
+            raise RecordError(
+                f"{cfg.name} needs the leads {', '.join(cfg.leads)}; the record lacks {', '.join(missing)} "
+                f"(it has {', '.join(record.leads)})",
+                source,
+            )
+        signal = record.signal[[names[n.upper()] for n in cfg.leads]]
+        notes.append(f"leads {', '.join(cfg.leads)}")
+    if not np.all(np.isfinite(signal)):
+        raise RecordError("the signal holds NaN or infinite values; load it with nan_policy='interpolate'", source)
+    if abs(record.fs - cfg.fs) > 1e-6:
+        signal = resample(signal, record.fs, cfg.fs)
+        notes.append(f"resampled from {record.fs:g} Hz to {cfg.fs:g} Hz")
+    n = signal.shape[-1]
+    if n < cfg.min_samples:
+        raise RecordError(
+            f"{n / cfg.fs:.1f} s of signal is shorter than the {cfg.min_samples / cfg.fs:g} s {cfg.name} needs "
+            f"(it reads windows of {cfg.window / cfg.fs:g} s)",
+            source,
+        )
+    if np.ptp(signal, axis=-1).min() == 0:
+        raise RecordError("a lead the model reads is flat (constant): nothing to classify", source)
+    return signal.astype(np.float32), notes
+
+
+def predict_record(model: str | Path | nn.Module, record: Record, lead: str | None = None) -> Prediction:
+    """Classify one record (or find its beats) with a fine-tuned model.
+
+    Args:
+        model: a shipped task model (``rhythm-ecg``), a checkpoint, or a :class:`TaskModel`.
+        record: the recording.
+        lead: for single-lead models, the lead to read (default: the model's lead name, else I, II, ...).
+
+    Example:
+        >>> from cardiolens.analysis import simulated_record
+        >>> p = predict_record("rhythm-ecg", simulated_record())  # doctest: +SKIP
+        >>> p.labels, p.probabilities["A"]
+    """
+    from cardiolens.tasks.finetune import predict_items, window_starts
+
+    task_model = as_task_model(model)
+    cfg = task_model.config
+    signal, notes = model_input(task_model, record, lead)
+    n = signal.shape[-1]
+    stride = cfg.window // 2 if cfg.kind == "per-sample" else cfg.window
+    windows = len(window_starts(n, cfg.window, stride)) if n >= cfg.window else 1
+    notes.append(
+        f"{windows} window(s) of {cfg.window / cfg.fs:g} s"
+        + (", probabilities averaged over windows" if cfg.kind != "per-sample" and windows > 1 else "")
+    )
+    notes.append("each window min-max tokenised per lead" if task_model.tokens else "each window z-scored per lead")
+    with torch.inference_mode():
+        probs = predict_items(task_model, [signal])
+    source = str(record.metadata.get("path") or record.metadata.get("record_id") or "record")
+    if cfg.kind == "per-sample":
+        from cardiolens.tasks.tasks_beats import decode_beats
+
+        curve = probs[0]  # (K, samples) at the model's rate
+        peaks, confidence = decode_beats(curve[0], cfg.fs, (cfg.thresholds or [0.5])[0])
+        beats = np.round(peaks * record.fs / cfg.fs).astype(np.int64)
+        return Prediction(
+            source=source,
+            model=cfg.name,
+            task=cfg.task,
+            kind=cfg.kind,
+            classes=cfg.classes,
+            probabilities={cfg.classes[0]: float(curve[0].mean())},
+            labels=[],
+            windows=windows,
+            preprocessing=notes,
+            beats=beats,
+            confidence=confidence,
+        )
+    p = probs[0]
+    if cfg.kind == "multiclass":
+        labels = [cfg.classes[int(np.argmax(p))]]
+        probabilities = {c: float(v) for c, v in zip(cfg.classes, p, strict=True)}
+    else:
+        thresholds = cfg.thresholds or [0.5] * len(p)
+        labels = [c for c, v, t in zip(cfg.classes, p, thresholds, strict=True) if v >= t]
+        probabilities = {c: float(v) for c, v in zip(cfg.classes, p, strict=True)}
+        if thresholds != [0.5] * len(p):
+            notes.append("labels from thresholds chosen on validation data: " + ", ".join(f"{t:g}" for t in thresholds))
+    return Prediction(
+        source=source,
+        model=cfg.name,
+        task=cfg.task,
+        kind=cfg.kind,
+        classes=cfg.classes,
+        probabilities=probabilities,
+        labels=labels,
+        windows=windows,
+        preprocessing=notes,
+    )
+
+
+def record_files(paths: list[str | Path]) -> list[Path]:
+    """The record files named by ``paths``: files as given, folders expanded to their records.
+
+    In a folder, WFDB records are found by their ``.hea`` header; other files must be CSV, NumPy or
+    a PhysioNet ``.mat`` without a header.
+
+    Raises:
+        RecordError: a path that does not exist, or a folder with no record.
+    """
+    found: list[Path] = []
+    for entry in paths:
+        path = Path(entry)
+        if not path.exists():
+            raise RecordError("no such file or folder", path)
+        if path.is_file():
+            found.append(path)
+            continue
+        headers = sorted(path.glob("*.hea"))
+        stems = {h.stem for h in headers}
+        others = sorted(
+            p
+            for p in path.iterdir()
+            if p.suffix.lower() in (".csv", ".npy", ".npz", ".mat")
+            and not (p.suffix.lower() == ".mat" and p.stem in stems)
+        )
+        records = headers + others
+        if not records:
+            raise RecordError("the folder holds no record (.hea, .csv, .npy, .npz, .mat)", path)
+        found.extend(records)
+    return found
+
+
+def predict_paths(model: str | Path | nn.Module, paths: list[str | Path], fs: float | None = None) -> list[Prediction]:
+    """:func:`predict_record` over files and folders (each folder expanded to its records)."""
+    from cardiolens.io import load_record
+
+    task_model = as_task_model(model)
+    return [predict_record(task_model, load_record(p, fs=fs)) for p in record_files(paths)]
+
+
+def evaluate(
+    model: str | Path | nn.Module, dataset: str | Path, *, all_items: bool = False, n_resamples: int = 1000
+) -> dict[str, Any]:
+    """Score a fine-tuned model on its task's dataset folder, with bootstrap 95 % intervals.
+
+    By default only the items the model never trained on are scored: a checkpoint written by
+    ``cardiolens finetune`` lists its test fold in ``split.json``. ``all_items=True`` scores every item
+    (and says the score is then optimistic).
+    """
+    from cardiolens.tasks.finetune import predict_items, summarise
+    from cardiolens.tasks.suite import get_task, load_task_data
+
+    task_model = as_task_model(model)
+    cfg = task_model.config
+    task = get_task(cfg.task)
+    data = load_task_data(task, dataset, cfg.fs)
+    scope = "all items"
+    split = _read_split(model)
+    if split and not all_items:
+        keep = np.flatnonzero(np.isin(data.item_ids.astype(str), split))
+        if not len(keep):
+            raise CardiolensError(f"none of the {len(split)} test items of {cfg.name} are in {dataset}")
+        data = data.subset(keep)
+        scope = f"the model's test fold ({len(keep)} items it never trained on)"
+    elif not split:
+        scope = "all items (the model records no test fold: if it trained on this data, the score is optimistic)"
+    else:
+        scope = "all items, including those the model trained on (optimistic)"
+    with torch.inference_mode():
+        probs = predict_items(task_model, data.signals, data.extra, batch_size=64)
+    return {
+        "model": cfg.name,
+        "task": task.name,
+        "dataset": str(dataset),
+        "scope": scope,
+        "items": len(data),
+        "patients": int(len(np.unique(data.groups))),
+        "scores": summarise(task, data, probs, cfg.thresholds, n_resamples=n_resamples),
+    }
+
+
+def _read_split(model: Any) -> list[str] | None:
+    if not isinstance(model, (str, Path)):
+        return None
+    from cardiolens.models.pretrained import weights_dir
+
+    folder = weights_dir() / str(model) if (weights_dir() / str(model)).is_dir() else Path(model)
+    path = folder / "split.json"
+    if not path.is_file():
+        return None
+    return [str(x) for x in json.loads(path.read_text()).get("test", [])]
+
+
+__all__ = ["Prediction", "as_task_model", "evaluate", "model_input", "predict_paths", "predict_record", "record_files"]

@@ -1,0 +1,323 @@
+"""Fine-tuning core: the task model's input contract, freezing policies, splits, windowed prediction,
+and a whole cross-validated run on a simulated task the test registers itself."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cardiolens.errors import CardiolensError, ModelInputError, RecordError
+from cardiolens.models import create_model, load_model
+from cardiolens.models.taskmodel import TaskModel, build_task_model, tokenize_torch
+from cardiolens.signal.record import Record
+from cardiolens.signal.tokenize import tokenize
+from cardiolens.tasks.finetune import (
+    FinetuneConfig,
+    apply_policy,
+    assign_folds,
+    choose_thresholds,
+    finetune,
+    fraction_of_patients,
+    predict_items,
+    window_features,
+    window_starts,
+)
+from cardiolens.tasks.predict import evaluate, predict_record
+from cardiolens.tasks.suite import Task, TaskData, get_task, list_tasks, register_task
+from cardiolens.tasks.tasks_rhythm import binary_score
+
+torch.set_num_threads(1)
+
+
+def tiny_gpt(**overrides):
+    return create_model("gpt", n_layer=2, n_head=2, n_embd=16, block_size=64, dropout=0.0, fs=100.0, **overrides)
+
+
+def tiny_cnn(**overrides):
+    return create_model("resnet1d", widths=(8, 16), blocks=(1, 1), strides=(1, 2), dilations=(1, 1), **overrides)
+
+
+# -- input contract ---------------------------------------------------------------------------------
+def test_torch_tokeniser_matches_numpy_tokeniser_exactly():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 200)).astype(np.float32)
+    x[1] = np.round(x[1] * 4) / 4  # values landing on rounding ties
+    expected, _ = tokenize(x.astype(np.float64))
+    got = tokenize_torch(torch.as_tensor(x), 101).numpy()
+    assert np.array_equal(got, expected)
+
+
+def test_token_backbone_reads_each_lead_as_its_own_sequence():
+    model = build_task_model(
+        tiny_gpt(),
+        task="t",
+        kind="multiclass",
+        classes=["a", "b", "c"],
+        fs=100,
+        leads=["I", "II"],
+        window=64,
+        backbone_name="gpt",
+    ).eval()
+    x = torch.randn(3, 2, 64)
+    assert model(x).shape == (3, 3)
+    assert model.forward_features(x).shape == (3, 64, 32)  # two leads of 16 features
+    swapped = x.flip(1)  # the head sees lead identity: swapping leads changes the output
+    assert not torch.allclose(model(x), model(swapped))
+
+
+def test_per_sample_outputs_have_the_input_length_even_after_striding():
+    model = build_task_model(
+        tiny_cnn(), task="t", kind="per-sample", classes=["beat"], fs=100, leads=["I"], window=100, backbone_name="cnn"
+    ).eval()
+    assert model(torch.randn(2, 1, 100)).shape == (2, 100, 1)
+
+
+def test_task_model_rejects_input_that_breaks_its_contract():
+    model = build_task_model(
+        tiny_gpt(), task="t", kind="binary", classes=["AF"], fs=100, leads=["I"], window=64, backbone_name="gpt"
+    )
+    with pytest.raises(ModelInputError, match="expects 1 leads"):
+        model(torch.randn(1, 2, 64))
+    with pytest.raises(ModelInputError, match="exceed the backbone context"):
+        model(torch.randn(1, 1, 65))
+    with pytest.raises(ModelInputError, match="float windows"):
+        model(torch.zeros(1, 1, 64, dtype=torch.long))
+    with pytest.raises(ModelInputError, match="exceeds the context"):
+        build_task_model(
+            tiny_gpt(), task="t", kind="binary", classes=["AF"], fs=100, leads=["I"], window=65, backbone_name="gpt"
+        )
+
+
+# -- freezing policies ------------------------------------------------------------------------------
+def _trainable(model):
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_freezing_policies_train_the_parts_they_name():
+    model = build_task_model(
+        tiny_gpt(), task="t", kind="binary", classes=["AF"], fs=100, leads=["I"], window=64, backbone_name="gpt"
+    )
+    apply_policy(model, "linear", 1e-3)
+    assert _trainable(model) == {"head.weight", "head.bias"}
+    apply_policy(model, "last-block", 1e-3)
+    trainable = _trainable(model)
+    assert {"head.weight", "backbone.ln_f.weight", "backbone.blocks.1.mlp.fc.weight"} <= trainable
+    assert not any(n.startswith(("backbone.blocks.0.", "backbone.wte", "backbone.wpe")) for n in trainable)
+    groups = apply_policy(model, "llrd", 1e-3, decay=0.5)
+    assert len(_trainable(model)) == len(list(model.parameters()))
+    rates = [g["lr"] for g in groups]
+    assert rates == sorted(rates) and rates[-1] == pytest.approx(1e-3) and rates[0] == pytest.approx(1e-3 * 0.5**4)
+
+
+# -- splits -----------------------------------------------------------------------------------------
+def _data(n=40, patients=20, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    t = np.arange(300) / 100
+    signals = [
+        (np.sin(2 * np.pi * (1.0 + 2.0 * label) * t + rng.uniform(0, 6)) + 0.1 * rng.normal(size=300))[None].astype(
+            np.float32
+        )
+        for label in y
+    ]
+    groups = np.array([f"p{i % patients}" for i in range(n)])
+    return TaskData(signals, y, np.array([f"r{i}" for i in range(n)]), groups, y.astype(str), 100.0, ["I"])
+
+
+def test_folds_never_split_a_patient_and_label_fractions_take_whole_patients():
+    data = _data()
+    folds = assign_folds(data, 4, seed=0)
+    for patient in np.unique(data.groups):
+        assert len(set(folds[data.groups == patient])) == 1
+    picked = fraction_of_patients(data.groups, 0.25, seed=3)
+    chosen = set(data.groups[picked])
+    assert len(chosen) == 5 and all(set(np.flatnonzero(data.groups == p)) <= set(picked) for p in chosen)
+    assert np.array_equal(picked, fraction_of_patients(data.groups, 0.25, seed=3))
+    assert len(set(data.groups[fraction_of_patients(data.groups, 0.01, seed=0)])) == 1
+
+
+def test_thresholds_are_chosen_to_maximise_f1_on_validation():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.35, 0.8, 0.9])
+    (t,) = choose_thresholds("binary", y, p)
+    assert 0.3 < t <= 0.35
+    assert choose_thresholds("multiclass", y, p) is None
+
+
+# -- windowed prediction ----------------------------------------------------------------------------
+def test_window_starts_cover_the_whole_record():
+    assert window_starts(50, 64, 64) == [0]
+    assert window_starts(200, 64, 64) == [0, 64, 128, 136]
+    assert window_starts(128, 64, 32) == [0, 32, 64]
+
+
+def test_record_probabilities_are_the_mean_of_window_probabilities():
+    torch.manual_seed(0)
+    model = build_task_model(
+        tiny_cnn(),
+        task="t",
+        kind="multiclass",
+        classes=["a", "b"],
+        fs=100,
+        leads=["I"],
+        window=64,
+        backbone_name="cnn",
+    ).eval()
+    x = np.random.default_rng(1).normal(size=(1, 200)).astype(np.float32)
+    got = predict_items(model, [x])[0]
+    windows = torch.as_tensor(np.stack([x[:, s : s + 64] for s in (0, 64, 128, 136)]))
+    expected = model(windows).softmax(-1).mean(0).detach().numpy()
+    assert np.allclose(got, expected, atol=1e-6)
+    short = predict_items(model, [x[:, :40]])[0]  # shorter than a window: read at its own length
+    assert np.allclose(short, model(torch.as_tensor(x[None, :, :40])).softmax(-1)[0].detach().numpy(), atol=1e-6)
+
+
+# -- a whole run ------------------------------------------------------------------------------------
+def _load_sines(root: Path, fs: float, **options) -> TaskData:
+    return _data(n=48, patients=24, seed=int(options.get("seed", 0)))
+
+
+SINES = register_task(
+    Task(
+        name="test-sines",
+        kind="binary",
+        description="fast or slow sine (a test task)",
+        modality="ECG",
+        fs=100.0,
+        window_seconds=0.64,
+        min_seconds=0.5,
+        classes=("fast",),
+        load=_load_sines,
+        score=binary_score,
+        score_key="auroc",
+        folds=3,
+        protocol="grouped 3-fold CV on simulated sines",
+    )
+)
+
+
+def test_unknown_task_names_the_known_ones():
+    assert "cinc2017-rhythm" in list_tasks() and "test-sines" in list_tasks()
+    with pytest.raises(CardiolensError, match="tasks: .*cinc2017-rhythm"):
+        get_task("cinc2017-rythm")
+
+
+@pytest.fixture(scope="module")
+def sines_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sines-data")
+    out = tmp_path_factory.mktemp("run") / "cnn"
+    cfg = FinetuneConfig(
+        task="test-sines",
+        data=str(root),
+        backbone="resnet1d",
+        folds=3,
+        epochs=6,
+        patience=6,
+        batch_size=8,
+        lr=3e-3,
+        out=str(out),
+        progress=False,
+        cache_dir=str(root / "cache"),
+    )
+    return cfg, finetune(cfg)
+
+
+def test_finetune_learns_a_separable_task_and_writes_its_run(sines_run):
+    cfg, results = sines_run
+    out = Path(cfg.out)
+    assert results["oof"]["auroc"]["value"] > 0.9
+    assert results["items"] == 48 and set(results["folds"]) == {"0", "1", "2"}
+    for fold in range(3):
+        assert (out / f"fold-{fold}" / "model" / "MODEL_CARD.md").is_file()
+        assert (out / f"fold-{fold}" / "last.pt").is_file()
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["oof"]["auroc"]["value"] == pytest.approx(results["oof"]["auroc"]["value"])
+    assert "cardiolens finetune test-sines" in saved["command"]
+
+
+def test_a_rerun_resumes_instead_of_retraining(sines_run):
+    cfg, results = sines_run
+    stamp = (Path(cfg.out) / "fold-0" / "model" / "model.safetensors").stat().st_mtime_ns
+    again = finetune(cfg)
+    assert (Path(cfg.out) / "fold-0" / "model" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert again["oof"]["auroc"]["value"] == pytest.approx(results["oof"]["auroc"]["value"])
+    changed = FinetuneConfig(**{**cfg.__dict__, "lr": 0.1})
+    with pytest.raises(CardiolensError, match="other settings \\(lr\\)"):
+        finetune(changed)
+
+
+def test_fold_checkpoint_reloads_with_the_same_predictions_and_its_test_split(sines_run):
+    cfg, _ = sines_run
+    folder = Path(cfg.out) / "fold-1" / "model"
+    model = load_model(folder)
+    assert isinstance(model, TaskModel) and model.config.thresholds is not None
+    split = json.loads((folder / "split.json").read_text())
+    assert split["fold"] == 1 and not set(split["test"]) & set(split["train"])
+    data = _load_sines(Path("."), 100.0)
+    x = data.signals[0]
+    again = load_model(folder)
+    assert np.allclose(predict_items(model, [x]), predict_items(again, [x]))
+    result = evaluate(folder, cfg.data)
+    assert result["items"] == len(split["test"]) and "never trained on" in result["scope"]
+    assert 0 <= result["scores"]["auroc"]["value"] <= 1
+
+
+def test_linear_probe_on_cached_features_equals_the_model_it_saves(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    torch.manual_seed(0)
+    cfg = FinetuneConfig(
+        task="test-sines",
+        data=str(root),
+        backbone="resnet1d",
+        policy="linear",
+        folds=2,
+        fold_ids=[0],
+        epochs=3,
+        out=str(tmp_path / "probe"),
+        progress=False,
+        cache_dir=str(root / "cache"),
+    )
+    finetune(cfg)
+    model = load_model(tmp_path / "probe" / "fold-0" / "model")
+    data = _load_sines(root, 100.0)
+    feats = window_features(model, data.signals[:4])
+    with torch.no_grad():
+        from_features = np.stack(
+            [model.probabilities(model.forward_head(torch.as_tensor(f))).mean(0).numpy() for f in feats]
+        )
+    assert np.allclose(from_features, predict_items(model, data.signals[:4]), atol=1e-5)
+    cached = np.load(tmp_path / "probe" / "features.npz")
+    assert cached["counts"].sum() == sum(len(f) for f in window_features(model, data.signals))
+
+
+# -- prediction on records --------------------------------------------------------------------------
+def test_predict_record_states_its_preprocessing_and_refuses_bad_records(sines_run):
+    cfg, _ = sines_run
+    model = load_model(Path(cfg.out) / "fold-0" / "model")
+    t = np.arange(600) / 200
+    record = Record(np.sin(2 * np.pi * 3 * t)[None].astype(np.float32), 200.0, ["II"])
+    p = predict_record(model, record)
+    assert p.task == "test-sines" and set(p.probabilities) == {"fast"}
+    assert any("resampled from 200 Hz to 100 Hz" in s for s in p.preprocessing)
+    assert any("'II' used as the model's lead 'I'" in s for s in p.preprocessing)
+    with pytest.raises(RecordError, match="shorter than"):
+        predict_record(model, Record(record.signal[:, :40], 200.0, ["II"]))
+    with pytest.raises(ModelInputError, match="not a fine-tuned task model"):
+        predict_record(tiny_gpt(), record)
+    twelve = build_task_model(
+        tiny_cnn(),
+        task="test-sines",
+        kind="binary",
+        classes=["fast"],
+        fs=100,
+        leads=["I", "V1"],
+        window=64,
+        backbone_name="cnn",
+    )
+    with pytest.raises(RecordError, match="lacks V1"):
+        predict_record(twelve, Record(np.stack([record.signal[0], record.signal[0]]), 200.0, ["I", "II"]))
