@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, unpacked, write_result  # noqa: E402
 from cardiolens.io import load_record  # noqa: E402
 from cardiolens.signal.peaks import ecg_peaks  # noqa: E402
+from cardiolens.tasks.metrics import match_peaks as match  # noqa: E402  (one matcher for every benchmark)
 
 BEAT_SYMBOLS = frozenset("N L R B A a J S V r F e j n E / f Q ?".split())
 TOLERANCE_S = 0.150
@@ -60,38 +61,6 @@ DEFAULT_METHODS = (
     "neurokit:rodrigues2021",
 )
 SPEED_REFERENCE = "nk.ecg_peaks(method='neurokit')"
-
-
-def match(reference: np.ndarray, detected: np.ndarray, tolerance: int) -> tuple[int, np.ndarray]:
-    """One-to-one matching of detections to reference beats within ``tolerance`` samples.
-
-    Pairs are taken closest first, so each reference beat and each detection is used at most once.
-
-    Returns:
-        (true positives, the matched detections' offsets from their beats in samples).
-    """
-    if reference.size == 0 or detected.size == 0:
-        return 0, np.zeros(0, dtype=np.int64)
-    j = np.searchsorted(detected, reference)
-    pairs = []
-    for k in (j - 1, j, j + 1):  # the nearest detections on either side are the only candidates
-        ok = (k >= 0) & (k < detected.size)
-        ref_i, det_i = np.flatnonzero(ok), k[ok]
-        d = np.abs(detected[det_i] - reference[ref_i])
-        close = d <= tolerance
-        pairs.append(np.stack([d[close], ref_i[close], det_i[close]], axis=1))
-    candidates = np.concatenate(pairs)
-    candidates = candidates[np.lexsort((candidates[:, 2], candidates[:, 1], candidates[:, 0]))]
-    used_ref: set[int] = set()
-    used_det: set[int] = set()
-    offsets = []
-    for _, r, d in candidates.tolist():
-        if r in used_ref or d in used_det:
-            continue
-        used_ref.add(r)
-        used_det.add(d)
-        offsets.append(detected[d] - reference[r])
-    return len(offsets), np.asarray(offsets, dtype=np.int64)
 
 
 def reference_of(record) -> tuple[np.ndarray, list[tuple[int, int]]]:

@@ -372,18 +372,18 @@ def _print_scores(scores: dict) -> None:
             print(f"  {name}: {value['value']:.4f} [{value['low']:.4f}, {value['high']:.4f}]")
 
 
-def predict(model: str, paths: list[Path], fs: float | None = None, as_json: bool = False) -> None:
-    """Labels and probabilities of a fine-tuned model for records (files or folders of records).
+def predict(model: str, path: str, fs: float | None = None, as_json: bool = False) -> None:
+    """Labels and probabilities of a fine-tuned model for one record, or for every record of a folder.
 
     Args:
         model: shipped task model (rhythm-ecg, beats-ecg) or a checkpoint written by cardiolens finetune.
-        paths: record files or folders.
+        path: a record file (a WFDB .hea, CSV, NumPy, .mat) or a folder of records.
         fs: sampling rate for formats that do not carry one (NumPy, CSV without a time column).
         as_json: print JSON (one object per record) instead of a table.
     """
     from cardiolens.tasks.predict import predict_paths
 
-    predictions = predict_paths(model, list(paths), fs=fs)
+    predictions = predict_paths(model, [path], fs=fs)
     if as_json:
         print(json.dumps([p.to_dict() for p in predictions], indent=2))
         return
@@ -397,18 +397,19 @@ def predict(model: str, paths: list[Path], fs: float | None = None, as_json: boo
             print(f"{p.source}: {','.join(p.labels) or '-'}  {probs}")
 
 
-def evaluate(model: str, dataset: Path, all_items: bool = False, as_json: bool = False) -> None:
+def evaluate(model: str, dataset: Path, all_items: bool = False, bootstrap: int = 1000, as_json: bool = False) -> None:
     """Score a fine-tuned model on its task's dataset folder (its test fold only, unless --all_items), with 95% CIs.
 
     Args:
         model: shipped task model or checkpoint.
         dataset: the dataset folder of the model's task.
         all_items: also score the items the model trained on (optimistic).
+        bootstrap: bootstrap resamples of the 95% intervals.
         as_json: print JSON.
     """
     from cardiolens.tasks.predict import evaluate as run
 
-    result = run(model, dataset, all_items=all_items)
+    result = run(model, dataset, all_items=all_items, n_resamples=bootstrap)
     if as_json:
         print(json.dumps(result, indent=2))
         return

@@ -221,6 +221,7 @@ def sines_run(tmp_path_factory):
         lr=3e-3,
         out=str(out),
         progress=False,
+        bootstrap=100,
         cache_dir=str(root / "cache"),
     )
     return cfg, finetune(cfg)
@@ -261,7 +262,7 @@ def test_fold_checkpoint_reloads_with_the_same_predictions_and_its_test_split(si
     x = data.signals[0]
     again = load_model(folder)
     assert np.allclose(predict_items(model, [x]), predict_items(again, [x]))
-    result = evaluate(folder, cfg.data)
+    result = evaluate(folder, cfg.data, n_resamples=100)
     assert result["items"] == len(split["test"]) and "never trained on" in result["scope"]
     assert 0 <= result["scores"]["auroc"]["value"] <= 1
 
@@ -280,6 +281,7 @@ def test_linear_probe_on_cached_features_equals_the_model_it_saves(tmp_path):
         epochs=3,
         out=str(tmp_path / "probe"),
         progress=False,
+        bootstrap=100,
         cache_dir=str(root / "cache"),
     )
     finetune(cfg)

@@ -47,7 +47,7 @@ from cardiolens.datasets import grouped_kfold
 from cardiolens.errors import CardiolensError, CheckpointError
 from cardiolens.models import create_model, list_models, load_model, save_checkpoint
 from cardiolens.models.taskmodel import TaskModel, build_task_model, uses_tokens
-from cardiolens.tasks.metrics import bootstrap
+from cardiolens.tasks.metrics import bootstrap_scores
 from cardiolens.tasks.suite import Task, TaskData, get_task, load_task_data
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ class FinetuneConfig:
         threads: CPU threads for torch (0 keeps torch's default).
         progress: progress bars.
         cache_dir: task-data cache folder (default ``./.cache/tasks``).
+        bootstrap: bootstrap resamples of the out-of-fold intervals.
         load_options: options of the task's loader (e.g. ``{"records": [...]}`` to read a subset).
     """
 
@@ -118,6 +119,7 @@ class FinetuneConfig:
     threads: int = 0
     progress: bool = True
     cache_dir: str | None = None
+    bootstrap: int = 1000
     load_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -602,30 +604,24 @@ def command_line(cfg: FinetuneConfig) -> str:
 def summarise(
     task: Task, data: TaskData, probs: Any, thresholds: Any = None, n_resamples: int = 1000
 ) -> dict[str, Any]:
-    """The task's scores over all items, each with a patient bootstrap 95 % interval."""
-    scores = task.score(data.targets, probs, thresholds)
-    out: dict[str, Any] = {}
+    """The task's scores over all items, each with a patient bootstrap 95 % interval (one set of resamples)."""
     targets = data.targets
-    for key, value in scores.items():
-        if key == "threshold" or not isinstance(value, float) or not np.isfinite(value):
-            out[key] = {"value": value}
-            continue
-        if isinstance(targets, list) or isinstance(probs, list):  # per-sample: bootstrap over items
-            index = np.arange(len(data))
+    per_item = isinstance(targets, list) or isinstance(probs, list)
 
-            def metric(ix: np.ndarray, key: str = key) -> float:
-                return float(task.score([targets[i] for i in ix], [probs[i] for i in ix], thresholds)[key])
+    def scores(ix: np.ndarray) -> dict[str, float]:
+        if per_item:
+            return task.score([targets[i] for i in ix], [probs[i] for i in ix], thresholds)
+        return task.score(np.asarray(targets)[ix], np.asarray(probs)[ix], thresholds)
 
-            interval = bootstrap(metric, index, groups=data.groups, n_resamples=min(n_resamples, 200))
+    full = scores(np.arange(len(data)))
+    intervals = bootstrap_scores(scores, len(data), groups=data.groups, n_resamples=n_resamples)
+    out: dict[str, Any] = {}
+    for key, value in full.items():
+        if key in intervals and key != "threshold":
+            i = intervals[key]
+            out[key] = {"value": i.value, "low": i.low, "high": i.high}
         else:
-
-            def metric(y: np.ndarray, p: np.ndarray, key: str = key) -> float:
-                return float(task.score(y, p, thresholds)[key])
-
-            interval = bootstrap(
-                metric, np.asarray(targets), np.asarray(probs), groups=data.groups, n_resamples=n_resamples
-            )
-        out[key] = {"value": interval.value, "low": interval.low, "high": interval.high}
+            out[key] = {"value": value}
     return out
 
 
@@ -788,7 +784,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     }
     # out-of-fold scores use each fold's own thresholds through the per-fold decisions; the pooled
     # threshold-free metrics (AUROC, challenge score of arg-max) are what the summary reports
-    results["oof"] = summarise(task, covered, oof_done, None)
+    results["oof"] = summarise(task, covered, oof_done, None, n_resamples=cfg.bootstrap)
     if fabric.global_rank == 0:
         if isinstance(oof, list):
             np.savez(

@@ -223,15 +223,107 @@ def bootstrap(
     return Interval(float(metric(*arrays)), float(low), float(high), level, len(values))
 
 
+def match_peaks(reference: Any, detected: Any, tolerance: int) -> tuple[int, np.ndarray]:
+    """One-to-one matching of detected beats to reference beats within ``tolerance`` samples.
+
+    Pairs are taken closest first, so each reference beat and each detection is used at most once
+    (as WFDB ``bxb`` matches beats; ``benchmarks/rpeaks_mitdb.py`` and the beat detection tasks
+    score with it). Written here because scikit-learn has no event matching.
+
+    Args:
+        reference, detected: increasing sample indices.
+        tolerance: largest distance in samples of a match (150 ms in the R-peak benchmark).
+
+    Returns:
+        (true positives, the matched detections' offsets from their beats in samples).
+
+    Example:
+        >>> match_peaks(np.array([100, 300, 500]), np.array([104, 290, 800]), 20)[0]
+        2
+    """
+    reference = np.asarray(reference, dtype=np.int64)
+    detected = np.asarray(detected, dtype=np.int64)
+    if reference.size == 0 or detected.size == 0:
+        return 0, np.zeros(0, dtype=np.int64)
+    j = np.searchsorted(detected, reference)
+    pairs = []
+    for k in (j - 1, j, j + 1):  # the nearest detections on either side are the only candidates
+        ok = (k >= 0) & (k < detected.size)
+        ref_i, det_i = np.flatnonzero(ok), k[ok]
+        d = np.abs(detected[det_i] - reference[ref_i])
+        close = d <= tolerance
+        pairs.append(np.stack([d[close], ref_i[close], det_i[close]], axis=1))
+    candidates = np.concatenate(pairs)
+    candidates = candidates[np.lexsort((candidates[:, 2], candidates[:, 1], candidates[:, 0]))]
+    used_ref: set[int] = set()
+    used_det: set[int] = set()
+    offsets = []
+    for _, r, d in candidates.tolist():
+        if r in used_ref or d in used_det:
+            continue
+        used_ref.add(r)
+        used_det.add(d)
+        offsets.append(detected[d] - reference[r])
+    return len(offsets), np.asarray(offsets, dtype=np.int64)
+
+
+def bootstrap_scores(
+    scores: Callable[[np.ndarray], dict[str, float]],
+    n: int,
+    *,
+    groups: Any = None,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Interval]:
+    """Bootstrap intervals of every metric a scoring function returns, from one set of resamples.
+
+    Args:
+        scores: maps positions of the samples (with repeats) to ``{metric: value}``.
+        n: number of samples.
+        groups: the patient of each sample (all of a drawn patient's samples enter together).
+        n_resamples, level, seed: as in :func:`bootstrap`.
+
+    Returns:
+        ``{metric: Interval}`` for every metric that is finite on the full data and defined on at least
+        half of the resamples.
+    """
+    groups = np.arange(n) if groups is None else np.asarray(groups)
+    unique, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(len(unique))]
+    full = scores(np.arange(n))
+    values: dict[str, list[float]] = {k: [] for k, v in full.items() if isinstance(v, float) and np.isfinite(v)}
+    rng = np.random.default_rng(seed)
+    for _ in range(n_resamples):
+        idx = np.concatenate([members[g] for g in rng.integers(0, len(unique), size=len(unique))])
+        try:
+            drawn = scores(idx)
+        except (ValueError, CardiolensError):
+            continue
+        for key in values:
+            value = drawn.get(key, float("nan"))
+            if np.isfinite(value):
+                values[key].append(value)
+    alpha = (1 - level) / 2
+    out = {}
+    for key, found in values.items():
+        if len(found) >= n_resamples / 2:
+            low, high = np.quantile(found, [alpha, 1 - alpha])
+            out[key] = Interval(float(full[key]), float(low), float(high), level, len(found))
+    return out
+
+
 __all__ = [
     "CINC2017_CLASSES",
     "Interval",
     "auprc",
     "auroc",
     "bootstrap",
+    "bootstrap_scores",
     "cinc2017_score",
     "fmax",
     "macro_f1",
+    "match_peaks",
     "per_class_auroc",
     "sensitivity_ppv",
 ]

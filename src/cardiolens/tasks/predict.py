@@ -8,6 +8,7 @@ prediction for input the model cannot read.
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,9 +254,12 @@ def evaluate(
     task_model = as_task_model(model)
     cfg = task_model.config
     task = get_task(cfg.task)
-    data = load_task_data(task, dataset, cfg.fs)
-    scope = "all items"
     split = _read_split(model)
+    options = {}
+    if split and not all_items and "records" in inspect.signature(task.load).parameters:
+        options["records"] = split  # read only the test records
+    data = load_task_data(task, dataset, cfg.fs, **options)
+    scope = "all items"
     if split and not all_items:
         keep = np.flatnonzero(np.isin(data.item_ids.astype(str), split))
         if not len(keep):

@@ -1,0 +1,656 @@
+"""What the web app computes, as plain functions of a Record (no FastAPI here).
+
+Every function calls the same public cardiolens functions as the command line:
+:func:`cardiolens.analysis.describe_record` (``cardiolens info``), :func:`cardiolens.analysis.find_beats`
+(``cardiolens peaks``), :func:`cardiolens.generate.continue_signal_stream` and
+:func:`cardiolens.generate.write_continuation` (``cardiolens generate``, which continues with the same
+checks and writes the same CSV), ``cardiolens.tasks.predict.predict_record`` (``cardiolens predict``)
+and the model API (:func:`cardiolens.models.load_model`, ``model(tokens, return_attention=True)``).
+They return JSON-ready dictionaries; the server only moves them over HTTP and runs them off its event
+loop. Only shipped models are offered: :func:`cardiolens.models.load_model` also opens paths, and a
+web client must never name one.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import importlib
+import io
+import logging
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cardiolens.analysis import default_lead, describe_record, find_beats
+from cardiolens.errors import CardiolensError, ModelInputError
+from cardiolens.signal.leads import modality
+from cardiolens.signal.record import Record
+
+log = logging.getLogger(__name__)
+
+RHYTHM_MODEL = "rhythm-ecg"
+BEAT_MODEL = "beats-ecg"
+RHYTHM_NAMES = {"N": "normal sinus rhythm", "A": "atrial fibrillation", "O": "other rhythm", "~": "too noisy"}
+# points per lead sent to the page for one view; longer spans are reduced to per-bucket min and max
+DEFAULT_MAX_POINTS = 6000
+# side of the aggregate attention map sent to the page (block means of the T x T matrix)
+MAP_SIDE = 180
+
+
+class UnknownModel(CardiolensError, LookupError):
+    """A model name that is not one of the shipped models."""
+
+
+def _rounded(x: np.ndarray, digits: int = 5) -> list[float]:
+    """Values as a JSON list with about ``digits`` significant digits (short numbers, small payloads)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.size == 0:
+        return []
+    top = float(np.max(np.abs(x[np.isfinite(x)]))) if np.isfinite(x).any() else 0.0
+    decimals = digits - 1 - (math.floor(math.log10(top)) if top > 0 else 0)
+    return np.round(x, max(decimals, 0)).tolist()
+
+
+# -- models -----------------------------------------------------------------------------------------
+class ModelPool:
+    """The shipped models, each loaded once on first use and shared by all requests (inference only)."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def names() -> list[str]:
+        from cardiolens.models import list_pretrained
+
+        return list_pretrained()
+
+    def get(self, name: str) -> Any:
+        """The loaded model called ``name``.
+
+        Raises:
+            UnknownModel: not a shipped model (paths are never accepted here).
+        """
+        if name not in self.names():
+            raise UnknownModel(f"unknown model {name!r}; the server offers {', '.join(self.names()) or 'none'}")
+        with self._lock:
+            if name not in self._models:
+                from cardiolens.models import load_model
+
+                self._models[name] = load_model(name).eval()
+            return self._models[name]
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """Name, kind (``generative`` or ``predictor``), modality, rate and window of a shipped model."""
+        cfg = getattr(self.get(name), "config", None)
+        head = getattr(cfg, "head", None)
+        fs = getattr(cfg, "fs", None)
+        out = {
+            "name": name,
+            "kind": "generative" if head == "lm" else "predictor",
+            "modality": getattr(cfg, "modality", None),
+            "fs": None if fs is None else float(fs),
+            "window": getattr(cfg, "block_size", None) or getattr(cfg, "window", None),
+            "task": getattr(cfg, "task", None),
+            "classes": list(getattr(cfg, "classes", []) or []),
+            "n_layer": getattr(cfg, "n_layer", None),
+            "n_head": getattr(cfg, "n_head", None),
+        }
+        if out["modality"] is None and getattr(cfg, "leads", None):
+            out["modality"] = modality(str(cfg.leads[0]))
+        return out
+
+
+# -- the record -------------------------------------------------------------------------------------
+def record_summary(record: Record) -> dict[str, Any]:
+    """:func:`describe_record` (as ``cardiolens info --as_json``) plus each lead's modality."""
+    info = describe_record(record)
+    info.pop("source", None)  # a server path means nothing to the client
+    info["modalities"] = [modality(lead) for lead in record.leads]
+    info["default_lead"] = default_lead(record)
+    return info
+
+
+def _envelope(x: np.ndarray, bucket: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per bucket of ``bucket`` samples its min and max, in time order: peaks survive the reduction.
+
+    By hand: a display reduction (not a filter), which no library offers in this form.
+    """
+    n = x.size // bucket * bucket
+    blocks = x[:n].reshape(-1, bucket)  # (buckets, bucket)
+    lo, hi = blocks.argmin(axis=1), blocks.argmax(axis=1)
+    first, second = np.minimum(lo, hi), np.maximum(lo, hi)
+    rows = np.arange(blocks.shape[0])
+    index = np.stack([rows * bucket + first, rows * bucket + second], axis=1).reshape(-1)  # (2 * buckets,)
+    return index, x[index]
+
+
+def signal_view(
+    record: Record, start: float = 0.0, duration: float | None = None, max_points: int = DEFAULT_MAX_POINTS
+) -> dict[str, Any]:
+    """Samples of every lead from ``start`` for ``duration`` seconds, reduced to ``max_points`` per lead.
+
+    Longer spans keep each bucket's minimum and maximum (so R peaks are never dropped) and say so.
+    """
+    fs = record.fs
+    n = record.n_samples
+    i0 = int(np.clip(round(start * fs), 0, max(n - 1, 0)))
+    i1 = n if duration is None else int(np.clip(round((start + duration) * fs), i0 + 1, n))
+    span = i1 - i0
+    bucket = max(1, math.ceil(span / max(max_points // 2, 1))) if span > max_points else 1
+    leads = []
+    index = np.arange(i0, i1)
+    for name, unit, x in zip(record.leads, record.units, record.signal, strict=True):
+        part = x[i0:i1]
+        if bucket > 1:
+            local, values = _envelope(part, bucket)
+            index = i0 + local
+        else:
+            values = part
+        leads.append({"name": name, "units": unit, "modality": modality(name), "values": _rounded(values)})
+    return {
+        "fs": fs,
+        "start": i0 / fs,
+        "stop": i1 / fs,
+        "duration": record.duration,
+        "reduced": bucket > 1,
+        "note": (
+            f"{span} samples per lead shown as the minimum and maximum of every {bucket} (zoom in for every sample)"
+            if bucket > 1
+            else ""
+        ),
+        "t": _rounded(index / fs, 7),
+        "leads": leads,
+    }
+
+
+# -- analysis ---------------------------------------------------------------------------------------
+def _predictor(pool: ModelPool, name: str, record: Record, lead: str | None) -> tuple[dict[str, Any], Any]:
+    """Run a shipped fine-tuned model through ``cardiolens.tasks.predict.predict_record``, or say why not.
+
+    ``lead`` is passed on when it is an ECG lead (the shipped task models read ECG); otherwise the
+    model picks its lead from the record, as ``cardiolens predict`` does.
+    """
+    if name not in pool.names():
+        return {"model": name, "available": False, "message": f"the model {name} is not installed"}, None
+    try:
+        predict = importlib.import_module("cardiolens.tasks.predict")
+    except ImportError as exc:
+        return {"model": name, "available": False, "message": f"prediction is unavailable ({exc})"}, None
+    try:
+        pred = predict.predict_record(pool.get(name), record, lead=lead if lead and modality(lead) == "ECG" else None)
+    except CardiolensError as exc:
+        return {"model": name, "available": True, "ok": False, "message": str(exc)}, None
+    except Exception as exc:  # noqa: BLE001  one model failing must not fail the whole analysis
+        log.exception("%s failed on %s", name, record.name)
+        return {"model": name, "available": True, "ok": False, "message": f"{name} failed ({type(exc).__name__})"}, None
+    out = {
+        "model": name,
+        "available": True,
+        "ok": True,
+        "task": getattr(pred, "task", None),
+        "classes": list(getattr(pred, "classes", []) or []),
+        "probabilities": {str(k): float(v) for k, v in (getattr(pred, "probabilities", None) or {}).items()},
+        "labels": [str(x) for x in (getattr(pred, "labels", None) or [])],
+        "preprocessing": [str(x) for x in (getattr(pred, "preprocessing", None) or [])],
+    }
+    return out, pred
+
+
+def analyse(record: Record, pool: ModelPool, lead: str | None = None) -> dict[str, Any]:
+    """Beats, RR intervals and heart rate of one lead, and the shipped rhythm and beat models' outputs.
+
+    Beats come from :func:`cardiolens.analysis.find_beats` (as ``cardiolens peaks``); when the shipped
+    beat model runs, its beats and their confidence are returned too. A model that is not installed
+    or refuses the record is reported with its message, never as an error of the whole analysis.
+    """
+    lead = lead or default_lead(record)
+    record.lead_index(lead)  # a RecordError naming the leads when there is no such lead
+    beats = find_beats(record, lead)
+    times = beats.times
+    rr = beats.rr
+    with np.errstate(divide="ignore"):
+        bpm = np.where(rr > 0, 60.0 / np.maximum(rr, 1e-9), np.nan)
+    x = record.signal[record.lead_index(lead)]
+    result: dict[str, Any] = {
+        "lead": lead,
+        "modality": beats.modality,
+        "beats": {
+            "method": beats.method,
+            "samples": beats.samples.tolist(),
+            "times": _rounded(times, 7),
+            "values": _rounded(x[beats.samples]) if beats.samples.size else [],
+            "count": int(beats.samples.size),
+        },
+        "rr": {"t": _rounded(times[1:], 7), "seconds": _rounded(rr)},
+        "heart_rate": {
+            "t": _rounded(times[1:], 7),
+            "bpm": _rounded(bpm),
+            "median_bpm": None if math.isnan(beats.heart_rate) else round(beats.heart_rate, 1),
+        },
+    }
+    rhythm, _ = _predictor(pool, RHYTHM_MODEL, record, lead)
+    if rhythm.get("ok"):
+        rhythm["names"] = {c: RHYTHM_NAMES.get(c, c) for c in rhythm["classes"]}
+    result["rhythm"] = rhythm
+    beat_model, pred = _predictor(pool, BEAT_MODEL, record, lead)
+    if pred is not None:
+        found = getattr(pred, "beats", None)
+        samples = np.zeros(0, dtype=np.int64) if found is None else np.asarray(found, dtype=np.int64).reshape(-1)
+        sure = getattr(pred, "confidence", None)
+        confidence = np.full(samples.size, np.nan) if sure is None else np.asarray(sure, dtype=np.float64).reshape(-1)
+        if confidence.size != samples.size:
+            confidence = np.full(samples.size, np.nan)
+        inside = (samples >= 0) & (samples < record.n_samples)
+        samples, confidence = samples[inside], confidence[inside]
+        beat_model["beats"] = {
+            "samples": samples.tolist(),
+            "times": _rounded(samples / record.fs, 7),
+            "values": _rounded(x[samples]) if samples.size else [],
+            "confidence": _rounded(confidence[: samples.size], 3) if confidence.size else [],
+        }
+    result["beat_model"] = beat_model
+    return result
+
+
+# -- attention and the other explanations (cardiolens.explain) --------------------------------------
+@dataclass
+class AttentionMaps:
+    """Every layer's attention and hidden states over one context window of one lead, kept for the sliders."""
+
+    model: str
+    lead: str
+    start: float  # seconds in the record of the first token
+    fs: float  # the model's rate (one token per sample)
+    tokens: np.ndarray  # (T,)
+    values: np.ndarray  # (T,) the window in the record's units, at the model's rate
+    weights: np.ndarray  # (L, H, T, T) float16
+    states: np.ndarray  # (L + 1, T, C) float32 hidden states: the embeddings, then each block's output
+    notes: list[str]
+    distance: np.ndarray | None = None  # (L, H) mean attention distance in seconds, see _distance
+    _means: dict[tuple, np.ndarray] | None = None
+
+    def __post_init__(self) -> None:
+        self.distance = self._distance()
+        self._means = {}
+
+    def _distance(self) -> np.ndarray:
+        """Mean attention distance in seconds per layer and head (L, H): how far back each head looks."""
+        L, H, T, _ = self.weights.shape
+        lag = (np.arange(T)[:, None] - np.arange(T)[None, :]).clip(min=0).astype(np.float32)  # (T, T) query - key
+        out = np.empty((L, H), dtype=np.float64)
+        for layer in range(L):  # one layer at a time: a float32 copy of all layers is tens of MB
+            out[layer] = (self.weights[layer].astype(np.float32) * lag).sum(axis=-1).mean(axis=-1)
+        return out / self.fs
+
+    def mean(self, layer: int | None, head: int | None) -> np.ndarray:
+        """The (T, T) attention of one layer/head, or the mean over all layers (None) and/or heads (None)."""
+        key = (layer, head)
+        if key not in self._means:
+            w = self.weights if layer is None else self.weights[layer : layer + 1]
+            w = w if head is None else w[:, head : head + 1]
+            total = np.zeros(w.shape[-2:], dtype=np.float32)
+            for block in w.reshape(-1, *w.shape[-2:]):
+                total += block
+            self._means[key] = total / (w.shape[0] * w.shape[1])
+        return self._means[key]
+
+
+class AttentionCache:
+    """The last few attention computations, so that moving a slider does not rerun the model."""
+
+    def __init__(self, size: int = 3):
+        self.size = size
+        self._items: OrderedDict[tuple, AttentionMaps] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> AttentionMaps | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, key: tuple, item: AttentionMaps) -> None:
+        with self._lock:
+            self._items[key] = item
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+def _gpt(pool: ModelPool, model_name: str) -> Any:
+    model = pool.get(model_name)
+    if getattr(getattr(model, "config", None), "head", None) != "lm":
+        raise ModelInputError(f"{model_name} is not a GPT language model; choose ecgpt-small or ppgpt-small")
+    return model
+
+
+def _window(model: Any, record: Record, lead: str, start: float) -> tuple[Any, list[str]]:
+    """:func:`cardiolens.explain.prepare_window` of one lead, and what it did, in words."""
+    from cardiolens.explain import prepare_window
+
+    window = prepare_window(model, record, lead=lead, start=start)
+    notes = []
+    if window.resampled_from:
+        notes.append(f"lead {lead} resampled from {window.resampled_from:g} Hz to the model's {window.fs:g} Hz")
+    T = model.config.block_size
+    first = window.start / window.fs
+    notes.append(f"the model reads {first:.2f}-{first + window.n_samples / window.fs:.2f} s of {record.duration:.1f} s")
+    if window.n_samples < T:
+        notes.append(f"the window holds {window.n_samples} of the model's {T} tokens (the record ends there)")
+    return window, notes
+
+
+def compute_attention(pool: ModelPool, record: Record, model_name: str, lead: str, start: float) -> AttentionMaps:
+    """Attention weights and hidden states of a shipped GPT over one window, by :mod:`cardiolens.explain`."""
+    from cardiolens.explain import attention_maps, hidden_states
+
+    model = _gpt(pool, model_name)
+    window, notes = _window(model, record, lead, start)
+    maps = attention_maps(model, window)
+    states = hidden_states(model, window)  # (L + 1, T, C)
+    return AttentionMaps(
+        model=model_name,
+        lead=lead,
+        start=window.start / window.fs,
+        fs=float(window.fs),
+        tokens=maps.tokens,
+        values=np.asarray(window.signal[0], dtype=np.float64),
+        weights=maps.weights.astype(np.float16),
+        states=np.asarray(states, dtype=np.float32),
+        notes=notes,
+    )
+
+
+def _block_mean(m: np.ndarray, side: int) -> np.ndarray:
+    """A (T, T) matrix reduced to at most (side, side) by averaging blocks."""
+    T = m.shape[0]
+    if T <= side:
+        return m
+    k = math.ceil(T / side)
+    pad = k * math.ceil(T / k) - T
+    padded = np.pad(m, ((0, pad), (0, pad)))  # zeros: above the diagonal is zero anyway
+    n = padded.shape[0] // k
+    return padded.reshape(n, k, n, k).mean(axis=(1, 3))
+
+
+def attention_view(maps: AttentionMaps, layer: int | None, head: int | None, token: int) -> dict[str, Any]:
+    """What the page draws for one choice of layer (``None``: mean of all), head (``None``: mean) and token:
+    the token's attention over its context, the aggregate map, each head's reach, and the token's
+    hidden-state similarity to every other token, layer by layer."""
+    L, H, T, _ = maps.weights.shape
+    if layer is not None and not 0 <= layer < L:
+        raise ModelInputError(f"{maps.model} has no layer {layer}: it has {L} (0..{L - 1})")
+    if head is not None and not 0 <= head < H:
+        raise ModelInputError(f"{maps.model} has no head {head}: it has {H} per layer (0..{H - 1})")
+    token = int(np.clip(token, 0, T - 1))
+    matrix = maps.mean(layer, head)  # (T, T)
+    row = matrix[token, : token + 1]  # (token + 1,)
+    small = _block_mean(matrix, MAP_SIDE)
+    t = maps.start + np.arange(T) / maps.fs
+    states = maps.states  # (L + 1, T, C)
+    norms = np.linalg.norm(states, axis=-1) + 1e-12  # (L + 1, T)
+    similarity = np.einsum("ltc,lc->lt", states, states[:, token]) / (norms * norms[:, token : token + 1])
+    return {
+        "model": maps.model,
+        "lead": maps.lead,
+        "layers": L,
+        "heads": H,
+        "tokens": T,
+        "layer": layer,
+        "head": head,
+        "token": token,
+        "token_time": round(float(t[token]), 4),
+        "fs": maps.fs,
+        "start": maps.start,
+        "t": _rounded(t, 7),
+        "values": _rounded(maps.values),
+        "row": _rounded(row, 4),
+        "map": {
+            "z": [_rounded(r, 4) for r in small],
+            "seconds_per_cell": T / small.shape[0] / maps.fs,
+        },
+        "distance": [_rounded(r, 4) for r in maps.distance],
+        "similarity": {
+            "layers": ["embedding"] + [f"layer {i + 1}" for i in range(L)],
+            "z": [_rounded(r, 3) for r in similarity],
+        },
+        "notes": maps.notes,
+    }
+
+
+def attributions(pool: ModelPool, record: Record, model_name: str, lead: str, start: float, method: str) -> dict:
+    """Which samples of the window drove the model's output, per lead (:func:`cardiolens.explain.attribute`).
+
+    For a pretrained GPT the output explained is its prediction of the next sample's token.
+    """
+    from cardiolens.explain import attribute, attribution_methods
+
+    model = _gpt(pool, model_name)
+    offered = attribution_methods(model)
+    if method not in offered:
+        raise ModelInputError(f"{model_name} offers the attributions {', '.join(offered)}, not {method!r}")
+    window, notes = _window(model, record, lead, start)
+    result = attribute(model, window, method)
+    t = window.times
+    return {
+        "model": model_name,
+        "method": result.method,
+        "target": result.target_name,
+        "probability": round(float(result.probability), 4),
+        "seconds": round(float(result.seconds), 2),
+        "per_lead": bool(result.per_lead),
+        "t": _rounded(t, 7),
+        "leads": [
+            {"name": name, "signal": _rounded(window.signal[i]), "values": _rounded(result.values[i])}
+            for i, name in enumerate(window.leads)
+        ],
+        "notes": notes + ["a pretrained GPT's output is its next-token prediction: the class explained is that token"],
+    }
+
+
+def explain_sections(pool: ModelPool) -> dict[str, str | None]:
+    """For each explanation the page offers beyond attention, ``None`` when available or why it is not."""
+    try:
+        explain = importlib.import_module("cardiolens.explain")
+    except ImportError as exc:
+        why = f"cardiolens.explain cannot be imported ({exc})"
+        return {"similarity": why, "attributions": why, "shift": why}
+    out: dict[str, str | None] = {"similarity": None, "attributions": None}
+    tuned = [n for n in pool.names() if pool.describe(n)["kind"] == "predictor"]
+    with_attention = [n for n in tuned if explain.as_explainable(pool.get(n)).has_attention]
+    if with_attention:
+        out["shift"] = (
+            f"not drawn by the web app yet: compare {', '.join(with_attention)} with its pretrained GPT in Python "
+            "with cardiolens.explain.attention_shift"
+        )
+    else:
+        out["shift"] = "needs a shipped fine-tuned model with attention (a GPT backbone); " + (
+            f"the installed ones ({', '.join(tuned)}) have none" if tuned else "none is installed"
+        )
+    return out
+
+
+def explain_report(pool: ModelPool, record: Record, model_name: str, lead: str, start: float, methods: str) -> str:
+    """The self-contained HTML report of :func:`cardiolens.explain.explain_record` for one window."""
+    from cardiolens.explain import explain_record, render_html
+
+    model = _gpt(pool, model_name)
+    report = explain_record(model, record, methods=methods, lead=lead, start=start)
+    return render_html(report)
+
+
+# -- generation -------------------------------------------------------------------------------------
+def generation_events(
+    pool: ModelPool,
+    entry_folder: Path,
+    record: Record,
+    *,
+    model_name: str,
+    lead: str,
+    steps: int,
+    temperature: float,
+    top_k: int | None,
+    greedy: bool,
+    seed: int | None,
+    chunk: int,
+    register_download: Any,
+) -> Iterator[dict[str, Any]]:
+    """Check everything, then return an iterator of events: ``start``, ``chunk`` ..., ``done`` (or ``error``).
+
+    The checks (model, lead, context, settings) run when this is called, so a bad request fails
+    before the stream starts. The continuation is :func:`cardiolens.generate.continue_signal_stream`;
+    at the end it is written by :func:`cardiolens.generate.write_continuation`, the CSV and figure of
+    ``cardiolens generate``, offered as downloads.
+    """
+    from cardiolens.generate import continue_signal_stream
+
+    model = pool.get(model_name)
+    cfg = getattr(model, "config", None)
+    if getattr(cfg, "head", None) != "lm":
+        raise ModelInputError(f"{model_name} is not a generative model; choose ecgpt-small or ppgpt-small")
+    index = record.lead_index(lead)
+    name = record.leads[index]
+    stream = continue_signal_stream(
+        model,
+        record,
+        steps=steps,
+        temperature=temperature,
+        top_k=top_k,
+        greedy=greedy,
+        seed=seed,
+        chunk=chunk,
+        lead=index,
+        modality=modality(name),
+    )
+    return _generation_events(stream, record, index, model_name, steps, greedy, seed, entry_folder, register_download)
+
+
+def _generation_events(
+    stream: Any,
+    record: Record,
+    index: int,
+    model_name: str,
+    steps: int,
+    greedy: bool,
+    seed: int | None,
+    folder: Path,
+    register_download: Any,
+) -> Iterator[dict[str, Any]]:
+    from cardiolens.generate import write_continuation
+
+    fs, model_fs = record.fs, stream.model_fs
+    x = record.signal[index]
+    n = x.size
+    # the part of the recording the model saw: its last window (as write_continuation writes it)
+    seen = min(n, math.ceil(stream.context_tokens.size * fs / model_fs))
+    end = n / fs
+    try:
+        yield {
+            "type": "start",
+            "model": model_name,
+            "lead": record.leads[index],
+            "units": record.units[index],
+            "steps": steps,
+            "fs": fs,
+            "model_fs": model_fs,
+            "resampled": bool(stream.resampled),
+            "end": end,
+            "context": {"t": _rounded(np.arange(n - seen, n) / fs, 7), "values": _rounded(x[n - seen :])},
+        }
+        for part in stream:
+            t = end + (part.start + np.arange(part.values.size)) / model_fs
+            yield {
+                "type": "chunk",
+                "start": part.start,
+                "t": _rounded(t, 7),
+                "values": _rounded(part.values),
+                "tokens": part.tokens.tolist(),
+            }
+        done = write_continuation(
+            record,
+            stream.result,
+            folder / "generated",
+            lead=index,
+            model_label=model_name,
+            greedy=greedy,
+            seed=seed,
+        )
+        csv_id = register_download(done.csv, "text/csv", done.csv.name)
+        png_id = register_download(done.png, "image/png", done.png.name)
+        summary = done.summary.split(" -> ")[0]  # the files are offered as downloads, not as server paths
+        yield {"type": "done", "summary": summary, "csv": csv_id, "png": png_id, "steps": steps}
+    except CardiolensError as exc:
+        yield {"type": "error", "detail": str(exc)}
+    finally:
+        stream.close()
+
+
+# -- report -----------------------------------------------------------------------------------------
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def report_html(record: Record, pool: ModelPool, lead: str | None = None) -> str:
+    """A self-contained HTML report of a record: summary, quality, beats figure, rhythm, heart rate.
+
+    Figures are embedded PNGs drawn by :func:`cardiolens.plot.plot_record` (as ``cardiolens plot``),
+    so the report opens anywhere without a network.
+    """
+    from cardiolens import plot as ecg_plot
+
+    info = record_summary(record)
+    result = analyse(record, pool, lead)
+    fig = ecg_plot.plot_record(
+        record,
+        start=0.0,
+        duration=min(record.duration, 10.0),
+        peaks={result["lead"]: np.asarray(result["beats"]["samples"], dtype=np.int64)},
+        title=f"{record.name}: first {min(record.duration, 10.0):.0f} s, beats of lead {result['lead']} marked",
+    )
+    try:
+        figure = _png(fig)
+    finally:
+        ecg_plot.plt.close(fig)
+    esc = html.escape
+    rows = "".join(
+        f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>"
+        for k, v in (
+            ("format", info.get("format")),
+            ("sampling rate", f"{record.fs:g} Hz"),
+            ("leads", ", ".join(record.leads)),
+            ("length", f"{record.n_samples} samples, {record.duration:.1f} s"),
+            ("quality", info["quality"].get("summary") if isinstance(info.get("quality"), dict) else ""),
+            ("beats", f"{result['beats']['count']} in lead {result['lead']} ({result['beats']['method']})"),
+            ("median heart rate", f"{result['heart_rate']['median_bpm']} bpm"),
+        )
+    )
+    rhythm = result["rhythm"]
+    if rhythm.get("ok"):
+        rhythm_html = "".join(
+            f"<tr><th>{esc(RHYTHM_NAMES.get(c, c))}</th><td>{p:.3f}</td></tr>"
+            for c, p in rhythm["probabilities"].items()
+        )
+        rhythm_html = f"<table>{rhythm_html}</table>"
+    else:
+        rhythm_html = f"<p>{esc(rhythm.get('message', 'not available'))}</p>"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>cardiolens report: {esc(record.name)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+th{{text-align:left;padding-right:1em}}img{{max-width:100%}}</style></head>
+<body><h1>cardiolens report: {esc(record.name)}</h1>
+<h2>Record</h2><table>{rows}</table>
+<h2>Signal</h2><img alt="record with beats" src="data:image/png;base64,{figure}">
+<h2>Rhythm ({esc(RHYTHM_MODEL)})</h2>{rhythm_html}
+<p><small>Written by cardiolens; figures drawn by cardiolens.plot.plot_record.</small></p>
+</body></html>
+"""

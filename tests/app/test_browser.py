@@ -1,0 +1,92 @@
+"""The page in a real browser: headless Debian chromium driven by playwright-core (tests/app/e2e.mjs).
+
+``make test`` installs both (``apt-get install chromium``, ``npm ci``). Screenshots of every step are
+kept in ``tests/artifacts/app/`` (ignored by git). Without the browser these tests skip, and fail
+under ``CI=true``, like the tests that need ../shared/data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+DRIVER = REPO / "node_modules" / "playwright-core"
+ARTIFACTS = REPO / "tests" / "artifacts" / "app"
+
+
+def _browser_or_skip() -> str:
+    node = shutil.which("node")
+    missing = [
+        what
+        for what, ok in (("node", node), (str(CHROMIUM), CHROMIUM.exists()), (str(DRIVER), DRIVER.is_dir()))
+        if not ok
+    ]
+    if missing:
+        message = f"browser test needs {', '.join(missing)} (make test installs them)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return node
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_page_end_to_end(live_server, cinc2017_dir):
+    node = _browser_or_skip()
+    hea = sorted(cinc2017_dir.glob("*.hea"))[0]
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    run = subprocess.run(
+        [
+            node,
+            str(REPO / "tests" / "app" / "e2e.mjs"),
+            live_server,
+            str(hea),
+            str(hea.with_suffix(".mat")),
+            str(ARTIFACTS),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    lines = [ln for ln in run.stdout.splitlines() if ln.startswith("{")]
+    assert lines, f"no result from the browser run (exit {run.returncode}):\n{run.stdout}\n{run.stderr}"
+    result = json.loads(lines[-1])
+    (ARTIFACTS / "result.json").write_text(json.dumps(result, indent=2))
+    assert result["failed"] is None, result["failed"]
+
+    assert result["plotlyLoaded"] and result["offsite"] == []  # plotly.js from the server: no network needed
+    assert "not uploaded" in result["badUploadMessage"] and hea.with_suffix(".mat").name in result["badUploadMessage"]
+    assert result["expectedErrors"] and all("400" in e for e in result["expectedErrors"])  # only the refused upload
+
+    record = result["record"]
+    assert record["traces"] == 1 and record["points"] > 1000 and "300 Hz" in record["info"]
+    assert hea.stem in record["info"]
+
+    analysis = result["analysis"]
+    assert analysis["beatMarkers"] > 5 and analysis["hrPoints"] == analysis["beatMarkers"] - 1
+    assert "beats in lead" in analysis["summary"] and "bpm" in analysis["summary"]
+    assert analysis["rhythmNote"]  # probabilities' model and preprocessing, or why the model is unavailable
+
+    attention = result["attention"]
+    assert attention["changed"], "moving the head slider did not change the attention plot"
+    assert "all heads" in attention["before"] and "head 2" in attention["after"] and attention["tokens"] == 900
+
+    assert result["similarityUpdates"] >= 2  # the similarity map follows the sliders too
+    assert result["attributions"]["points"] == 900 and "attention" in result["attributions"]["note"]
+
+    generate = result["generate"]
+    assert generate["generated"] == 100  # samples at the model's 100 Hz, drawn as they arrive
+    assert generate["csvGeneratedRows"] == 300  # the CSV has them at the record's 300 Hz, as `cardiolens generate`
+    assert generate["csv"].startswith("/api/records/")
+    assert result["consoleErrors"] == []
+    names = sorted(p.name for p in ARTIFACTS.glob("*.png"))
+    assert len(names) == 6, names
