@@ -55,8 +55,10 @@ DEFAULT = [
     "cnn-scratch",
     "heartgpt-af-head",
     "ecgpt-small-linear",
-    *[f"{m}@{f:g}" for f in (0.01, 0.1, 0.25, 0.5) for m in ("cnn-scratch", "ecgpt-small-linear")],
+    *[f"ecgpt-small-linear@{f:g}" for f in (0.01, 0.1, 0.25, 0.5)],
+    *[f"cnn-scratch@{f:g}" for f in (0.01, 0.1, 0.25)],
     "ecgpt-small-last-block",
+    "cnn-scratch@0.5",
     "heartgpt-ecg-linear",
 ]
 

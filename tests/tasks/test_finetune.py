@@ -222,6 +222,7 @@ def sines_run(tmp_path_factory):
         out=str(out),
         progress=False,
         bootstrap=100,
+        min_steps=24,
         cache_dir=str(root / "cache"),
     )
     return cfg, finetune(cfg)
@@ -282,6 +283,7 @@ def test_linear_probe_on_cached_features_equals_the_model_it_saves(tmp_path):
         out=str(tmp_path / "probe"),
         progress=False,
         bootstrap=100,
+        min_steps=24,
         cache_dir=str(root / "cache"),
     )
     finetune(cfg)

@@ -72,6 +72,7 @@ def test_finetune_predict_and_evaluate_from_the_command_line(cinc2017_dir, subse
         out=str(tmp_path / "run"),
         progress=False,
         bootstrap=100,
+        min_steps=1,
         cache_dir=str(tmp_path / "cache"),
         load_options={"records": subset},
     )

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -48,7 +49,7 @@ from cardiolens.errors import CardiolensError, CheckpointError
 from cardiolens.models import create_model, list_models, load_model, save_checkpoint
 from cardiolens.models.taskmodel import TaskModel, build_task_model, uses_tokens
 from cardiolens.tasks.metrics import bootstrap_scores
-from cardiolens.tasks.suite import Task, TaskData, get_task, load_task_data
+from cardiolens.tasks.suite import Task, TaskData, default_cache_dir, get_task, load_task_data
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class FinetuneConfig:
         val_fraction: share of the training patients kept for validation.
         epochs, patience: at most ``epochs``; stop after ``patience`` epochs without a better
             validation score.
+        min_steps: small training sets (low label fractions) get more epochs, so that a run takes
+            at least this many optimisation steps.
         batch_size, lr, weight_decay, grad_clip: optimisation.
         crops_per_item: random training windows drawn from each item per epoch.
         class_weights: ``"balanced"`` (inverse class frequency) or ``"none"``.
@@ -100,6 +103,7 @@ class FinetuneConfig:
     fold_ids: list[int] | None = None
     val_fraction: float = 0.1
     epochs: int = 15
+    min_steps: int = 200
     patience: int = 4
     batch_size: int = 64
     lr: float = 1e-3
@@ -400,7 +404,10 @@ def train_fold(
     loss_fn = _loss_fn(task.kind, train, task_model.config.num_outputs, cfg.class_weights)
     window = task_model.config.window
     steps_per_epoch = math.ceil(len(train) * cfg.crops_per_item / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
+    # small label fractions get more epochs, so that every run takes at least min_steps steps
+    epochs = max(cfg.epochs, math.ceil(cfg.min_steps / steps_per_epoch))
+    total = steps_per_epoch * epochs
+    patience = cfg.patience * max(1, epochs // cfg.epochs)
     warmup = max(1, steps_per_epoch // 2)
     state: dict[str, Any] = {"epoch": 0, "best": -math.inf, "best_epoch": -1, "history": [], "best_state": None}
     last = folder / "last.pt"
@@ -411,13 +418,13 @@ def train_fold(
         state = saved["state"]
         log.info("resuming %s after epoch %d", folder, state["epoch"])
     step = state["epoch"] * steps_per_epoch
-    for epoch in range(state["epoch"], cfg.epochs):
-        if epoch - state["best_epoch"] > cfg.patience and state["best_epoch"] >= 0:
+    for epoch in range(state["epoch"], epochs):
+        if epoch - state["best_epoch"] > patience and state["best_epoch"] >= 0:
             break
         frozen_eval(task_model, cfg.policy)
         batches = training_batches(train, window, cfg.batch_size, cfg.seed, epoch, cfg.crops_per_item)
         rank, world = fabric.global_rank, fabric.world_size
-        bar = tqdm(batches, desc=f"{folder.name} epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress or rank)
+        bar = tqdm(batches, desc=f"{folder.name} epoch {epoch + 1}/{epochs}", disable=not cfg.progress or rank)
         t0, seen, running = time.perf_counter(), 0, 0.0
         for idx, x, y, e in bar:
             # each rank trains on its slice of the global batch (same weights as one process)
@@ -629,7 +636,25 @@ def _cached_features(
     cfg: FinetuneConfig, task: Task, backbone: nn.Module, data: TaskData, fs: float, window: int, out: Path
 ) -> list[np.ndarray]:
     """Window features of the frozen backbone for every item, computed once per run (``features.npz``)."""
-    path = out / "features.npz"
+    # keyed by what the features depend on, so that runs differing only in folds, fractions or
+    # head settings (a low-label curve) share one pass of the frozen backbone
+    key = json.dumps(
+        [
+            cfg.backbone,
+            cfg.from_scratch,
+            cfg.seed,
+            task.name,
+            fs,
+            window,
+            data.item_ids.tolist(),
+            data.info.get("dataset"),
+        ]
+    )
+    folder = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = (
+        folder / f"features-{task.name}-{Path(cfg.backbone).stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+    )
     if path.exists():
         with np.load(path) as z:
             counts, flat = z["counts"], z["features"]
@@ -646,7 +671,7 @@ def _cached_features(
         backbone_name=cfg.backbone,
     )
     feats = window_features(model, data.signals, cfg.batch_size, cfg.progress)
-    tmp = out / f".features.{os.getpid()}.tmp.npz"
+    tmp = folder / f".features.{os.getpid()}.tmp.npz"
     np.savez(tmp, counts=np.array([len(f) for f in feats]), features=np.concatenate(feats))
     os.replace(tmp, path)
     return feats
