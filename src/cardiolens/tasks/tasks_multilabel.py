@@ -123,9 +123,7 @@ def ptbxl_class_filter(
         & (counts["val"] >= min_eval_positives)
         & (counts["test"] >= min_eval_positives)
     )
-    dropped = {
-        c: {name: int(counts[name][j]) for name in parts} for j, c in enumerate(classes) if not keep[j]
-    }
+    dropped = {c: {name: int(counts[name][j]) for name in parts} for j, c in enumerate(classes) if not keep[j]}
     return keep, dropped
 
 
