@@ -112,6 +112,34 @@ def summary_row(name: str, results: dict, run_dir: Path) -> dict:
     return row
 
 
+def _ci(v: dict | None) -> str:
+    return "-" if not v else f"{v['value']:.3f} [{v['low']:.3f}, {v['high']:.3f}]"
+
+
+def markdown(result: dict) -> str:
+    """The summary table of docs/BENCHMARKS.md, from a results file."""
+    lines = [
+        "| experiment | backbone | policy | labels | folds | records | challenge score | F1 N / A / O / ~ "
+        "| AF vs rest AUROC |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["experiments"]:
+        f1 = " / ".join(f"{r['F1'][c]:.2f}" for c in CINC2017_CLASSES)
+        folds = "all 5" if len(r["folds_run"]) == 5 else ",".join(map(str, r["folds_run"]))
+        lines.append(
+            f"| {r['experiment']} | {r['backbone']} | {r['policy']} | {r['label_fraction']:g} | {folds} | "
+            f"{r['records']} | {_ci(r['challenge_score'])} | {f1} | {_ci(r['af_auroc'])} |"
+        )
+    h = result.get("heartgpt_af_head")
+    if h:
+        lines.append(
+            f"| HeartGPT AF head (published, not trained here) | {h['model']} | - | - | all 5 | {h['records']} "
+            "| - | - | "
+            f"{_ci(h['af_auroc'])} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=None, help="training2017 folder (default: unpacked shared data)")
@@ -120,7 +148,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "finetune_cinc2017.json")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
+    parser.add_argument("--table", action="store_true", help="print the markdown summary of --out and exit")
     args = parser.parse_args()
+    if args.table:
+        print(markdown(json.loads(args.out.read_text())))
+        return
     if args.list:
         print("\n".join(["heartgpt-af-head", *EXPERIMENTS]))
         return
