@@ -97,3 +97,18 @@ def test_finetune_predict_and_evaluate_from_the_command_line(cinc2017_dir, subse
     report = json.loads(capsys.readouterr().out)
     assert report["items"] == 16 and "never trained on" in report["scope"]
     assert 0 <= report["scores"]["score"]["value"] <= 1
+
+
+def test_shipped_rhythm_model_labels_af_and_normal_records_of_its_test_fold(cinc2017_dir):
+    from cardiolens.models.pretrained import weights_dir
+    from cardiolens.tasks.predict import predict_record
+
+    db = CinC2017(cinc2017_dir)
+    labels = db.records.set_index("record_id")["label"]
+    test = json.loads((weights_dir() / "rhythm-ecg" / "split.json").read_text())["test"]
+    for wanted in ("A", "N"):
+        records = [r for r in test if labels[r] == wanted][:10]
+        predictions = [predict_record("rhythm-ecg", db.load(r)) for r in records]
+        assert sum(p.labels == [wanted] for p in predictions) >= 8
+    assert predictions[0].model == "rhythm-ecg"
+    assert "resampled from 300 Hz to 100 Hz" in predictions[0].preprocessing
