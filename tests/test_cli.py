@@ -77,3 +77,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     rows = Path(generated["csv"]).read_text().splitlines()
     assert sum(1 for r in rows if r.startswith("generated")) == 1500
     assert Path(generated["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the shipped rhythm-ecg classifies the simulated sinus rhythm, saying how it read the lead
+    rhythm = report["rhythm"]
+    assert rhythm["model"] == "rhythm-ecg" and rhythm["labels"] != ["A"]
+    assert sum(rhythm["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert "resampled from 500 Hz to 100 Hz" in rhythm["preprocessing"]

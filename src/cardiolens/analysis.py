@@ -147,21 +147,54 @@ def run_demo(out: str | Path = "demo-output", seconds: float = 30.0) -> dict:
     beats = {lead: find_beats(cleaned, lead) for lead in cleaned.leads}
     for lead, b in beats.items():
         b.to_csv(out / f"beats_{lead}.csv")
+    model_beats, model_report = _demo_model_beats(record, beats, out)
+    marked = {lead: b.samples for lead, b in beats.items()}
+    marked[model_beats.lead] = model_beats.samples
     plot_record(
         cleaned,
         duration=10,
-        peaks={lead: b.samples for lead, b in beats.items()},
+        peaks=marked,
         out=out / "record.png",
-        title="simulated ECG (II) and PPG, cleaned, beats marked",
+        title=f"simulated ECG (II) and PPG, cleaned; beats marked ({model_beats.lead}: beats-ecg)",
     )
     report = describe_record(record)
     report["beats"] = {
         lead: {"method": b.method, "count": int(len(b.samples)), "heart_rate_bpm": round(b.heart_rate, 1)}
         for lead, b in beats.items()
     }
+    report["beat_model"] = model_report
+    report["rhythm"] = _demo_rhythm(record)
     report["generated"] = _demo_continuation(out / "simulated.hea", out)
     (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
     return report
+
+
+def _demo_model_beats(record: Record, classical: dict[str, Beats], out: Path) -> tuple[Beats, dict]:
+    """Find the demo's ECG beats with the shipped beat detector ``beats-ecg`` (``beats_model_<lead>.csv``)."""
+    from cardiolens.tasks.metrics import match_peaks
+    from cardiolens.tasks.tasks_beats import detect_beats
+
+    lead = default_lead(record)
+    samples, confidence = detect_beats("beats-ecg", record, lead=lead)  # the raw lead, as it was trained
+    beats = Beats(lead=lead, modality="ECG", method="beats-ecg", fs=record.fs, samples=samples)
+    beats.to_csv(out / f"beats_model_{lead}.csv")
+    same, _ = match_peaks(classical[lead].samples, samples, int(round(0.15 * record.fs)))
+    return beats, {
+        "model": "beats-ecg",
+        "lead": lead,
+        "count": int(samples.size),
+        "heart_rate_bpm": round(beats.heart_rate, 1),
+        "min_confidence": round(float(confidence.min()), 3) if confidence.size else None,
+        "same_as_classical_within_150ms": int(same),
+        "csv": str(out / f"beats_model_{lead}.csv"),
+    }
+
+
+def _demo_rhythm(record: Record) -> dict:
+    """Classify the demo's ECG lead with the shipped ``rhythm-ecg`` (CinC 2017 N / A / O / ~)."""
+    from cardiolens.tasks.predict import predict_record
+
+    return predict_record("rhythm-ecg", record, lead="II").to_dict()
 
 
 def _demo_continuation(path: Path, out: Path, steps: int = 300) -> dict:

@@ -130,6 +130,11 @@ def demo(out: Path = Path("demo-output"), seconds: float = 30.0) -> None:
     for lead, b in report["beats"].items():
         print(f"beats in {lead}: {b['count']} ({b['method']}), heart rate {b['heart_rate_bpm']} bpm")
     print(f"quality: {report['quality']['summary']}")
+    rhythm = report["rhythm"]
+    probs = " ".join(f"{c}={p:.2f}" for c, p in rhythm["probabilities"].items())
+    print(
+        f"rhythm ({rhythm['model']}, lead II): {rhythm['labels'][0]}  {probs}  [{'; '.join(rhythm['preprocessing'])}]"
+    )
     print(f"generated: {report['generated']['summary']}")
     print(f"wrote {out}/record.png, {out}/report.json, {out}/beats_*.csv")
 
