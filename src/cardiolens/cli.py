@@ -443,6 +443,66 @@ def serve(
     run(host=host, port=port, ttl_minutes=ttl_minutes, max_upload_mb=max_upload_mb, threads=threads)
 
 
+def explain(
+    model: str,
+    path: Path,
+    method: str = "auto",
+    out: Path = Path("explain"),
+    lead: str | None = None,
+    start: float = 0.0,
+    fs: float | None = None,
+    target: str | None = None,
+    token: int = -1,
+    layer: int | None = None,
+    head: int | None = None,
+    position: int | None = None,
+    n_steps: int = 32,
+    projection: str = "pca",
+    seed: int = 0,
+) -> None:
+    """Explain one window of a recording: PNG figures, summary.json and a self-contained report.html.
+
+    Args:
+        model: a shipped model (rhythm-ecg, ecgpt-small, ...), a checkpoint folder, or a HeartGPT .zip.
+        path: the recording (WFDB .hea, CSV, .npy, HeartGPT context CSV, ...).
+        method: comma-separated methods (attention, embeddings, physiology, gradcam, ig, occlusion,
+            faithfulness, randomization), or auto: every method that applies to the model.
+        out: folder for the figures, summary.json and report.html.
+        lead: lead to explain for a single-lead model (default: the record's preferred ECG lead).
+        start: first second of the window (the window is the model's context or input length).
+        fs: sampling rate for formats that do not carry one.
+        target: class to explain, by name or index (default: the predicted class).
+        token: query token whose attention is drawn (-1: the last, which a last-token classifier reads).
+        layer: draw this layer's attention of --token instead of the rollout.
+        head: with --layer, one head instead of the mean of the layer's heads.
+        position: for per-sample outputs (beat detection), the sample explained (default: all, averaged).
+        n_steps: integrated-gradients steps.
+        projection: hidden-state map: pca, tsne or umap.
+        seed: seed of the random orders and weights of the faithfulness checks.
+    """
+    from cardiolens.explain import explain_record, summary_lines
+    from cardiolens.models import load_model
+
+    report = explain_record(
+        load_model(model),
+        path,
+        method,
+        out,
+        fs=fs,
+        lead=lead,
+        start=start,
+        target=target,
+        token=token,
+        layer=layer,
+        head=head,
+        position=position,
+        n_steps=n_steps,
+        projection=projection,
+        seed=seed,
+    )
+    print("\n".join(summary_lines(report)))
+
+
 COMMANDS = {
     "info": info,
     "plot": plot,
@@ -453,6 +513,7 @@ COMMANDS = {
     "finetune": finetune,
     "predict": predict,
     "evaluate": evaluate,
+    "explain": explain,
     "pretrain": {"gpt": pretrain_gpt},
 }
 

@@ -12,6 +12,11 @@ What is left out, and why (as AAMI EC57 and de Chazal et al. 2004 do):
   records here, too few to learn or score;
 - the first and the last beat of every record, whose pre- or post-RR interval is undefined.
 
+Option ``template=True`` adds, for every lead, a second channel: the record's median beat (the
+sample-wise median of all its beat windows, the beat at the centre), so a model can compare each beat
+with the patient's usual one. The median is computed from the record's own signal and annotated beat
+positions (no labels), so it is available for a test patient too.
+
 RR intervals come from *every* beat annotation of the record (Q beats included), so an excluded
 beat still delimits its neighbours' intervals. Windows that reach past a record's ends are padded
 with the edge value.
@@ -183,8 +188,16 @@ def _require_records(db: MITBIH, records: Sequence[str], what: str) -> None:
 
 
 # -- loading --------------------------------------------------------------------------------------
+def median_beat(windows: np.ndarray) -> np.ndarray:
+    """The sample-wise median of a record's beat windows (beats, leads, window) -> (leads, window)."""
+    w = np.asarray(windows, dtype=np.float32)
+    if w.ndim != 3 or len(w) == 0:
+        raise CardiolensError(f"median_beat: need (beats, leads, window) windows, got {w.shape}")
+    return np.median(w, axis=0).astype(np.float32)
+
+
 def _record_items(
-    db: MITBIH, rid: str, fs: float, leads: Sequence[str], window: int
+    db: MITBIH, rid: str, fs: float, leads: Sequence[str], window: int, template: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Windows, RR features, AAMI classes, beat samples (at 360 Hz) and symbols of one record's kept beats."""
     record = db.load(rid)
@@ -199,8 +212,11 @@ def _record_items(
     rr = rr_features(samples, record.fs)
     aami = beats["aami"].to_numpy(dtype=object)
     keep = np.isin(aami, AAMI_TASK_CLASSES) & np.isfinite(rr).all(axis=1)
-    centres = np.round(samples[keep] * fs / record.fs).astype(np.int64)
-    windows = beat_windows(x, centres, window)
+    centres = np.round(samples * fs / record.fs).astype(np.int64)
+    windows = beat_windows(x, centres[keep], window)
+    if template:  # every beat of the record (Q included) enters its median beat
+        typical = median_beat(beat_windows(x, centres, window))  # (leads, window)
+        windows = np.concatenate([windows, np.broadcast_to(typical, windows.shape)], axis=1)
     targets = np.array([AAMI_TASK_CLASSES.index(c) for c in aami[keep]], dtype=np.int64)
     return windows, rr[keep], targets, samples[keep], beats["symbol"].to_numpy(dtype=object)[keep]
 
@@ -214,6 +230,7 @@ def load_aami(
     leads: Sequence[str] = ("MLII",),
     train_records: Sequence[str] | str | None = None,
     test_records: Sequence[str] | str | None = None,
+    template: bool = False,
     progress: bool = True,
 ) -> TaskData:
     """Beats of MIT-BIH records as :class:`TaskData` items (see the module notes).
@@ -229,6 +246,7 @@ def load_aami(
         train_records, test_records: a fixed split instead of cross-validation: ``info["split"]``
             maps each item to ``"train"`` or ``"test"`` (validation is carved from the training
             records by patient). Both or neither.
+        template: add the record's median beat as a channel per lead (``"<lead> median"``).
         progress: a progress bar.
 
     Raises:
@@ -256,7 +274,7 @@ def load_aami(
     window = int(round(WINDOW_SECONDS * fs))
     signals, extra, targets, item_ids, groups, per_record = [], [], [], [], [], {}
     for rid in tqdm(ids, desc=f"reading MIT-BIH beats ({fs:g} Hz)", disable=not progress, unit="rec"):
-        w, rr, y, samples, _ = _record_items(db, rid, fs, list(leads), window)
+        w, rr, y, samples, _ = _record_items(db, rid, fs, list(leads), window, template)
         signals.extend(list(w))
         extra.append(rr)
         targets.append(y)
@@ -271,7 +289,8 @@ def load_aami(
         "class_counts": {c: int(np.sum(y_all == k)) for k, c in enumerate(AAMI_TASK_CLASSES)},
         "excluded_records": excluded,
         "excluded": "paced records (unless include_paced), class Q beats, first and last beat of each record",
-        "window": f"{WINDOW_SECONDS:g} s centred on the beat annotation, leads {', '.join(leads)}",
+        "window": f"{WINDOW_SECONDS:g} s centred on the beat annotation, leads {', '.join(leads)}"
+        + (", plus each lead's record median beat" if template else ""),
         "extra_features": list(RR_FEATURES),
     }
     if train is not None and test is not None:
@@ -286,7 +305,7 @@ def load_aami(
         groups=np.array(groups),
         strata=np.array([AAMI_TASK_CLASSES[k] for k in y_all]),
         fs=fs,
-        leads=list(leads),
+        leads=[*leads, *(f"{ld} median" for ld in leads)] if template else list(leads),
         extra=np.concatenate(extra).astype(np.float32),
         info=info,
     )
@@ -374,6 +393,7 @@ __all__ = [
     "aami_score",
     "beat_windows",
     "load_aami",
+    "median_beat",
     "missing_records",
     "record_set",
     "rr_features",

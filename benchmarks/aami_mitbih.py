@@ -1,0 +1,255 @@
+"""AAMI beat classification on MIT-BIH (``mitbih-aami``): a from-scratch CNN, ecgpt-small, and an RR-only reference.
+
+Protocol (default): cross-validation grouped by record (patient) within the records of the folder,
+paced records 102 104 107 217 and class Q excluded (AAMI EC57). On ``../shared/data/mitdb-ds1.zip``
+these are the 22 DS1 records (DS2 is held out on purpose), 5 folds, seed 0. Every model experiment
+is a :func:`cardiolens.tasks.finetune.finetune` run in ``--runs/<name>/`` that resumes where it stopped;
+finished runs are read back, not retrained. Scores are out-of-fold, with bootstrap 95 % intervals
+that resample records; per-fold scores and the records of every fold are listed.
+
+``--train-records DS1 --test-records DS2`` runs the inter-patient split of de Chazal et al. (2004)
+instead (needs all 48 records; records missing from the folder are named in the error).
+
+Experiments:
+
+- ``rr-logistic``: a multinomial logistic regression on the five RR features alone (class-balanced),
+  fitted on the same folds: what the waveform adds is the gap to it.
+- ``cnn-scratch``: ``resnet1d`` with fresh weights, trained end to end on the 2 s MLII window + RR features.
+- ``cnn-scratch-template``: the same with the record's median beat as a second input channel
+  (``load_options={"template": True}``), so the network can compare each beat with the patient's usual one.
+- ``ecgpt-small-linear``: the shipped ``ecgpt-small`` frozen, a linear head on its mean-pooled window
+  features + RR features (linear probe on cached features).
+
+    .venv/bin/python benchmarks/aami_mitbih.py                        # the default experiments
+    .venv/bin/python benchmarks/aami_mitbih.py --only cnn-scratch     # one of them
+    .venv/bin/python benchmarks/aami_mitbih.py --train-records DS1 --test-records DS2 --data mitdb/
+
+Results: benchmarks/results/aami_mitbih.json (``aami_mitbih_ds1_ds2.json`` for the fixed split),
+rewritten after each experiment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import unpacked, write_result  # noqa: E402
+from cardiolens.datasets import MITBIH  # noqa: E402
+from cardiolens.errors import CardiolensError  # noqa: E402
+from cardiolens.tasks import finetune as finetune_module  # noqa: E402
+from cardiolens.tasks.finetune import FinetuneConfig, assign_folds, finetune, summarise  # noqa: E402
+from cardiolens.tasks.suite import get_task, load_task_data  # noqa: E402
+from cardiolens.tasks.tasks_aami import AAMI_TASK_CLASSES, aami_report, missing_records, record_set  # noqa: E402
+
+TASK = "mitbih-aami"
+EXPERIMENTS: dict[str, dict] = {
+    "rr-logistic": {},
+    # 3 epochs of ~40,000 beats fit the CPU budget (a few minutes per fold on one thread)
+    "cnn-scratch": {"backbone": "resnet1d", "policy": "full", "epochs": 3, "patience": 1, "batch_size": 128},
+    # the same, with the record's median beat as a second channel (loader option template=True)
+    "cnn-scratch-template": {
+        "backbone": "resnet1d",
+        "policy": "full",
+        "epochs": 3,
+        "patience": 1,
+        "batch_size": 128,
+        "load_options": {"template": True},
+    },
+    "ecgpt-small-linear": {"backbone": "ecgpt-small", "policy": "linear"},
+}
+DEFAULT = ["rr-logistic", "cnn-scratch", "cnn-scratch-template", "ecgpt-small-linear"]
+SEED = 0
+
+
+def has_fixed_split() -> bool:
+    return "split" in {f.name for f in dataclasses.fields(FinetuneConfig)}
+
+
+def fold_records(item_ids: np.ndarray, folds: np.ndarray) -> dict[str, list[str]]:
+    """The records of each fold (or split part)."""
+    out: dict[str, set] = {}
+    for item, fold in zip(item_ids.tolist(), folds.tolist(), strict=True):
+        out.setdefault(str(fold), set()).add(item.split(":")[0])
+    return {k: sorted(v) for k, v in sorted(out.items())}
+
+
+def run_rr_logistic(data, folds: np.ndarray, test_parts: list) -> dict:
+    """A logistic regression on the RR features alone, on the given folds (out-of-fold probabilities)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = np.asarray(data.targets)
+    probs = np.full((len(data), len(AAMI_TASK_CLASSES)), np.nan)
+    per_fold = {}
+    for part in test_parts:
+        test = folds == part
+        train = ~test & (folds != -1)
+        model = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=2000))
+        model.fit(data.extra[train], y[train])
+        p = np.zeros((int(test.sum()), len(AAMI_TASK_CLASSES)))
+        p[:, model.classes_] = model.predict_proba(data.extra[test])
+        probs[test] = p
+        per_fold[str(part)] = {"n_train": int(train.sum()), "n_test": int(test.sum()), "test": aami_report(y[test], p)}
+    done = np.flatnonzero(~np.isnan(probs).any(axis=1))
+    covered = data.subset(done)
+    return {
+        "oof": summarise(get_task(TASK), covered, probs[done]),
+        "folds": per_fold,
+        "report": aami_report(covered.targets, probs[done]),
+    }
+
+
+def summary_row(name: str, results: dict, run_dir: Path) -> dict:
+    with np.load(run_dir / "oof.npz") as z:
+        report = aami_report(z["targets"], z["probs"])
+    return {
+        "experiment": name,
+        "backbone": Path(results["backbone"]).name,
+        "policy": results["policy"],
+        "beats": results["items"],
+        "records": results["patients"],
+        "oof": results["oof"],
+        "confusion": report["confusion"],
+        "per_fold": {
+            k: {
+                "n_test": f["n_test"],
+                "best_epoch": f["best_epoch"],
+                **{m: f["test"][m] for m in ("F1_V", "F1_S", "Se_S", "PPV_S", "Se_V", "PPV_V", "sv_f1")},
+            }
+            for k, f in results["folds"].items()
+        },
+        "command": results["command"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=None, help="MIT-BIH folder (default: unpacked shared data)")
+    parser.add_argument("--runs", type=Path, default=None, help="run folders (default runs/bench-aami[-ds1-ds2])")
+    parser.add_argument("--only", nargs="*", default=None, help=f"experiments (default: {' '.join(DEFAULT)})")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--folds", type=int, default=get_task(TASK).folds)
+    parser.add_argument("--train-records", default=None, help="fixed split: training records (DS1, a comma list)")
+    parser.add_argument("--test-records", default=None, help="fixed split: test records (DS2, a comma list)")
+    parser.add_argument("--include-paced", action="store_true", help="keep the paced records (AAMI excludes them)")
+    parser.add_argument("--out", type=Path, default=None, help="result JSON (default benchmarks/results/...)")
+    parser.add_argument("--list", action="store_true", help="list the experiments and exit")
+    args = parser.parse_args()
+    if args.list:
+        print("\n".join(EXPERIMENTS))
+        return
+    torch.set_num_threads(args.threads)
+    data_dir = args.data or unpacked("mitdb-ds1.zip") / "mit-bih-arrhythmia-database-1.0.0"
+    fixed = args.train_records is not None or args.test_records is not None
+    load_options: dict = {"include_paced": True} if args.include_paced else {}
+    if fixed:
+        if args.train_records is None or args.test_records is None:
+            parser.error("--train-records and --test-records go together")
+        train, test = record_set(args.train_records), record_set(args.test_records)
+        missing = missing_records(MITBIH(data_dir), train + test)
+        if missing:
+            sys.exit(
+                f"error: {data_dir} lacks {len(missing)} of the {len(train) + len(test)} records of the "
+                f"--train-records/--test-records split: {' '.join(missing)}. The shared data holds only DS1 (and "
+                "the paced records); run the split on a full MIT-BIH download (48 records)."
+            )
+        if not has_fixed_split():
+            sys.exit(
+                "error: this cardiolens.tasks.finetune has no fixed-split support (FinetuneConfig.split); "
+                "the --train-records/--test-records protocol needs it"
+            )
+        load_options.update(train_records=train, test_records=test)
+    suffix = "-ds1-ds2" if fixed else ""
+    runs = args.runs or Path(f"runs/bench-aami{suffix}")
+    out = args.out or Path(__file__).parent / "results" / f"aami_mitbih{suffix.replace('-', '_')}.json"
+    task = get_task(TASK)
+    data = load_task_data(task, data_dir, 100.0, progress=False, **load_options)
+    if fixed:
+        parts = np.array([data.info["split"].get(i, "") for i in data.item_ids.tolist()], dtype=object)
+        folds = np.where(parts == "test", 0, 1)
+        protocol = (
+            f"fixed split: train {' '.join(data.info['train_records'])}; test {' '.join(data.info['test_records'])}"
+        )
+    else:
+        folds = assign_folds(data, args.folds, SEED)
+        protocol = f"{task.protocol}; {args.folds} folds, assign_folds(seed {SEED})"
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    rows = {r["experiment"]: r for r in previous.get("experiments", [])}
+    names = args.only or DEFAULT
+    unknown = [n for n in names if n not in EXPERIMENTS]
+    if unknown:
+        parser.error(f"unknown experiments {unknown}; known: {', '.join(EXPERIMENTS)}")
+    for name in names:
+        started = time.perf_counter()
+        if name == "rr-logistic":
+            result = run_rr_logistic(data, folds, [0] if fixed else list(range(args.folds)))
+            rows[name] = {
+                "experiment": name,
+                "backbone": "none (RR features only)",
+                "policy": "logistic regression",
+                "beats": len(data),
+                "oof": result["oof"],
+                "confusion": result["report"]["confusion"],
+                "per_fold": {
+                    k: {"n_test": f["n_test"], **{m: f["test"][m] for m in ("F1_V", "F1_S", "Se_S", "PPV_S", "sv_f1")}}
+                    for k, f in result["folds"].items()
+                },
+            }
+        else:
+            settings = dict(EXPERIMENTS[name])
+            options = {**load_options, **settings.pop("load_options", {})}
+            extra = {"split": "fixed"} if fixed else {}
+            cfg = FinetuneConfig(
+                task=TASK,
+                data=str(data_dir),
+                out=str(runs / name),
+                folds=args.folds,
+                seed=SEED,
+                progress=False,
+                load_options=options,
+                **extra,
+                **settings,
+            )
+            results = finetune(cfg)
+            rows[name] = summary_row(name, results, runs / name)
+        rows[name]["seconds_this_call"] = time.perf_counter() - started
+        oof = rows[name]["oof"]
+        print(
+            f"{name}: F1_V {oof['F1_V']['value']:.3f} F1_S {oof['F1_S']['value']:.3f} "
+            f"sv_f1 {oof['sv_f1']['value']:.3f} ({rows[name]['seconds_this_call']:.0f} s)",
+            flush=True,
+        )
+        core = Path(finetune_module.__file__)
+        write_result(
+            {
+                "task": TASK,
+                "protocol": protocol,
+                "data": str(data_dir),
+                "beats": len(data),
+                "records": data.info["records"],
+                "excluded_records": data.info["excluded_records"],
+                "class_counts": data.info["class_counts"],
+                "folds": fold_records(data.item_ids, folds),
+                "targets": "F1_V >= 0.92 and F1_S >= 0.60 (issue 4)",
+                "finetune_core": {"file": str(core), "sha256": hashlib.sha256(core.read_bytes()).hexdigest()[:16]},
+                "experiments": [rows[n] for n in EXPERIMENTS if n in rows],
+            },
+            out,
+        )
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except CardiolensError as exc:
+        sys.exit(f"error: {exc}")

@@ -1,0 +1,491 @@
+"""Explain one window of a recording with every applicable method; PNG figures and an HTML report.
+
+:func:`explain_record` is what ``cardiolens explain`` and the web app call. It returns an
+:class:`ExplainReport` holding the raw results (arrays, tables), a JSON-able ``summary`` and the
+figures as PNG bytes; with ``out`` it also writes the PNGs, ``summary.json`` and ``report.html``,
+a single self-contained file (images embedded as base64, no scripts, no network).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cardiolens.errors import ModelInputError
+from cardiolens.explain import plots
+from cardiolens.explain.adapter import (
+    ATTRIBUTION_METHODS,
+    ExplainModel,
+    Window,
+    as_explainable,
+    prepare_window,
+)
+from cardiolens.explain.attention import (
+    attention_beat_stats,
+    attention_maps,
+    check_token,
+    token_attention,
+)
+from cardiolens.explain.attribution import Attribution, attribute
+from cardiolens.explain.embeddings import cycle_phase, hidden_states, homonym_similarity, project_states
+from cardiolens.explain.faithfulness import faithfulness, randomization_check
+from cardiolens.explain.physiology import feature_masks, head_feature_shares, window_modality, window_peaks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Section:
+    """One part of the report: a heading, text, figures (name -> PNG bytes) and tables (lists of rows)."""
+
+    title: str
+    text: str = ""
+    images: dict[str, bytes] = field(default_factory=dict)
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+@dataclass
+class ExplainReport:
+    """Everything :func:`explain_record` computed for one window.
+
+    Attributes:
+        model: the model's name.
+        window: the window explained.
+        methods: the methods run.
+        prediction: class -> probability (the top classes).
+        summary: JSON-able numbers per method.
+        results: raw results per method (AttentionMaps, Attribution, Faithfulness, ...), for callers
+            that draw their own figures (the web app).
+        sections: the report's sections, figures as PNG bytes.
+        files: paths written (when ``out`` was given).
+    """
+
+    model: str
+    window: Window
+    methods: list[str]
+    prediction: dict[str, float]
+    summary: dict[str, Any]
+    results: dict[str, Any]
+    sections: list[Section]
+    files: list[Path] = field(default_factory=list)
+
+
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def resolve_methods(model: nn.Module | ExplainModel, methods: str | list[str] | None) -> list[str]:
+    """Canonical, applicable method names from a list or a comma-separated string (``None``/``"auto"``: all
+    that apply). Raises listing the available ones when a method is unknown or does not apply."""
+    adapter = as_explainable(model)
+    if methods is None or methods == "auto" or methods == ["auto"]:
+        return adapter.available_methods()
+    if isinstance(methods, str):
+        methods = [m for m in methods.split(",") if m.strip()]
+    out = []
+    for m in methods:
+        name = adapter.require(m)
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise ModelInputError(
+            f"no method given; available for {adapter.name!r}: {', '.join(adapter.available_methods())}"
+        )
+    return out
+
+
+def _prediction(adapter: ExplainModel, window: Window, position: int | None, top: int = 5) -> dict[str, float]:
+    with torch.no_grad(), adapter.evaluating():
+        probs = adapter.probabilities(adapter.scorer(window, position)(window.tensor()))[0]
+    order = torch.argsort(probs, descending=True)[:top]
+    return {adapter.class_name(int(i)): float(probs[i]) for i in order}
+
+
+def explain_record(
+    model: nn.Module | ExplainModel | str,
+    signal: Any,
+    methods: str | list[str] | None = None,
+    out: str | Path | None = None,
+    *,
+    fs: float | None = None,
+    lead: str | int | None = None,
+    start: float = 0.0,
+    target: int | str | None = None,
+    token: int = -1,
+    layer: int | None = None,
+    head: int | None = None,
+    position: int | None = None,
+    n_steps: int = 32,
+    curve_steps: int = 20,
+    n_random: int = 3,
+    projection: str = "pca",
+    seed: int = 0,
+) -> ExplainReport:
+    """Explain one window of a recording with the chosen methods.
+
+    Attention, embedding and physiology figures use the first lead (a task model over a GPT runs
+    each lead as its own token sequence); attributions cover every lead.
+
+    Args:
+        model: a model, or a name/path for :func:`cardiolens.models.load_model`.
+        signal: a Record, a file, or an array (with ``fs``).
+        methods: methods to run (``attention``, ``embeddings``, ``physiology``, ``gradcam``, ``ig``,
+            ``occlusion``, ``faithfulness``, ``randomization``), a list or comma-separated; ``None``
+            runs every method that applies to the model.
+        out: folder for PNGs, ``summary.json`` and ``report.html`` (nothing is written when None).
+        fs: sampling rate of an array or of a file without one.
+        lead: lead to explain for a single-lead model.
+        start: first second of the window.
+        target: class to explain (index or name; default: the predicted class).
+        token: the query token whose attention is drawn (-1: the last, which a last-token classifier reads).
+        layer, head: draw that layer's (and head's) attention of ``token`` instead of the rollout.
+        position: for per-sample outputs, the sample explained (default: the mean over samples).
+        n_steps: integrated-gradients steps.
+        curve_steps: points of each deletion/insertion curve.
+        n_random: random orders averaged for the faithfulness baseline.
+        projection: ``pca``, ``tsne`` or ``umap`` for the hidden-state map.
+        seed: seed of random orders and weights.
+
+    Raises:
+        ModelInputError: a method that does not apply, a token/layer/head that does not exist
+            (each listing what is available), or input the model cannot read.
+    """
+    if isinstance(model, str | Path):
+        from cardiolens.models import load_model
+
+        model = load_model(model)
+    adapter = as_explainable(model)
+    chosen = resolve_methods(adapter, methods)
+    window = prepare_window(adapter, signal, fs, lead=lead, start=start)
+    # argument checks before any expensive work
+    if (layer is not None or head is not None) and not adapter.has_attention:
+        raise ModelInputError(f"layer/head select attention, and {adapter.name!r} has none")
+    if adapter.has_attention:
+        n_tok = int(adapter.tokens(window).size(-1))
+        token = check_token(token, n_tok, adapter.name)
+        g = adapter.gpt.config
+        if layer is not None and not -g.n_layer <= layer < g.n_layer:
+            raise ModelInputError(
+                f"{adapter.name!r} has no layer {layer}: it has {g.n_layer} layers (0..{g.n_layer - 1})"
+            )
+        if head is not None and not -g.n_head <= head < g.n_head:
+            raise ModelInputError(f"{adapter.name!r} has no head {head}: it has {g.n_head} heads (0..{g.n_head - 1})")
+        if head is not None and layer is None:
+            raise ModelInputError("head needs a layer (--layer) too")
+    target_index, _ = adapter.target(window, target, position)
+    modality = window_modality(window, adapter.modality)
+    peaks = window_peaks(window, 0, modality)
+    summary: dict[str, Any] = {}
+    results: dict[str, Any] = {}
+    sections: list[Section] = []
+
+    if "attention" in chosen:
+        maps = attention_maps(adapter, window)
+        view = "rollout" if layer is None else int(layer)
+        profile = token_attention(maps, token, layer=view, head=head)
+        which = (
+            "rollout"
+            if layer is None
+            else f"layer {maps.check(layer=layer)[0]}"
+            + (f" head {maps.check(head=head)[1]}" if head is not None else " (mean of heads)")
+        )
+        stats = attention_beat_stats(profile, peaks, window.fs, context=token + 1)
+        results["attention"] = {"maps": maps, "token": token, "profile": profile, "view": which}
+        summary["attention"] = {"token": token, "view": which, "beats": int(len(peaks)), **stats}
+        sec = Section(
+            "Attention",
+            f"Per layer and head attention of {maps.n_layers} layers x {maps.n_heads} heads over {maps.n_tokens} "
+            f"tokens; token {token}'s attention ({which}) drawn on the signal. {stats['peak_share']:.0%} of it "
+            f"falls within 60 ms of an R/pulse peak, against {stats['chance']:.0%} for uniform attention.",
+        )
+        sec.images["attention_token.png"] = _png(
+            plots.plot_token_attention(
+                window, profile, token, f"{adapter.name}: attention of token {token} ({which})", peaks
+            )
+        )
+        sec.images["attention_heads.png"] = _png(plots.plot_attention_heads(maps))
+        sec.images["attention_heads_token.png"] = _png(plots.plot_attention_heads(maps, token=token))
+        sec.images["attention_aggregate.png"] = _png(plots.plot_attention_aggregate(maps))
+        sections.append(sec)
+
+    if "embeddings" in chosen:
+        states = hidden_states(adapter, window)  # (L + 1, T, C)
+        phase = cycle_phase(states.shape[1], peaks)
+        tokens = adapter.tokens(window)[0].numpy()
+        known = np.isfinite(phase)
+        info: dict[str, Any] = {"beats": int(len(peaks)), "tokens_with_phase": int(known.sum())}
+        sec = Section("Token embeddings in context")
+        if known.sum() >= 3:
+            for idx in (0, states.shape[0] - 1):
+                name = "embedding" if idx == 0 else f"block {idx - 1} (last)"
+                xy = project_states(states[idx][known], projection, seed)
+                sec.images[f"embedding_{projection}_{idx}.png"] = _png(
+                    plots.plot_embedding_projection(xy, phase[known], f"{adapter.name}: {name}, {projection.upper()}")
+                )
+            try:
+                sim = homonym_similarity([states], [phase], [tokens], seed=seed)
+                info["homonyms"] = sim.as_dict()
+                results["homonyms"] = sim
+                sec.images["homonyms.png"] = _png(plots.plot_homonyms({adapter.name: sim}))
+            except ModelInputError as exc:
+                info["homonyms"] = f"not computed: {exc}"
+        sec.text = (
+            f"Hidden states of the {states.shape[1]} tokens, coloured by their phase in the cardiac cycle "
+            f"({info['beats']} beats detected). The per-layer phase probe needs many records: "
+            "benchmarks/explain_faithfulness.py runs it."
+        )
+        summary["embeddings"] = info
+        results["embeddings"] = {"states": states, "phase": phase}
+        sections.append(sec)
+
+    if "physiology" in chosen:
+        maps = results["attention"]["maps"] if "attention" in results else attention_maps(adapter, window)
+        masks = feature_masks(window, 0, modality)
+        table = head_feature_shares(maps, masks)
+        results["physiology"] = table
+        summary["physiology"] = table.summary()
+        sec = Section(
+            "Heads and physiology",
+            "Share of each head's attention on "
+            + ", ".join(table.features)
+            + " against the share uniform attention would give (enrichment = share / chance), over the "
+            "queries of the last three quarters of the window.",
+        )
+        sec.images["heads_physiology.png"] = _png(plots.plot_head_features(table))
+        sec.tables["top heads"] = [
+            {"feature": f, **r} for f in table.features for r in table.top_heads(f, k=3, min_enrichment=0.0)
+        ]
+        sections.append(sec)
+
+    attributions: list[Attribution] = []
+    wanted = [m for m in ATTRIBUTION_METHODS if m in chosen]
+    if ("faithfulness" in chosen or "randomization" in chosen) and not wanted:
+        wanted = [m for m in ATTRIBUTION_METHODS if m in adapter.available_methods()]
+    for m in wanted:
+        kwargs: dict[str, Any] = {"target": target_index, "position": position}
+        if m == "ig":
+            kwargs["n_steps"] = n_steps
+        attributions.append(attribute(adapter, window, m, **kwargs))
+    if attributions:
+        results["attributions"] = {a.method: a for a in attributions}
+        summary["attributions"] = {
+            a.method: {"seconds": a.seconds, "per_lead": a.per_lead, **_plain(a.info)} for a in attributions
+        }
+        shown = [a for a in attributions if a.method in chosen] or attributions
+        sec = Section(
+            "Attributions",
+            f"Which samples drove p({attributions[0].target_name}) = {attributions[0].probability:.3f}. Red: "
+            "evidence for the class, blue: against (integrated gradients, occlusion); Grad-CAM and attention "
+            "are non-negative.",
+        )
+        sec.images["attributions.png"] = _png(plots.plot_attribution(shown, f"{adapter.name} on {window.source}"))
+        sections.append(sec)
+
+    if "faithfulness" in chosen:
+        faith = faithfulness(adapter, attributions, steps=curve_steps, n_random=n_random, seed=seed)
+        results["faithfulness"] = faith
+        summary["faithfulness"] = faith.summary()
+        sec = Section(
+            "Faithfulness",
+            "Deletion: the most-attributed samples are set to the lead's median first (a faithful explanation "
+            "makes the probability fall fast: low area). Insertion: they are put back first into a flat "
+            "window (high area). Random order is the reference; one window is anecdotal, the benchmark "
+            "reports intervals over records.",
+        )
+        sec.images["faithfulness.png"] = _png(plots.plot_faithfulness(faith))
+        sec.tables["areas"] = [
+            {"method": plots.method_label(m), **{k: round(v, 4) for k, v in row.items()}}
+            for m, row in summary["faithfulness"].items()
+            if m != "target"
+        ]
+        sections.append(sec)
+
+    if "randomization" in chosen:
+        checks = {}
+        for a in attributions:
+            checks[a.method] = randomization_check(adapter, window, a.method, reference=a, seed=seed)
+        results["randomization"] = checks
+        summary["randomization"] = {m: c.as_dict() for m, c in checks.items()}
+        sec = Section(
+            "Model-randomisation check",
+            "Spearman correlation between each explanation and the same explanation of the model with "
+            "re-initialised weights (Adebayo et al. 2018). Near 0: the explanation depends on what the model "
+            "learned; near 1: it mostly reflects the input.",
+        )
+        sec.tables["correlation"] = [
+            {"method": plots.method_label(m), "spearman |values|": c.spearman_abs[0], "spearman": c.spearman[0]}
+            for m, c in checks.items()
+        ]
+        sections.append(sec)
+
+    prediction = _prediction(adapter, window, position)
+    report = ExplainReport(
+        model=adapter.name,
+        window=window,
+        methods=chosen,
+        prediction=prediction,
+        summary={
+            "model": adapter.name,
+            "kind": adapter.kind,
+            "source": window.source,
+            "fs": window.fs,
+            "resampled_from": window.resampled_from,
+            "leads": window.leads,
+            "start_s": window.start / window.fs,
+            "samples": window.n_samples,
+            "target": adapter.class_name(target_index),
+            "prediction": prediction,
+            "methods": chosen,
+            **summary,
+        },
+        results=results,
+        sections=sections,
+    )
+    if out is not None:
+        report.files = write_report(report, out)
+    return report
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
+color:#222}h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+img{max-width:100%;border:1px solid #eee;margin:.5em 0}table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}th{background:#f6f6f6}td:first-child,th:first-child
+{text-align:left}.meta{color:#555;font-size:.9em}
+"""
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "n/a" if not np.isfinite(value) else f"{value:.4g}"
+    return html.escape(str(value))
+
+
+def render_html(report: ExplainReport) -> str:
+    """The report as one self-contained HTML page (inline CSS, base64 PNGs, no scripts, no links out)."""
+    s = report.summary
+    pred = ", ".join(f"{html.escape(k)} {v:.3f}" for k, v in report.prediction.items())
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>cardiolens explain: {html.escape(report.model)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(report.model)} on {html.escape(str(s['source']))}</h1>",
+        "<p class='meta'>",
+        f"window: {s['samples']} samples at {s['fs']:g} Hz from {s['start_s']:.2f} s, lead(s) "
+        f"{html.escape(', '.join(s['leads']))}"
+        + (f" (resampled from {s['resampled_from']:g} Hz)" if s.get("resampled_from") else "")
+        + f"<br>prediction: {pred}<br>explained class: {html.escape(str(s['target']))}<br>"
+        f"methods: {html.escape(', '.join(report.methods))}<br>"
+        f"written {_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')} by cardiolens</p>",
+    ]
+    for sec in report.sections:
+        parts.append(f"<h2>{html.escape(sec.title)}</h2><p>{html.escape(sec.text)}</p>")
+        for name, png in sec.images.items():
+            data = base64.b64encode(png).decode("ascii")
+            parts.append(f"<img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>")
+        for name, rows in sec.tables.items():
+            if not rows:
+                continue
+            cols = list(rows[0])
+            parts.append(f"<table><caption>{html.escape(name)}</caption><tr>")
+            parts.append("".join(f"<th>{html.escape(str(c))}</th>" for c in cols) + "</tr>")
+            for row in rows:
+                parts.append("<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in cols) + "</tr>")
+            parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(report: ExplainReport, out: str | Path) -> list[Path]:
+    """Write every figure as PNG, ``summary.json`` and the self-contained ``report.html`` into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for sec in report.sections:
+        for name, png in sec.images.items():
+            path = out / name
+            path.write_bytes(png)
+            files.append(path)
+    path = out / "summary.json"
+    path.write_text(json.dumps(_plain(report.summary), indent=2, default=str) + "\n")
+    files.append(path)
+    path = out / "report.html"
+    path.write_text(render_html(report), encoding="utf-8")
+    files.append(path)
+    return files
+
+
+def summary_lines(report: ExplainReport) -> list[str]:
+    """A few lines of text summarising a report (what ``cardiolens explain`` prints)."""
+    s = report.summary
+    where = f"{s['samples']} samples at {s['fs']:g} Hz from {s['start_s']:.2f} s, lead(s) {', '.join(s['leads'])}"
+    if s.get("resampled_from"):
+        where += f" (resampled from {s['resampled_from']:g} Hz)"
+    lines = [
+        f"{report.model} on {s['source']}: {where}",
+        "prediction: " + ", ".join(f"{k} {v:.3f}" for k, v in report.prediction.items()),
+        f"explained class: {s['target']}",
+    ]
+    if "attention" in s:
+        a = s["attention"]
+        share = f"{a['peak_share']:.0%} on beats vs {a['chance']:.0%} by chance"
+        lines.append(f"attention of token {a['token']} ({a['view']}): {share}")
+    if "physiology" in s:
+        for feature, info in s["physiology"].items():
+            heads = ", ".join(f"{h['head']} x{h['enrichment']:.1f}" for h in info["top_heads"]) or "none above 1.5x"
+            lines.append(f"heads on {feature}: {heads}")
+    if "faithfulness" in s:
+        rnd = s["faithfulness"]["random"]
+        for method, row in s["faithfulness"].items():
+            if method == "target" or method.startswith("random"):
+                continue
+            lines.append(
+                f"{method}: deletion AUC {row['deletion_auc']:.3f} (random {rnd['deletion_auc']:.3f}), "
+                f"insertion AUC {row['insertion_auc']:.3f} (random {rnd['insertion_auc']:.3f})"
+            )
+    if "randomization" in s:
+        for method, check in s["randomization"].items():
+            lines.append(f"{method}: Spearman |values| vs randomised weights {check['stages'][0]['spearman_abs']:.2f}")
+    if report.files:
+        lines.append(f"wrote {len(report.files)} files to {report.files[-1].parent} (open report.html)")
+    return lines
+
+
+__all__ = [
+    "ExplainReport",
+    "Section",
+    "explain_record",
+    "render_html",
+    "resolve_methods",
+    "summary_lines",
+    "write_report",
+]

@@ -1,0 +1,339 @@
+"""AAMI beat classification (``mitbih-aami``): RR features and beat windows worked out by hand, scores,
+a simulated MIT-BIH folder the test writes with ``wfdb``, the real records, and whole fine-tuning runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import wfdb
+
+from cardiolens.errors import CardiolensError, DatasetError
+from cardiolens.models import create_model, load_model, save_checkpoint
+from cardiolens.tasks.finetune import FinetuneConfig, finetune
+from cardiolens.tasks.suite import get_task, load_task_data
+from cardiolens.tasks.tasks_aami import (
+    AAMI_TASK_CLASSES,
+    aami_report,
+    aami_score,
+    beat_windows,
+    load_aami,
+    median_beat,
+    record_set,
+    rr_features,
+)
+
+torch.set_num_threads(1)
+
+# AAMI EC57 classes of the MIT-BIH beat symbols, written out here independently of the catalogue
+HAS_FIXED_SPLIT = "split" in {f.name for f in dataclasses.fields(FinetuneConfig)}
+AAMI_OF = {**dict.fromkeys("NLRej", "N"), **dict.fromkeys("AaJS", "S"), **dict.fromkeys("VE", "V"), "F": "F"}
+BEATS = set("NLRBAaJSVrFejnE/fQ?")
+
+
+# -- RR features and windows ----------------------------------------------------------------------
+def test_rr_features_by_hand():
+    # beats at 0, 1, 2, 2.5, 4, 5 s: RR 1, 1, 0.5, 1.5, 1 -> record mean 1.0
+    feats = rr_features([0, 100, 200, 250, 400, 500], fs=100, local_beats=2)
+    assert feats.shape == (6, 5) and feats.dtype == np.float32
+    assert np.isnan(feats[0]).all() and np.isnan(feats[-1]).all()  # pre- / post-RR undefined
+    # beat at 2.5 s (premature): pre 0.5, post 1.5; local mean of its own pre-RR and the next (k=2): 1.0
+    pre, post, local = 0.5, 1.5, (0.5 + 1.5) / 2
+    assert feats[3] == pytest.approx(np.log([pre, post, pre / local, post / local, local]), abs=1e-6)
+    # beat at 1 s: local mean clipped at the record's start: (1 + 1) / 2
+    assert feats[1] == pytest.approx([0, 0, 0, 0, 0], abs=1e-6)
+    # the default local window (10 intervals) spans the whole short record: local mean = record mean
+    assert rr_features([0, 100, 200, 250, 400, 500], fs=100)[3, 4] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_rr_features_do_not_depend_on_the_heart_rate():
+    slow = rr_features(np.cumsum([0, 100, 100, 60, 140, 100, 100]), fs=100)
+    fast = rr_features(np.cumsum([0, 50, 50, 30, 70, 50, 50]), fs=100)
+    assert np.allclose(slow, fast, equal_nan=True)
+
+
+def test_rr_features_refuse_too_few_or_unsorted_beats():
+    with pytest.raises(CardiolensError, match="at least 3"):
+        rr_features([0, 100], fs=100)
+    with pytest.raises(CardiolensError, match="increasing"):
+        rr_features([0, 200, 100], fs=100)
+
+
+def test_beat_windows_are_centred_and_padded_with_the_edge_values():
+    x = np.arange(20, dtype=np.float32)[None, :] * np.array([[1.0], [-1.0]], dtype=np.float32)  # (2, 20)
+    w = beat_windows(x, [10, 1, 19], window=6)
+    assert w.shape == (3, 2, 6)
+    assert w[0, 0].tolist() == [7, 8, 9, 10, 11, 12]  # the beat sits at window // 2
+    assert w[0, 1].tolist() == [-7, -8, -9, -10, -11, -12]
+    assert w[1, 0].tolist() == [0, 0, 0, 1, 2, 3]  # before the start: the first value
+    assert w[2, 0].tolist() == [16, 17, 18, 19, 19, 19]  # past the end: the last value
+
+
+def test_record_sets_by_name_number_and_list():
+    assert len(record_set("DS1")) == 22 and len(record_set("DS2")) == 22
+    assert not set(record_set("DS1")) & set(record_set("DS2"))
+    assert record_set("ds2,101") == [*record_set("DS2"), "101"]
+    assert record_set([100, "7"]) == ["100", "007"]
+    with pytest.raises(CardiolensError, match="sets: DS1, DS2, PACED"):
+        record_set("DS3")
+
+
+# -- scores ---------------------------------------------------------------------------------------
+def test_aami_score_by_hand():
+    y = np.array([0, 0, 0, 0, 1, 1, 2, 2, 3])
+    pred = np.array([0, 0, 0, 1, 1, 0, 2, 2, 2])  # one N called S, one S called N, the F called V
+    probs = np.eye(4)[pred] * 0.7 + 0.075
+    s = aami_score(y, probs)
+    assert s["Se_N"] == pytest.approx(3 / 4) and s["PPV_N"] == pytest.approx(3 / 4)
+    assert s["Se_S"] == pytest.approx(1 / 2) and s["PPV_S"] == pytest.approx(1 / 2)
+    assert s["Se_V"] == 1.0 and s["PPV_V"] == pytest.approx(2 / 3) and s["F1_V"] == pytest.approx(0.8)
+    assert s["Se_F"] == 0.0 and np.isnan(s["PPV_F"]) and s["F1_F"] == 0.0
+    assert s["sv_f1"] == pytest.approx((0.5 + 0.8) / 2)
+    assert s["macro_f1"] == pytest.approx((0.75 + 0.5 + 0.8 + 0.0) / 4)
+    assert s["accuracy"] == pytest.approx(6 / 9)
+    # a class absent from both reference and prediction is undefined, not zero
+    assert np.isnan(aami_score([0, 2], np.eye(4)[[0, 2]])["F1_S"])
+    assert aami_score([0, 2], np.eye(4)[[0, 2]])["sv_f1"] == 1.0
+    report = aami_report(y, probs)
+    assert report["confusion"]["matrix"] == [[3, 1, 0, 0], [1, 1, 0, 0], [0, 0, 2, 0], [0, 0, 1, 0]]
+    assert report["reference_counts"] == {"N": 4, "S": 2, "V": 2, "F": 1}
+    json.dumps(report)  # plain JSON values
+
+
+# -- a simulated MIT-BIH folder ---------------------------------------------------------------------
+FS = 360
+
+
+def _simulated_record(folder: Path, name: str, seed: int, leads=("MLII", "V1"), paced=False, seconds=60):
+    """A record with N beats every ~0.8 s, premature S beats, wide V beats, F beats and one Q beat."""
+    rng = np.random.default_rng(seed)
+    n = seconds * FS
+    t = np.arange(n)
+    x = 0.02 * rng.standard_normal((n, len(leads)))
+    samples, symbols, k, pos = [], [], 0, int(0.5 * FS)
+    while pos < n - int(0.5 * FS):
+        if paced:
+            symbol = "/"
+        else:
+            symbol = {5: "A", 9: "V", 14: "F", 23: "Q"}.get(k % 25, "N")
+            symbol = "L" if symbol == "N" and k % 7 == 3 else symbol
+        width, amp = {"V": (0.05, -1.6), "F": (0.03, -0.6)}.get(symbol, (0.012, 1.2))
+        for c in range(len(leads)):
+            x[:, c] += amp * (1 - 0.3 * c) * np.exp(-0.5 * ((t - pos) / (width * FS)) ** 2)
+        samples.append(pos)
+        symbols.append(symbol)
+        k += 1
+        premature = not paced and k % 25 in (5, 9)  # the next beat is an S or a V: it comes early
+        pos += int((0.5 if premature else 0.8) * FS) + int(rng.integers(-5, 6))
+    wfdb.wrsamp(
+        name,
+        fs=FS,
+        units=["mV"] * len(leads),
+        sig_name=list(leads),
+        p_signal=x,
+        fmt=["212"] * len(leads),
+        adc_gain=[200.0] * len(leads),
+        baseline=[1024] * len(leads),
+        write_dir=str(folder),
+    )
+    # a rhythm annotation at the start: not a beat
+    wfdb.wrann(
+        name,
+        "atr",
+        np.array([1, *samples]),
+        symbol=["+", *symbols],
+        aux_note=["(N", *[""] * len(symbols)],
+        write_dir=str(folder),
+    )
+    return np.array(samples), symbols
+
+
+@pytest.fixture(scope="module")
+def simulated_mitdb(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mitdb")
+    truth = {}
+    for i, name in enumerate(["101", "106", "108", "109"]):
+        truth[name] = _simulated_record(folder, name, seed=i)
+    truth["102"] = _simulated_record(folder, "102", seed=9, leads=("V5", "V2"), paced=True)
+    return folder, truth
+
+
+def test_beats_become_items_with_aami_classes_rr_features_and_centred_windows(simulated_mitdb):
+    folder, truth = simulated_mitdb
+    data = load_aami(folder, 100.0, progress=False)
+    assert data.info["excluded_records"] == ["102"] and data.leads == ["MLII"]
+    expected_ids, expected_classes = [], []
+    for name in ["101", "106", "108", "109"]:
+        samples, symbols = truth[name]
+        for s, sym in list(zip(samples, symbols, strict=True))[1:-1]:  # first and last beat: no RR
+            if sym in AAMI_OF:  # class Q is left out
+                expected_ids.append(f"{name}:{s}")
+                expected_classes.append(AAMI_OF[sym])
+    assert data.item_ids.tolist() == expected_ids
+    assert [AAMI_TASK_CLASSES[k] for k in data.targets] == expected_classes
+    assert set(expected_classes) == {"N", "S", "V", "F"}
+    assert data.groups.tolist() == [i.split(":")[0] for i in expected_ids]
+    assert all(x.shape == (1, 200) for x in data.signals) and data.extra.shape == (len(data), 5)
+    # the annotated beat is at the window's centre: N beats peak there (their neighbours 0.5-0.8 s away)
+    normal = [i for i, c in enumerate(expected_classes) if c == "N"]
+    assert all(abs(int(np.argmax(data.signals[i][0, 75:126])) - 25) <= 1 for i in normal)
+    assert all(data.signals[i][0, 100] > 0.8 for i in normal)
+    # the RR features are those of all the record's beats (the Q beat too), at 360 Hz
+    samples, _ = truth["101"]
+    rr = rr_features(samples, FS)
+    first = [i for i, g in enumerate(data.item_ids) if g.startswith("101:")]
+    kept = [int(i.split(":")[1]) for i in data.item_ids[first]]
+    assert np.allclose(data.extra[first], rr[np.searchsorted(samples, kept)])
+    premature = data.extra[np.asarray(expected_classes) == "S", 2]  # log(pre / local)
+    assert (premature < -0.2).all()
+
+
+def test_the_template_option_adds_each_records_median_beat(simulated_mitdb):
+    assert median_beat(np.array([[[0, 1, 5]], [[2, 1, 1]], [[1, 9, 2]]])).tolist() == [[1, 1, 2]]
+    folder, _ = simulated_mitdb
+    plain = load_aami(folder, 100.0, records=["101", "106"], progress=False)
+    data = load_aami(folder, 100.0, records=["101", "106"], template=True, progress=False)
+    assert data.leads == ["MLII", "MLII median"] and all(x.shape == (2, 200) for x in data.signals)
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(plain.signals, data.signals, strict=True))
+    of_101 = [x[1] for x, i in zip(data.signals, data.item_ids, strict=True) if i.startswith("101:")]
+    assert all(np.array_equal(t, of_101[0]) for t in of_101)  # one template per record
+    assert abs(int(np.argmax(of_101[0])) - 100) <= 1  # the typical (N) beat peaks at the centre
+    assert not np.array_equal(of_101[0], data.signals[-1][1])
+
+
+def test_paced_records_are_kept_only_when_asked_and_their_leads_are_checked(simulated_mitdb):
+    folder, _ = simulated_mitdb
+    with pytest.raises(DatasetError, match="record 102 has no lead MLII \\(it has V5, V2\\)"):
+        load_aami(folder, 100.0, include_paced=True, progress=False)
+    data = load_aami(folder, 100.0, records=["102"], include_paced=True, leads=["V5"], progress=False)
+    assert len(data) == 0 and data.info["excluded_records"] == []  # paced beats are class Q
+
+
+def test_missing_records_are_named(simulated_mitdb):
+    folder, _ = simulated_mitdb
+    with pytest.raises(DatasetError, match="not in this folder: 100 103 105 .* 234 \\(22 of 26"):
+        load_aami(folder, 100.0, train_records="101,106,108,109", test_records="DS2", progress=False)
+    with pytest.raises(CardiolensError, match="both train and test"):
+        load_aami(folder, 100.0, train_records="101,106", test_records="106", progress=False)
+    with pytest.raises(CardiolensError, match="both train_records and test_records"):
+        load_aami(folder, 100.0, train_records="101", progress=False)
+
+
+def test_a_fixed_train_test_split_is_carried_by_the_items(simulated_mitdb):
+    folder, _ = simulated_mitdb
+    data = load_aami(folder, 100.0, train_records="101,106,108", test_records="109", progress=False)
+    split = data.info["split"]
+    assert set(split) == set(data.item_ids.tolist())
+    assert {split[i] for i in data.item_ids if i.startswith("109:")} == {"test"}
+    assert {split[i] for i in data.item_ids if not i.startswith("109:")} == {"train"}
+
+
+def test_finetune_on_beats_groups_folds_by_record_and_reads_the_rr_features(simulated_mitdb, tmp_path):
+    folder, _ = simulated_mitdb
+    cfg = FinetuneConfig(
+        task="mitbih-aami",
+        data=str(folder),
+        backbone="resnet1d",
+        folds=2,
+        val_fraction=0.5,  # 2 records left for training and validation in each fold
+        epochs=1,
+        batch_size=32,
+        out=str(tmp_path / "run"),
+        progress=False,
+        bootstrap=30,  # the intervals are not what this test checks
+        cache_dir=str(tmp_path / "cache"),
+    )
+    results = finetune(cfg)
+    assert set(results["folds"]) == {"0", "1"} and results["patients"] == 4
+    folds = json.loads((tmp_path / "run" / "folds.json").read_text())
+    by_record: dict[str, set] = {}
+    for item, fold in folds.items():
+        by_record.setdefault(item.split(":")[0], set()).add(fold)
+    assert all(len(f) == 1 for f in by_record.values())  # a record never spans two folds
+    for key in ("sv_f1", "F1_V", "Se_S", "accuracy"):
+        assert 0 <= results["oof"][key]["value"] <= 1
+    model = load_model(tmp_path / "run" / "fold-0" / "model")
+    assert model.config.n_extra == 5 and model.config.window == 200 and model.config.classes == ["N", "S", "V", "F"]
+    with np.load(tmp_path / "run" / "oof.npz") as z:
+        assert z["probs"].shape == (results["items"], 4)
+        assert np.allclose(z["probs"].sum(axis=1), 1, atol=1e-5)
+
+
+@pytest.mark.skipif(not HAS_FIXED_SPLIT, reason="needs FinetuneConfig.split (the fixed-split hook of finetune)")
+def test_train_and_test_records_run_as_one_fixed_split(simulated_mitdb, tmp_path):
+    folder, _ = simulated_mitdb
+    cfg = FinetuneConfig(
+        task="mitbih-aami",
+        data=str(folder),
+        backbone="resnet1d",
+        epochs=1,
+        val_fraction=0.5,
+        batch_size=32,
+        load_options={"train_records": "101,106,108", "test_records": "109"},
+        out=str(tmp_path / "run"),
+        progress=False,
+        bootstrap=30,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    results = finetune(cfg)
+    assert list(results["folds"]) == ["0"] and results["split"] == "fixed" and results["patients"] == 1
+    split = json.loads((tmp_path / "run" / "fold-0" / "model" / "split.json").read_text())
+    assert {i.split(":")[0] for i in split["test"]} == {"109"}
+    assert {i.split(":")[0] for i in split["train"] + split["val"]} == {"101", "106", "108"}
+
+
+def test_linear_probe_on_a_gpt_reads_the_rr_features_too(simulated_mitdb, tmp_path):
+    folder, _ = simulated_mitdb
+    gpt = create_model("gpt", n_layer=1, n_head=2, n_embd=16, block_size=256, dropout=0.0, fs=100.0)
+    save_checkpoint(gpt, tmp_path / "tiny-gpt", "a tiny untrained GPT for a test")
+    cfg = FinetuneConfig(
+        task="mitbih-aami",
+        data=str(folder),
+        backbone=str(tmp_path / "tiny-gpt"),
+        policy="linear",
+        folds=2,
+        fold_ids=[0],
+        val_fraction=0.5,
+        epochs=1,
+        out=str(tmp_path / "probe"),
+        progress=False,
+        bootstrap=30,  # the intervals are not what this test checks
+        cache_dir=str(tmp_path / "cache"),
+    )
+    results = finetune(cfg)
+    head = load_model(tmp_path / "probe" / "fold-0" / "model").head
+    assert head.in_features == 16 + 5
+    assert 0 <= results["folds"]["0"]["test"]["accuracy"] <= 1
+
+
+def test_unknown_task_lists_the_beat_task():
+    with pytest.raises(CardiolensError, match="tasks: .*mitbih-aami"):
+        get_task("mitbih-aaami")
+
+
+# -- real records -------------------------------------------------------------------------------------
+@pytest.mark.realdata
+def test_real_records_load_as_beats_with_the_annotated_aami_counts(mitdb_dir, tmp_path):
+    data = load_task_data("mitbih-aami", mitdb_dir, 100.0, cache_dir=tmp_path, records=["208", "209"], progress=False)
+    for rid in ("208", "209"):
+        ann = wfdb.rdann(str(mitdb_dir / rid), "atr")
+        beats = [s for s in ann.symbol if s in BEATS][1:-1]
+        expected = {c: sum(AAMI_OF.get(s) == c for s in beats) for c in AAMI_TASK_CLASSES}
+        mine = data.targets[np.char.startswith(data.item_ids.astype(str), f"{rid}:")]
+        assert {c: int(np.sum(mine == k)) for k, c in enumerate(AAMI_TASK_CLASSES)} == expected
+    assert data.info["class_counts"]["F"] > 300 and data.info["class_counts"]["S"] > 300  # 208: F, 209: S
+    assert np.isfinite(data.extra).all() and data.signals[0].shape == (1, 200)
+    again = load_task_data("mitbih-aami", mitdb_dir, 100.0, cache_dir=tmp_path, records=["208", "209"], progress=False)
+    assert np.array_equal(again.extra, data.extra) and again.item_ids.tolist() == data.item_ids.tolist()
+
+
+@pytest.mark.realdata
+def test_real_folder_excludes_paced_records_and_names_the_missing_ds2(mitdb_dir):
+    data = load_aami(mitdb_dir, 100.0, records=["101", "102"], progress=False)
+    assert data.info["excluded_records"] == ["102"] and set(data.groups) == {"101"}
+    with pytest.raises(DatasetError, match="not in this folder: 100 103 105"):
+        load_aami(mitdb_dir, 100.0, train_records="DS1", test_records="DS2", progress=False)
