@@ -72,7 +72,9 @@ def test_page_end_to_end(live_server, cinc2017_dir):
     assert hea.stem in record["info"]
 
     analysis = result["analysis"]
-    assert analysis["beatMarkers"] > 5 and analysis["hrPoints"] == analysis["beatMarkers"] - 1
+    # beats are marked by the shipped beats-ecg model when installed, the heart-rate series comes from
+    # the R-peak detector: both see the record's beats, not necessarily the very same ones at its edges
+    assert analysis["beatMarkers"] > 5 and abs(analysis["hrPoints"] - (analysis["beatMarkers"] - 1)) <= 5
     assert "beats in lead" in analysis["summary"] and "bpm" in analysis["summary"]
     assert analysis["rhythmNote"]  # probabilities' model and preprocessing, or why the model is unavailable
 

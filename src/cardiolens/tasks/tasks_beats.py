@@ -26,8 +26,12 @@ validation data with :func:`choose_threshold`.
 **Items** are about 60 s long, cut halfway between two reference beats so that no beat straddles
 two items; groups are patients (MIT-BIH record ids, 201 and 202 being one man; BIDMC record ids).
 MIT-BIH's ventricular flutter/fibrillation episodes (``[`` .. ``]``, record 207 only) hold no beat
-annotations and are left out, and pieces shorter than 10 s between them are dropped (the R-peak
-benchmark's "whole record, VF excluded" scoring).
+annotations and are left out, as the R-peak benchmark's "whole record, VF excluded" scoring leaves them
+out; pieces shorter than 10 s (between two episodes, or between untrusted PPG blocks) are not items.
+
+**Using a model**: :func:`detect_beats` (a record in, beats at its own sample indices out; the
+shipped ``beats-ecg``), :func:`locate_beats` (a probability curve in), :func:`heartgpt_beat_probabilities`
+(HeartGPT's published PPG beat model over a whole signal).
 
 **PPG reference** (:func:`ppg_reference`), written here because BIDMC has no beat annotations:
 
