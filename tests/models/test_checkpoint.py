@@ -26,7 +26,7 @@ def small(tmp_path: Path) -> tuple[torch.nn.Module, Path]:
     return model, save_checkpoint(model, tmp_path / "ckpt", card="# tiny\n")
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", [n for n in list_models() if not n.startswith("resnet1d")])
 def test_round_trip_gives_the_same_outputs(tmp_path, name):
     torch.manual_seed(0)
     model = create_model(name).eval()
@@ -157,3 +157,13 @@ def test_vocab_mismatch(small):
     _edit_config(path, vocab_size=102)
     with pytest.raises(CheckpointError, match="vocabulary mismatch: config.json says vocab_size 102.*101 rows"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if n.startswith("resnet1d")])
+def test_cnn_round_trip_gives_the_same_outputs(tmp_path, name):
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    x = torch.randn(2, model.config.in_channels, 300)
+    loaded = load_checkpoint(save_checkpoint(model, tmp_path / name))
+    assert type(loaded) is type(model) and loaded.config == model.config
+    assert torch.equal(loaded(x), model(x))

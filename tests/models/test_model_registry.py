@@ -7,8 +7,11 @@ import torch
 
 from cardiolens.errors import CardiolensError, ModelInputError
 from cardiolens.models import GPT, GPTConfig, GPTOutput, create_model, get_config, list_models, register_model, registry
+from cardiolens.models.presets import PRESETS as GPT_PRESETS
 
-PRESETS = list_models()
+ALL_PRESETS = list_models()
+PRESETS = [n for n in ALL_PRESETS if n in GPT_PRESETS]  # the token models; the CNNs are tested below
+CNN_PRESETS = [n for n in ALL_PRESETS if n.startswith("resnet1d")]
 B, T = 2, 12
 
 
@@ -27,7 +30,8 @@ def test_registry_lists_the_presets():
     for name in ("gpt", "heartgpt-ecg", "heartgpt-ppg", "heartgpt-ecg-af", "heartgpt-ppg-af", "heartgpt-ppg-beat"):
         assert name in PRESETS
     assert {"ecgpt-small", "ppgpt-small"} <= set(PRESETS)
-    assert list_models("heartgpt-*") == [n for n in PRESETS if n.startswith("heartgpt-")]
+    assert list_models("heartgpt-*") == [n for n in ALL_PRESETS if n.startswith("heartgpt-")]
+    assert set(PRESETS) | set(CNN_PRESETS) == set(ALL_PRESETS)
 
 
 def test_unknown_name_and_field_are_clear_errors():
@@ -182,3 +186,16 @@ def test_dropout_only_in_training():
     assert not torch.allclose(model(tokens), model(tokens))
     model.eval()
     torch.testing.assert_close(model(tokens), model(tokens))
+
+
+@pytest.mark.parametrize("name", CNN_PRESETS)
+def test_cnn_presets_follow_the_backbone_api(name):
+    model = create_model(name).eval()
+    cfg = model.config
+    x = torch.randn(2, cfg.in_channels, 400)
+    features = model.forward_features(x)
+    assert features.shape[0] == 2 and features.shape[2] == cfg.n_embd
+    assert features.shape[1] == -(-400 // cfg.total_stride)  # positions after striding (ceil)
+    out = model(x)
+    assert out.shape == ((2, 400, 1) if cfg.head_pool == "none" else (2, 1))
+    assert len(model.layer_groups()) == len(cfg.widths) + 2
