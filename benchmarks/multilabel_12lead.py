@@ -9,8 +9,8 @@ Protocols:
 - ``cinc2021-dx``: 5-fold cross-validation by record (no patient ids are published); the 50 sample
   records of ``../shared/data/cinc2021-samples.zip``.
 
-**Numbers on these subsets are not comparable to published full-data results** (PTB-XL: 17,418
-training records, 2,198 test records; CinC 2021: 88,253 records): a few hundred or 50 records
+**Numbers on these subsets are not comparable to published full-data results** (PTB-XL: about
+17,400 training and 2,200 test records; CinC 2021: about 88,000 records): a few hundred or 50 records
 train little and test on tens of records, which the wide bootstrap intervals show.
 
 Experiments (each a :func:`cardiolens.tasks.finetune.finetune` run in ``--runs/<task>/<name>/``, resumed
@@ -58,8 +58,8 @@ EXPERIMENTS: dict[str, dict] = {
 DEFAULT_TASKS = ["ptbxl-superdiagnostic", "cinc2021-dx"]
 SEED = 0
 NOT_COMPARABLE = (
-    "subset numbers: not comparable to published full-data results (PTB-XL full: 17,418 train / 2,198 test "
-    "records; CinC 2021: 88,253 records)"
+    "subset numbers: not comparable to published full-data results (PTB-XL full: about 17,400 train / 2,200 "
+    "test records; CinC 2021: about 88,000 records)"
 )
 
 

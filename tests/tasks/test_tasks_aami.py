@@ -241,6 +241,7 @@ def test_finetune_on_beats_groups_folds_by_record_and_reads_the_rr_features(simu
         folds=2,
         val_fraction=0.5,  # 2 records left for training and validation in each fold
         epochs=1,
+        min_steps=0,  # one epoch, however few the items
         batch_size=32,
         out=str(tmp_path / "run"),
         progress=False,
@@ -271,6 +272,7 @@ def test_train_and_test_records_run_as_one_fixed_split(simulated_mitdb, tmp_path
         data=str(folder),
         backbone="resnet1d",
         epochs=1,
+        min_steps=0,  # one epoch, however few the items
         val_fraction=0.5,
         batch_size=32,
         load_options={"train_records": "101,106,108", "test_records": "109"},
@@ -299,6 +301,7 @@ def test_linear_probe_on_a_gpt_reads_the_rr_features_too(simulated_mitdb, tmp_pa
         fold_ids=[0],
         val_fraction=0.5,
         epochs=1,
+        min_steps=0,  # one epoch, however few the items
         out=str(tmp_path / "probe"),
         progress=False,
         bootstrap=30,  # the intervals are not what this test checks

@@ -159,6 +159,7 @@ def _quick(task, data, out, cache, **overrides):
         folds=2,
         val_fraction=0.25,
         epochs=1,
+        min_steps=0,  # one epoch, however few the items
         batch_size=32,
         out=str(out),
         progress=False,

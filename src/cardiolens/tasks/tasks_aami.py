@@ -24,7 +24,8 @@ with the edge value.
 Protocol: cross-validation grouped by record (patient; records 201 and 202 are one man) within the
 provided records: the 22 DS1 records of ``../shared/data/mitdb-ds1.zip``. ``benchmarks/aami_mitbih.py``
 also runs the inter-patient split of de Chazal et al. (train DS1, test DS2) for users with all 48
-records (``train_records``/``test_records``: the items get a fixed split, ``info["split"]``).
+records (``train_records``/``test_records``: the items get a fixed split, ``info["split"]``). That
+split, as published, puts record 201 in DS1 and 202 (the same man) in DS2; it is kept as published.
 """
 
 from __future__ import annotations
