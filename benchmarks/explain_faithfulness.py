@@ -42,7 +42,7 @@ Figures (faithfulness margins, phase probe, homonyms, heads vs physiology) go to
 
 Usage::
 
-    .venv/bin/python benchmarks/explain_faithfulness.py                    # the full run (about an hour on 1 core)
+    .venv/bin/python benchmarks/explain_faithfulness.py                    # the full run (80 min on 1 shared core)
     .venv/bin/python benchmarks/explain_faithfulness.py --per-class 2 --random-records 2 --probe-records 6 \\
         --out /tmp/smoke.json                                              # smoke run
     .venv/bin/python benchmarks/explain_faithfulness.py --models rhythm-ecg --parts faithfulness
