@@ -326,3 +326,10 @@ def test_predict_record_states_its_preprocessing_and_refuses_bad_records(sines_r
     )
     with pytest.raises(RecordError, match="lacks V1"):
         predict_record(twelve, Record(np.stack([record.signal[0], record.signal[0]]), 200.0, ["I", "II"]))
+
+
+def test_predict_record_with_a_beat_model_refuses_a_ppg_only_record():
+    t = np.arange(3000) / 100
+    ppg = Record(np.sin(2 * np.pi * 1.2 * t)[None].astype(np.float32), 100.0, ["PLETH"])
+    with pytest.raises(RecordError):
+        predict_record("beats-ecg", ppg)

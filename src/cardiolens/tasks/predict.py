@@ -154,28 +154,27 @@ def predict_record(model: str | Path | nn.Module, record: Record, lead: str | No
         + (", probabilities averaged over windows" if cfg.kind != "per-sample" and windows > 1 else "")
     )
     notes.append("each window min-max tokenised per lead" if task_model.tokens else "each window z-scored per lead")
-    with torch.inference_mode():
-        probs = predict_items(task_model, [signal])
     source = str(record.metadata.get("path") or record.metadata.get("record_id") or "record")
     if cfg.kind == "per-sample":
-        from cardiolens.tasks.tasks_beats import decode_beats
+        # the beat task's own detector: modality check, threshold, and beats moved onto the peaks
+        from cardiolens.tasks.tasks_beats import detect_beats
 
-        curve = probs[0]  # (K, samples) at the model's rate
-        peaks, confidence = decode_beats(curve[0], cfg.fs, (cfg.thresholds or [0.5])[0])
-        beats = np.round(peaks * record.fs / cfg.fs).astype(np.int64)
+        beats, confidence = detect_beats(task_model, record, lead=lead)
         return Prediction(
             source=source,
             model=cfg.name,
             task=cfg.task,
             kind=cfg.kind,
             classes=cfg.classes,
-            probabilities={cfg.classes[0]: float(curve[0].mean())},
+            probabilities={cfg.classes[0]: float(confidence.mean()) if len(confidence) else 0.0},
             labels=[],
             windows=windows,
             preprocessing=notes,
             beats=beats,
             confidence=confidence,
         )
+    with torch.inference_mode():
+        probs = predict_items(task_model, [signal])
     p = probs[0]
     if cfg.kind == "multiclass":
         labels = [cfg.classes[int(np.argmax(p))]]
