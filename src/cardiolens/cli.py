@@ -294,11 +294,16 @@ def finetune(
     label_fraction: float = 1.0,
     folds: int = 5,
     fold_ids: list[int] | None = None,
+    split: str = "auto",
+    val_fraction: float = 0.1,
     epochs: int = 15,
+    min_steps: int = 200,
     patience: int = 4,
     batch_size: int = 64,
     lr: float = 1e-3,
+    weight_decay: float = 0.01,
     llrd_decay: float = 0.75,
+    crops_per_item: int = 1,
     window_seconds: float | None = None,
     class_weights: str = "balanced",
     max_items: int | None = None,
@@ -309,6 +314,9 @@ def finetune(
     strategy: str = "auto",
     precision: str = "32-true",
     threads: int = 0,
+    bootstrap: int = 1000,
+    cache_dir: str | None = None,
+    load_options: dict | None = None,
 ) -> None:
     """Fine-tune a backbone on a task with cross-validation; resumes when run again with the same --out.
 
@@ -322,11 +330,16 @@ def finetune(
         label_fraction: share of training patients whose labels are used (0.01, 0.1, 0.25, 0.5, 1).
         folds: cross-validation folds.
         fold_ids: run only these folds.
+        split: auto (the data's published split where it names one, as PTB-XL's folds 1-8/9/10), cv or fixed.
+        val_fraction: share of the training patients kept for early stopping and thresholds.
         epochs: most epochs per fold (early stopping on validation).
+        min_steps: small training sets (low label fractions) get more epochs, up to this many steps.
         patience: epochs without improvement before stopping.
         batch_size: windows per step.
         lr: peak learning rate.
+        weight_decay: AdamW weight decay.
         llrd_decay: per-layer learning-rate factor of --policy llrd.
+        crops_per_item: random training windows drawn from each item per epoch.
         window_seconds: window length (default: the task's, cut to the backbone's context).
         class_weights: balanced or none.
         max_items: use at most this many items (quick runs).
@@ -337,6 +350,9 @@ def finetune(
         strategy: Fabric strategy (auto, ddp).
         precision: 32-true or bf16-mixed.
         threads: torch CPU threads (0: default).
+        bootstrap: bootstrap resamples of the 95 % intervals.
+        cache_dir: task-data and feature cache folder (default ./.cache/tasks).
+        load_options: options of the task's loader as JSON, e.g. '{"train_records": "DS1", "test_records": "DS2"}'.
     """
     from cardiolens.tasks.finetune import FinetuneConfig
     from cardiolens.tasks.finetune import finetune as run
@@ -350,11 +366,16 @@ def finetune(
         label_fraction=label_fraction,
         folds=folds,
         fold_ids=fold_ids,
+        split=split,
+        val_fraction=val_fraction,
         epochs=epochs,
+        min_steps=min_steps,
         patience=patience,
         batch_size=batch_size,
         lr=lr,
+        weight_decay=weight_decay,
         llrd_decay=llrd_decay,
+        crops_per_item=crops_per_item,
         window_seconds=window_seconds,
         class_weights=class_weights,
         max_items=max_items,
@@ -365,6 +386,9 @@ def finetune(
         strategy=strategy,
         precision=precision,
         threads=threads,
+        bootstrap=bootstrap,
+        cache_dir=cache_dir,
+        load_options=load_options or {},
     )
     results = run(cfg)
     print(f"{task}: {results['items']} items, out-of-fold scores -> {out}/results.json")

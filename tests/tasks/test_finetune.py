@@ -3,7 +3,9 @@ and a whole cross-validated run on a simulated task the test registers itself.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from cardiolens.tasks.finetune import (
     apply_policy,
     assign_folds,
     choose_thresholds,
+    command_line,
     finetune,
     fraction_of_patients,
     predict_items,
@@ -298,6 +301,73 @@ def test_linear_probe_on_cached_features_equals_the_model_it_saves(tmp_path):
     (cache_file,) = (root / "cache").glob("features-test-sines-resnet1d-*.npz")  # shared by runs of this backbone
     cached = np.load(cache_file)
     assert cached["counts"].sum() == sum(len(f) for f in window_features(model, data.signals))
+
+
+def _load_sines_with_split(root: Path, fs: float, **options) -> TaskData:
+    data = _load_sines(root, fs, **options)
+    # patients p0-p15 train, p16-p19 validation, p20-p23 test, as a published split names them
+    role = {f"p{k}": "train" if k < 16 else "val" if k < 20 else "test" for k in range(24)}
+    if options.get("no_val"):
+        role = {p: "train" if r == "val" else r for p, r in role.items()}
+    data.info["split"] = {i: role[g] for i, g in zip(data.item_ids, data.groups, strict=True)}
+    return data
+
+
+register_task(dataclasses.replace(SINES, name="test-sines-split", load=_load_sines_with_split))
+
+
+def test_a_published_split_runs_as_one_fold_and_cv_can_be_asked_for(tmp_path):
+    base = dict(task="test-sines-split", data=str(tmp_path), backbone="resnet1d", folds=3, epochs=1, min_steps=4)
+    base.update(batch_size=8, progress=False, bootstrap=20, cache_dir=str(tmp_path / "cache"))
+    results = finetune(FinetuneConfig(**base, out=str(tmp_path / "fixed")))
+    assert results["split"] == "fixed" and list(results["folds"]) == ["0"]
+    roles = json.loads((tmp_path / "fixed" / "folds.json").read_text())
+    data = _load_sines_with_split(tmp_path, 100.0)
+    assert roles == data.info["split"]  # its own validation items, untouched
+    assert results["items"] == results["folds"]["0"]["n_test"] == 8  # only the test items are scored
+    split = json.loads((tmp_path / "fixed" / "fold-0" / "model" / "split.json").read_text())
+    assert {data.groups[list(data.item_ids).index(i)] for i in split["test"]} == {f"p{k}" for k in range(20, 24)}
+    assert (
+        "published train / validation / test split"
+        in (tmp_path / "fixed" / "fold-0" / "model" / "MODEL_CARD.md").read_text()
+    )
+
+    # no validation items in the split: validation is carved from its training patients
+    carved = finetune(FinetuneConfig(**base, out=str(tmp_path / "carved"), load_options={"no_val": True}))
+    roles = json.loads((tmp_path / "carved" / "folds.json").read_text())
+    val_patients = {data.groups[list(data.item_ids).index(i)] for i, r in roles.items() if r == "val"}
+    assert val_patients and all(int(p[1:]) < 20 for p in val_patients) and carved["folds"]["0"]["n_test"] == 8
+
+    cv = finetune(FinetuneConfig(**base, split="cv", out=str(tmp_path / "cv")))
+    assert cv["split"] == "cross-validation" and set(cv["folds"]) == {"0", "1", "2"} and cv["items"] == 48
+    with pytest.raises(CardiolensError, match="names none"):
+        finetune(FinetuneConfig(**{**base, "task": "test-sines"}, split="fixed", out=str(tmp_path / "none")))
+    with pytest.raises(CardiolensError, match="one fold"):
+        finetune(FinetuneConfig(**base, fold_ids=[1], out=str(tmp_path / "bad-fold")))
+    with pytest.raises(CardiolensError, match="unknown split"):
+        FinetuneConfig(**base, split="holdout")
+
+
+def test_the_command_in_a_model_card_is_one_the_cli_accepts(capsys):
+    from cardiolens.cli import main
+
+    cfg = FinetuneConfig(
+        task="mitbih-aami",
+        data="/data/mit bih",
+        crops_per_item=3,
+        min_steps=5,
+        split="fixed",
+        fold_ids=[0],
+        load_options={"train_records": "DS1", "test_records": "DS2"},
+    )
+    argv = shlex.split(command_line(cfg))
+    assert argv[:2] == ["cardiolens", "finetune"]
+    with pytest.raises(SystemExit) as done:
+        main([*argv[1:], "--print_config"])  # parse only: prints the settings it would run
+    assert done.value.code in (0, None)
+    printed = capsys.readouterr().out
+    for text in ("data: /data/mit bih", "crops_per_item: 3", "min_steps: 5", "split: fixed", "train_records: DS1"):
+        assert text in printed
 
 
 # -- prediction on records --------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 One run::
 
     run/run.json              the settings
-    run/folds.json            the item -> fold assignment (patient-grouped, stratified)
+    run/folds.json            the item -> fold assignment (patient-grouped, stratified), or with a
+                              fixed split the item -> role ("train", "val", "test", "unused")
     run/fold-K/last.pt        training state of fold K after its last finished epoch (resume point)
     run/fold-K/model/         the weights of fold K with the best validation score (a checkpoint)
     run/fold-K/result.json    the fold's test scores (written when the fold is done; a rerun skips it)
@@ -21,6 +22,10 @@ Freezing policies (``policy``):
 
 Early stopping, model selection and decision thresholds use a validation split carved from the
 training folds by patient; the test fold is only read once, at the end of its fold.
+
+Splits (``split``): a task whose data names a published split (``TaskData.info["split"]``: item ->
+``"train"``/``"val"``/``"test"``, as PTB-XL's strat_fold 1-8/9/10 or MIT-BIH DS1/DS2) runs that split
+as one fold (fold 0) under ``"auto"`` or ``"fixed"``; ``"cv"`` ignores it and cross-validates.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +60,7 @@ from cardiolens.tasks.suite import Task, TaskData, default_cache_dir, get_task, 
 log = logging.getLogger(__name__)
 
 POLICIES = ("full", "linear", "last-block", "llrd")
+SPLITS = ("auto", "cv", "fixed")
 LABEL_FRACTIONS = (0.01, 0.1, 0.25, 0.5, 1.0)
 
 
@@ -71,6 +78,8 @@ class FinetuneConfig:
         llrd_decay: learning-rate factor per layer group for ``llrd``.
         label_fraction: share of training patients whose labels are used (drawn with ``seed``).
         folds: cross-validation folds; ``fold_ids`` runs only those (e.g. ``[0]``).
+        split: ``"auto"`` (the data's published split where it names one, else cross-validation),
+            ``"cv"`` or ``"fixed"`` (the published split; an error when the data names none).
         fold_ids: folds to run (default: all).
         val_fraction: share of the training patients kept for validation.
         epochs, patience: at most ``epochs``; stop after ``patience`` epochs without a better
@@ -101,6 +110,7 @@ class FinetuneConfig:
     label_fraction: float = 1.0
     folds: int = 5
     fold_ids: list[int] | None = None
+    split: str = "auto"
     val_fraction: float = 0.1
     epochs: int = 15
     min_steps: int = 200
@@ -133,6 +143,8 @@ class FinetuneConfig:
             raise CardiolensError(f"label_fraction must be in (0, 1], got {self.label_fraction}")
         if self.folds < 2:
             raise CardiolensError(f"folds must be at least 2, got {self.folds}")
+        if self.split not in SPLITS:
+            raise CardiolensError(f"unknown split {self.split!r}; splits: {', '.join(SPLITS)}")
         if self.class_weights not in ("balanced", "none"):
             raise CardiolensError(f"class_weights must be 'balanced' or 'none', got {self.class_weights!r}")
         if self.fold_ids is not None:
@@ -309,7 +321,9 @@ def _loss_fn(kind: str, data: TaskData, n_outputs: int, mode: str) -> Any:
         weight = None
         if mode == "balanced":
             counts = np.bincount(np.asarray(data.targets), minlength=n_outputs).astype(np.float64)
-            weight = torch.tensor(len(data) / (n_outputs * np.maximum(counts, 1)), dtype=torch.float32)
+            # capped like the binary weights: a class of a handful of items must not dominate the loss
+            balanced = np.minimum(len(data) / (n_outputs * np.maximum(counts, 1)), 20.0)
+            weight = torch.tensor(balanced, dtype=torch.float32)
         return lambda logits, y: F.cross_entropy(logits, y.long(), weight=None if weight is None else weight.to(logits))
     if kind == "per-sample":
         positive = float(np.mean([t.mean() for t in data.targets])) if mode == "balanced" else 0.5
@@ -363,8 +377,40 @@ def fraction_of_patients(groups: np.ndarray, fraction: float, seed: int) -> np.n
 
 
 def split_train_val(data: TaskData, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    folds = assign_folds(data, max(2, round(1 / val_fraction)), seed + 1)
+    """Positions of the training and validation items, split by patient (about ``val_fraction`` for validation)."""
+    patients = len(np.unique(data.groups))
+    if patients < 2:
+        raise CardiolensError(
+            f"{patients} patient(s) left for training: a validation split needs at least 2 (use more data or labels)"
+        )
+    folds = assign_folds(data, min(max(2, round(1 / val_fraction)), patients), seed + 1)
     return np.flatnonzero(folds != 0), np.flatnonzero(folds == 0)
+
+
+def fixed_roles(data: TaskData, split: str) -> np.ndarray | None:
+    """Each item's role in the data's published split (``"train"``/``"val"``/``"test"``), or None to cross-validate."""
+    named = data.info.get("split")
+    if split == "cv" or (split == "auto" and not named):
+        return None
+    where = data.info.get("dataset", "the data")
+    if not named:
+        raise CardiolensError(f"{where}: split 'fixed' needs a published split, and this data names none")
+    roles = np.array([named.get(str(i), "") for i in data.item_ids], dtype=object)
+    for role in ("train", "test"):
+        if not (roles == role).any():
+            raise CardiolensError(f"{where}: the published split has no {role!r} items here")
+    return roles
+
+
+def fixed_train_val(data: TaskData, roles: np.ndarray, cfg: FinetuneConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Item indices of training and validation under a published split: its own validation items, or a
+    validation split carved by patient from its training items when it names none."""
+    pool = np.flatnonzero(roles == "train")
+    pool = pool[fraction_of_patients(data.groups[pool], cfg.label_fraction, cfg.seed)]
+    if (roles == "val").any():
+        return pool, np.flatnonzero(roles == "val")
+    train_pos, val_pos = split_train_val(data.subset(pool), cfg.val_fraction, cfg.seed)
+    return pool[train_pos], pool[val_pos]
 
 
 def _subsample(data: TaskData, max_items: int | None, seed: int) -> TaskData:
@@ -452,8 +498,8 @@ def train_fold(
         value = float(scores[task.score_key])
         state["history"].append({"epoch": epoch + 1, "train_loss": running, f"val_{task.score_key}": value})
         log.info("%s epoch %d: loss %.4f, val %s %.4f", folder.name, epoch + 1, running, task.score_key, value)
-        if value > state["best"]:
-            state.update(best=value, best_epoch=epoch, thresholds=thresholds)
+        if state["best_state"] is None or _rank(value) > state["best"]:
+            state.update(best=_rank(value), best_epoch=epoch, thresholds=thresholds)
             state["best_state"] = {k: v.detach().clone() for k, v in task_model.state_dict().items()}
         state["epoch"] = epoch + 1
         if fabric.global_rank == 0:
@@ -486,6 +532,18 @@ def window_features(
         for (i, _, _), f in zip(chunk, feats, strict=True):
             found[i].append(f)
     return [np.stack(found[i]) for i in range(len(signals))]
+
+
+def _rank(score: float) -> float:
+    """A validation score to compare: an undefined one (NaN) ranks below every defined one."""
+    return score if math.isfinite(score) else -math.inf
+
+
+def _test_probs(model: TaskModel, test: TaskData, feats: list[np.ndarray] | None, batch_size: int) -> Any:
+    """Test-item probabilities: from the cached window features of a linear probe, else a forward pass."""
+    if feats is not None:
+        return _probe_probs(model, feats, test.extra)
+    return predict_items(model, test.signals, test.extra, batch_size=batch_size)
 
 
 def _probe_probs(model: TaskModel, feats: list[np.ndarray], extra: np.ndarray | None) -> np.ndarray:
@@ -543,8 +601,9 @@ def train_linear_probe(
         thresholds = choose_thresholds(task.kind, val.targets, probs)
         value = float(task.score(val.targets, probs, thresholds)[task.score_key])
         history.append({"epoch": epoch + 1, "train_loss": float(loss.detach()), f"val_{task.score_key}": value})
-        if value > best:
-            best, best_epoch = value, epoch
+        # an undefined score (NaN: one class in validation) ranks lowest, and the first epoch is kept if all are
+        if best_state is None or _rank(value) > best:
+            best, best_epoch = _rank(value), epoch
             best_state = ({k: v.clone() for k, v in head.state_dict().items()}, thresholds)
     head.load_state_dict(best_state[0])
     model.config.thresholds = best_state[1]
@@ -567,7 +626,9 @@ def _fabric(cfg: FinetuneConfig) -> Any:
     return fabric
 
 
-def model_card(cfg: FinetuneConfig, task: Task, model: TaskModel, fold: int, fold_result: dict, data: TaskData) -> str:
+def model_card(
+    cfg: FinetuneConfig, task: Task, model: TaskModel, fold: int, fold_result: dict, data: TaskData, fixed: bool = False
+) -> str:
     c = model.config
     weights = "fresh weights" if cfg.from_scratch or cfg.backbone in list_models() else "pretrained"
     patients = len(np.unique(data.groups))
@@ -582,8 +643,12 @@ def model_card(cfg: FinetuneConfig, task: Task, model: TaskModel, fold: int, fol
             f"({c.window / c.fs:g} s); longer records are windowed and the window probabilities averaged",
             f"- Outputs: {', '.join(c.classes)} ({c.kind}); thresholds {c.thresholds}",
             f"- Data: {data.info.get('dataset', cfg.data)}, {len(data)} items of {patients} patients",
-            f"- Protocol: {task.protocol}; this is the model of fold {fold} of {cfg.folds} (seed {cfg.seed}): "
-            "it never saw that fold's items",
+            (
+                "- Protocol: the data's published train / validation / test split; this model never saw the test items"
+                if fixed
+                else f"- Protocol: {task.protocol}; this is the model of fold {fold} of {cfg.folds} (seed {cfg.seed}): "
+                "it never saw that fold's items"
+            ),
             f"- Label fraction: {cfg.label_fraction:g}; best epoch {fold_result['best_epoch']} "
             f"(validation {task.score_key} {fold_result['val_score']:.4f})",
             f"- Test fold {fold}: "
@@ -598,14 +663,14 @@ def model_card(cfg: FinetuneConfig, task: Task, model: TaskModel, fold: int, fol
 
 def command_line(cfg: FinetuneConfig) -> str:
     defaults = FinetuneConfig(task=cfg.task, data=cfg.data)
-    parts = ["cardiolens finetune", cfg.task, "--data", cfg.data]
+    parts = ["cardiolens", "finetune", cfg.task, cfg.data]
     for f in dataclasses.fields(cfg):
-        if f.name in ("task", "data", "progress", "load_options"):
+        if f.name in ("task", "data", "progress", "grad_clip", "num_nodes"):  # not options of the command
             continue
         value = getattr(cfg, f.name)
         if value != getattr(defaults, f.name):
-            parts += [f"--{f.name}", json.dumps(value) if isinstance(value, list) else str(value)]
-    return " ".join(parts)
+            parts += [f"--{f.name}", json.dumps(value) if isinstance(value, (list, dict)) else str(value)]
+    return shlex.join(parts)
 
 
 def summarise(
@@ -701,8 +766,19 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     fs = backbone_fs(probe, task)
     data = load_task_data(task, cfg.data, fs, cache_dir=cfg.cache_dir, **{"progress": cfg.progress, **cfg.load_options})
     data = _subsample(data, cfg.max_items, cfg.seed)
-    folds = assign_folds(data, cfg.folds, cfg.seed)
-    _atomic_json(out / "folds.json", dict(zip(data.item_ids.tolist(), folds.tolist(), strict=True)))
+    roles = fixed_roles(data, cfg.split)
+    if roles is None:
+        folds = assign_folds(data, cfg.folds, cfg.seed)
+        fold_list = list(cfg.fold_ids) if cfg.fold_ids is not None else list(range(cfg.folds))
+        _atomic_json(out / "folds.json", dict(zip(data.item_ids.tolist(), folds.tolist(), strict=True)))
+    else:
+        if cfg.fold_ids not in (None, [0]):
+            raise CardiolensError(f"{cfg.data}: a published split is one fold (0); there are no folds {cfg.fold_ids}")
+        folds, fold_list = np.where(roles == "test", 0, -1), [0]
+        fixed_train, fixed_val = fixed_train_val(data, roles, cfg)
+        used = np.full(len(data), "unused", dtype=object)
+        used[roles == "test"], used[fixed_train], used[fixed_val] = "test", "train", "val"
+        _atomic_json(out / "folds.json", dict(zip(data.item_ids.tolist(), used.tolist(), strict=True)))
     fabric = _fabric(cfg)
     classes = list(task.classes) if task.classes else list(data.info.get("classes", []))
     window = window_samples(probe, task, fs, cfg.window_seconds)
@@ -711,20 +787,25 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     if cfg.policy == "linear" and task.kind != "per-sample" and fabric.world_size == 1:
         probe_features = _cached_features(cfg, task, probe, data, fs, window, out)
     oof: Any = [None] * len(data) if task.kind == "per-sample" else None
-    for fold in cfg.fold_ids if cfg.fold_ids is not None else range(cfg.folds):
+    for fold in fold_list:
         folder = out / f"fold-{fold}"
         result_file = folder / "result.json"
         test_index = np.flatnonzero(folds == fold)
         test = data.subset(test_index)
+        test_feats = None if probe_features is None else [probe_features[i] for i in test_index]
         if result_file.exists() and (folder / "model").exists():
             fold_results[fold] = json.loads(result_file.read_text())
             model = load_model(folder / "model")
-            thresholds = model.config.thresholds
+            probs = _test_probs(model, test, test_feats, cfg.batch_size)
         else:
-            pool = np.flatnonzero(folds != fold)
-            pool = pool[fraction_of_patients(data.groups[pool], cfg.label_fraction, cfg.seed + fold)]
-            train_pos, val_pos = split_train_val(data.subset(pool), cfg.val_fraction, cfg.seed + fold)
-            train, val = data.subset(pool[train_pos]), data.subset(pool[val_pos])
+            if roles is None:
+                pool = np.flatnonzero(folds != fold)
+                pool = pool[fraction_of_patients(data.groups[pool], cfg.label_fraction, cfg.seed + fold)]
+                train_pos, val_pos = split_train_val(data.subset(pool), cfg.val_fraction, cfg.seed + fold)
+                train_index, val_index = pool[train_pos], pool[val_pos]
+            else:
+                train_index, val_index = fixed_train, fixed_val
+            train, val = data.subset(train_index), data.subset(val_index)
             torch.manual_seed(cfg.seed + fold)
             # the probe's features were computed with ``probe``: its head must read that same backbone
             backbone = (
@@ -743,21 +824,19 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
                 name=f"{task.name}-{Path(cfg.backbone).stem}-{cfg.policy}",
             )
             if probe_features is not None:
-                pick = pool[train_pos], pool[val_pos]
                 result = train_linear_probe(
                     model,
                     task,
                     train,
                     val,
-                    [probe_features[i] for i in pick[0]],
-                    [probe_features[i] for i in pick[1]],
+                    [probe_features[i] for i in train_index],
+                    [probe_features[i] for i in val_index],
                     cfg,
                 )
             else:
                 result = train_fold(model, task, train, val, cfg, folder, fabric)
-            thresholds = model.config.thresholds
-            test_probs = predict_items(model, test.signals, test.extra, batch_size=cfg.batch_size)
-            scores = task.score(test.targets, test_probs, thresholds)
+            probs = _test_probs(model, test, test_feats, cfg.batch_size)
+            scores = task.score(test.targets, probs, model.config.thresholds)
             result.update(
                 fold=fold,
                 n_train=len(train),
@@ -775,13 +854,12 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
                 save_checkpoint(
                     model,
                     folder / "model",
-                    model_card(cfg, task, model, fold, result, data),
+                    model_card(cfg, task, model, fold, result, data, fixed=roles is not None),
                     overwrite=True,
                     extra_files={"split.json": json.dumps(split)},
                 )
                 _atomic_json(result_file, result)
             fold_results[fold] = result
-        probs = predict_items(model, test.signals, test.extra, batch_size=cfg.batch_size)
         if task.kind == "per-sample":
             for i, p in zip(test_index, probs, strict=True):
                 oof[i] = p
@@ -789,7 +867,6 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
             if oof is None:
                 oof = np.full((len(data), probs.shape[1]), np.nan)
             oof[test_index] = probs
-        del thresholds
     done = [
         i for i in range(len(data)) if (oof[i] is not None if isinstance(oof, list) else not np.isnan(oof[i]).any())
     ]
@@ -802,6 +879,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         "backbone": cfg.backbone,
         "policy": cfg.policy,
         "label_fraction": cfg.label_fraction,
+        "split": "cross-validation" if roles is None else "fixed",
         "folds": {str(k): v for k, v in fold_results.items()},
         "items": int(len(done)),
         "patients": int(len(np.unique(covered.groups))),
