@@ -105,11 +105,74 @@ def test_attention_rows_are_causal_distributions(client, example):
 
 
 def test_explain_sections_say_what_is_missing(client):
-    sections = client.get("/api/explain").json()["sections"]
+    info = client.get("/api/explain").json()
+    sections = info["sections"]
     assert set(sections) == {"similarity", "attributions", "shift"}
     assert sections["similarity"] is None and sections["attributions"] is None
-    shift = sections["shift"]  # not drawn by the web app: always a reason
-    assert isinstance(shift, str) and ("fine-tuned" in shift or "attention_shift" in shift)
+    if info["tuned"]:  # a shipped model fine-tuned from a shipped GPT: the shift is drawn
+        assert sections["shift"] is None and set(info["tuned"].values()) <= {"ecgpt-small", "ppgpt-small"}
+    else:
+        assert "fine-tuned" in sections["shift"]
+
+
+@pytest.fixture
+def tuned_stand_in(monkeypatch):
+    """ecgpt-small with its last block's weights changed, shipped as a fine-tuned rhythm model would be."""
+    import copy
+
+    import torch
+
+    from cardiolens.app import services
+    from cardiolens.models.taskmodel import build_task_model
+
+    torch.manual_seed(0)
+    backbone = copy.deepcopy(load_model("ecgpt-small"))
+    with torch.no_grad():
+        for p in backbone.blocks[-1].parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    tuned = build_task_model(
+        backbone,
+        task="t",
+        kind="multiclass",
+        classes=["N", "A"],
+        fs=100.0,
+        leads=["I"],
+        window=900,
+        backbone_name="ecgpt-small",
+    ).eval()
+    shipped = services.ModelPool.names()
+    monkeypatch.setattr(services.ModelPool, "names", staticmethod(lambda: [*shipped, "tuned-stand-in"]))
+    real_get = services.ModelPool.get
+    monkeypatch.setattr(
+        services.ModelPool, "get", lambda self, name: tuned if name == "tuned-stand-in" else real_get(self, name)
+    )
+    return "tuned-stand-in"
+
+
+def test_attention_shift_compares_a_fine_tuned_gpt_with_its_pretrained_one(client, example, tuned_stand_in):
+    info = client.get("/api/explain").json()
+    assert info["tuned"][tuned_stand_in] == "ecgpt-small" and info["sections"]["shift"] is None
+    url = f"/api/records/{example['id']}/attention-shift"
+    body = {"model": tuned_stand_in, "lead": "II", "start": 1.0, "layer": None, "head": None, "token": 400}
+    view = client.post(url, json=body).json()
+    assert view["pretrained"] == "ecgpt-small" and view["finetuned"] == tuned_stand_in and view["token"] == 400
+    before, after = np.array(view["row_pretrained"]), np.array(view["row_finetuned"])
+    assert len(before) == len(after) == 401
+    assert before.sum() == pytest.approx(1.0, abs=0.01) and after.sum() == pytest.approx(1.0, abs=0.01)
+    assert np.allclose(np.array(view["difference"]), after - before, atol=2e-4)
+    # only the last block changed: the layers before it attend exactly as before
+    tv = np.array(view["tv_distance"])
+    assert len(tv) == view["layers"] == 6
+    assert np.all(tv[:-1] < 1e-3) and 0.01 < tv[-1] <= 1
+    # the pretrained row is the one the attention endpoint shows for ecgpt-small
+    same = {**body, "model": "ecgpt-small"}
+    plain = client.post(f"/api/records/{example['id']}/attention", json=same).json()
+    assert np.allclose(plain["row"], before, atol=1e-4)
+    # one layer and head
+    one = client.post(url, json={**body, "layer": 5, "head": 1}).json()
+    assert one["tv_selected"] == pytest.approx(0.5 * np.abs(np.array(one["difference"])).sum(), abs=2e-3)
+    assert client.post(url, json={**body, "model": "ecgpt-small"}).status_code == 404  # not a fine-tuned model
+    assert client.post(url, json={**body, "layer": 6}).status_code == 422
 
 
 def test_attributions_per_lead(client, example):
@@ -223,6 +286,7 @@ def test_page_assets_and_schema(client):
         "/api/explain",
         "/api/records/{record_id}/attributions",
         "/api/records/{record_id}/explain-report",
+        "/api/records/{record_id}/attention-shift",
     ):
         assert path in paths, path
     assert all(p.startswith("/api/") for p in paths)

@@ -124,6 +124,15 @@ class AttentionIn(BaseModel):
     token: int = Field(-1, ge=-1, le=100_000, description="query token, from 0; -1 for the last")
 
 
+class AttentionShiftIn(BaseModel):
+    model: str | None = Field(None, description="a shipped model fine-tuned from a shipped GPT (default: the first)")
+    lead: str | None = Field(None, description="lead to read (default: the record's default lead)")
+    start: float = Field(0.0, ge=0.0, le=1e7, description="seconds into the record where the model's window starts")
+    layer: int | None = Field(None, ge=0, le=255, description="layer, from 0; null for the mean of all layers")
+    head: int | None = Field(None, ge=0, le=255, description="head, from 0; null for the mean of all heads")
+    token: int = Field(-1, ge=-1, le=100_000, description="query token, from 0; -1: the last (a classifier's)")
+
+
 class AttributionIn(BaseModel):
     model: str | None = Field(None, description="a shipped GPT (default: the one of the lead's modality)")
     lead: str | None = Field(None, description="lead to explain (default: the record's default lead)")
@@ -144,6 +153,9 @@ class GenerateIn(BaseModel):
 
 class ExplainInfoOut(BaseModel):
     sections: dict[str, str | None] = Field(description="per explanation: null when available, else why not")
+    tuned: dict[str, str] = Field(
+        default_factory=dict, description="fine-tuned models whose attention shift can be drawn -> their pretrained GPT"
+    )
 
 
 # -- the body-size guard ------------------------------------------------------------------------------
@@ -430,10 +442,37 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
 
         return await run_in_threadpool(run)
 
+    @app.post("/api/records/{record_id}/attention-shift", responses=errors, tags=["explain"])
+    async def attention_shift(body: AttentionShiftIn, record_id: str = record_id) -> dict[str, Any]:
+        """How fine-tuning moved one token's attention: the fine-tuned model against its pretrained GPT, same window."""
+        entry = store.get(record_id)
+
+        def run() -> dict[str, Any]:
+            tuned = services.tuned_gpts(pool)
+            name = body.model or next(iter(tuned), None)
+            if name not in tuned:
+                offered = ", ".join(tuned) or "none is installed"
+                raise services.UnknownModel(f"{name!r} is not fine-tuned from a shipped GPT; offered: {offered}")
+            lead = body.lead or services.default_lead(entry.record)
+            maps = []
+            for model in (tuned[name], name):
+                key = (entry.id, model, lead, round(body.start, 3))
+                found = attention_cache.get(key)
+                if found is None:
+                    found = services.compute_attention(pool, entry.record, model, lead, body.start)
+                    attention_cache.put(key, found)
+                maps.append(found)
+            token = body.token if body.token >= 0 else maps[1].tokens.size - 1
+            return services.attention_shift_view(maps[0], maps[1], body.layer, body.head, token)
+
+        return await run_in_threadpool(run)
+
     @app.get("/api/explain", response_model=ExplainInfoOut, tags=["explain"])
     async def explain_info() -> dict[str, Any]:
         """Which explanations beyond attention this server offers, and why the others are missing."""
-        return {"sections": await run_in_threadpool(services.explain_sections, pool)}
+        sections = await run_in_threadpool(services.explain_sections, pool)
+        tuned = await run_in_threadpool(services.tuned_gpts, pool)
+        return {"sections": sections, "tuned": tuned}
 
     @app.post("/api/records/{record_id}/attributions", responses=errors, tags=["explain"])
     async def attributions(body: AttributionIn, record_id: str = record_id) -> dict[str, Any]:

@@ -332,6 +332,30 @@ def _gpt(pool: ModelPool, model_name: str) -> Any:
     return model
 
 
+def _attention_model(pool: ModelPool, model_name: str) -> Any:
+    """A shipped model whose attention can be drawn: a pretrained GPT, or a task model fine-tuned from one."""
+    from cardiolens.explain import as_explainable
+
+    model = pool.get(model_name)
+    if getattr(model.config, "head", None) != "lm" and not as_explainable(model).has_attention:
+        raise ModelInputError(f"{model_name} has no attention to draw; choose a GPT (ecgpt-small, ppgpt-small)")
+    return model
+
+
+def tuned_gpts(pool: ModelPool) -> dict[str, str]:
+    """Shipped models fine-tuned from a shipped GPT (with attention), each with the name of that GPT."""
+    from cardiolens.explain import as_explainable
+
+    out = {}
+    for name in pool.names():
+        model = pool.get(name)
+        parent = getattr(model.config, "backbone_name", None)
+        tuned = getattr(model.config, "head", None) != "lm"
+        if parent in pool.names() and tuned and as_explainable(model).has_attention:
+            out[name] = parent
+    return out
+
+
 def _window(model: Any, record: Record, lead: str, start: float) -> tuple[Any, list[str]]:
     """:func:`cardiolens.explain.prepare_window` of one lead, and what it did, in words."""
     from cardiolens.explain import prepare_window
@@ -340,7 +364,7 @@ def _window(model: Any, record: Record, lead: str, start: float) -> tuple[Any, l
     notes = []
     if window.resampled_from:
         notes.append(f"lead {lead} resampled from {window.resampled_from:g} Hz to the model's {window.fs:g} Hz")
-    T = model.config.block_size
+    T = getattr(model.config, "block_size", None) or model.config.window
     first = window.start / window.fs
     notes.append(f"the model reads {first:.2f}-{first + window.n_samples / window.fs:.2f} s of {record.duration:.1f} s")
     if window.n_samples < T:
@@ -349,10 +373,11 @@ def _window(model: Any, record: Record, lead: str, start: float) -> tuple[Any, l
 
 
 def compute_attention(pool: ModelPool, record: Record, model_name: str, lead: str, start: float) -> AttentionMaps:
-    """Attention weights and hidden states of a shipped GPT over one window, by :mod:`cardiolens.explain`."""
+    """Attention weights and hidden states of a shipped GPT (pretrained or fine-tuned) over one window,
+    by :mod:`cardiolens.explain`."""
     from cardiolens.explain import attention_maps, hidden_states
 
-    model = _gpt(pool, model_name)
+    model = _attention_model(pool, model_name)
     window, notes = _window(model, record, lead, start)
     maps = attention_maps(model, window)
     states = hidden_states(model, window)  # (L + 1, T, C)
@@ -426,6 +451,41 @@ def attention_view(maps: AttentionMaps, layer: int | None, head: int | None, tok
     }
 
 
+def attention_shift_view(
+    pretrained: AttentionMaps, tuned: AttentionMaps, layer: int | None, head: int | None, token: int
+) -> dict[str, Any]:
+    """How the fine-tuned model's attention of one token differs from its pretrained GPT's, on the same
+    window: both rows, their difference, and the total-variation distance between them at every layer
+    (0: the same distribution, 1: no overlap)."""
+    if pretrained.weights.shape != tuned.weights.shape or not np.array_equal(pretrained.tokens, tuned.tokens):
+        raise ModelInputError(f"{tuned.model} and {pretrained.model} do not read this window alike: no shift to draw")
+    view = attention_view(tuned, layer, head, token)
+    token = view["token"]
+    before = pretrained.mean(layer, head)[token, : token + 1]
+    after = np.asarray(view["row"], dtype=np.float64)
+    L = tuned.weights.shape[0]
+    tv = [0.5 * float(np.abs(tuned.mean(k, head)[token] - pretrained.mean(k, head)[token]).sum()) for k in range(L)]
+    return {
+        "pretrained": pretrained.model,
+        "finetuned": tuned.model,
+        "lead": tuned.lead,
+        "layers": L,
+        "heads": view["heads"],
+        "layer": layer,
+        "head": head,
+        "token": token,
+        "token_time": view["token_time"],
+        "t": view["t"],
+        "values": view["values"],
+        "row_pretrained": _rounded(before, 4),
+        "row_finetuned": view["row"],
+        "difference": _rounded(after - before, 4),
+        "tv_distance": _rounded(np.array(tv), 4),
+        "tv_selected": round(0.5 * float(np.abs(after - before).sum()), 4),
+        "notes": tuned.notes,
+    }
+
+
 def attributions(pool: ModelPool, record: Record, model_name: str, lead: str, start: float, method: str) -> dict:
     """Which samples of the window drove the model's output, per lead (:func:`cardiolens.explain.attribute`).
 
@@ -459,18 +519,14 @@ def attributions(pool: ModelPool, record: Record, model_name: str, lead: str, st
 def explain_sections(pool: ModelPool) -> dict[str, str | None]:
     """For each explanation the page offers beyond attention, ``None`` when available or why it is not."""
     try:
-        explain = importlib.import_module("cardiolens.explain")
+        importlib.import_module("cardiolens.explain")
     except ImportError as exc:
         why = f"cardiolens.explain cannot be imported ({exc})"
         return {"similarity": why, "attributions": why, "shift": why}
     out: dict[str, str | None] = {"similarity": None, "attributions": None}
     tuned = [n for n in pool.names() if pool.describe(n)["kind"] == "predictor"]
-    with_attention = [n for n in tuned if explain.as_explainable(pool.get(n)).has_attention]
-    if with_attention:
-        out["shift"] = (
-            f"not drawn by the web app yet: compare {', '.join(with_attention)} with its pretrained GPT in Python "
-            "with cardiolens.explain.attention_shift"
-        )
+    if tuned_gpts(pool):
+        out["shift"] = None
     else:
         out["shift"] = "needs a shipped fine-tuned model with attention (a GPT backbone); " + (
             f"the installed ones ({', '.join(tuned)}) have none" if tuned else "none is installed"

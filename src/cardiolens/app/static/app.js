@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { record: null, models: [], view: null, attention: null, genAbort: null, busy: 0 };
+const state = { record: null, models: [], view: null, attention: null, shift: false, tuned: {}, genAbort: null, busy: 0 };
 const ECG_PINK = "#f3b5b5", ECG_PINK_LIGHT = "#fbe4e4";
 const PLOT_CONFIG = { responsive: true, displaylogo: false, toImageButtonOptions: { format: "png", scale: 2 } };
 
@@ -84,6 +84,8 @@ async function init() {
     fillSelect($("example-select"), examples.map((e) => [e.name, `${e.name}: ${e.description}`]));
     const gpts = models.filter((m) => m.kind === "generative");
     for (const select of document.querySelectorAll(".gpt-select")) fillSelect(select, gpts.map((m) => [m.name, `${m.name} (${m.modality}, ${m.fs} Hz)`]));
+    state.tuned = explain.tuned || {};
+    fillSelect($("shift-model"), Object.entries(state.tuned).map(([name, parent]) => [name, `${name} (from ${parent})`]));
     for (const [key, why] of Object.entries(explain.sections)) {
       const el = $(`${key}-message`);
       if (el) el.textContent = why ? `Not available: ${why}.` : "";
@@ -131,6 +133,7 @@ async function setRecord(info) {
   forget(state.record);
   state.record = info;
   state.attention = null;
+  state.shift = false;
   say("load-message", `Loaded ${info.name}.`, "ok");
   const quality = info.quality && info.quality.leads ? info.quality.leads : [];
   const flags = quality.map((q) => q.problems && q.problems.length
@@ -148,10 +151,11 @@ async function setRecord(info) {
   const leads = info.leads.map((l) => [l, l]);
   for (const select of document.querySelectorAll(".lead-select")) fillSelect(select, leads, info.default_lead);
   for (const id of ["analyse-button", "explain-button", "gen-button", "attr-button"]) $(id).disabled = false;
+  $("shift-button").disabled = !Object.keys(state.tuned).length;
   $("report-link").href = `/api/records/${info.id}/report`;
   $("report-link").classList.remove("disabled");
   $("gen-csv").classList.add("disabled");
-  for (const id of ["rhythm-plot", "hr-plot", "beats-plot", "attention-plot", "map-plot", "heads-plot", "similarity-plot", "attr-plot", "gen-plot"]) Plotly.purge($(id));
+  for (const id of ["rhythm-plot", "hr-plot", "beats-plot", "attention-plot", "map-plot", "heads-plot", "similarity-plot", "attr-plot", "shift-plot", "shift-layers-plot", "gen-plot"]) Plotly.purge($(id));
   updateExplainReport();
   for (const id of ["analysis-message", "explain-message", "gen-message"]) say(id, "");
   $("analysis-summary").classList.add("hidden");
@@ -327,14 +331,56 @@ async function explain() {
 
 const refreshAttention = debounce(async () => {
   const rec = state.record;
-  if (!rec || !state.attention) return;
+  if (!rec) return;
   try {
-    const view = await postJSON(`/api/records/${rec.id}/attention`, attentionRequest());
-    drawAttention(view);
+    if (state.attention) drawAttention(await postJSON(`/api/records/${rec.id}/attention`, attentionRequest()));
+    if (state.shift) drawShift(await postJSON(`/api/records/${rec.id}/attention-shift`, shiftRequest()));
   } catch (err) {
     say("explain-message", err.message, "error");
   }
 }, 60);
+
+// the shift uses the same lead, window, layer, head and token as the attention above
+function shiftRequest() {
+  const body = attentionRequest();
+  body.model = $("shift-model").value;
+  if (!state.attention) body.token = -1;
+  return body;
+}
+
+async function compareShift() {
+  const rec = state.record;
+  $("shift-message").textContent = "Running both models…";
+  try {
+    const view = await busy("comparing attention", () => postJSON(`/api/records/${rec.id}/attention-shift`, shiftRequest()));
+    state.shift = true;
+    drawShift(view);
+  } catch (err) {
+    $("shift-message").textContent = err.message;
+  }
+}
+
+function drawShift(view) {
+  const which = `${view.layer === null ? "all layers" : "layer " + (view.layer + 1)}, ${view.head === null ? "all heads" : "head " + (view.head + 1)}`;
+  $("shift-message").textContent = `Token ${view.token} (${view.token_time.toFixed(2)} s), ${which}: ${view.finetuned} against ${view.pretrained}; `
+    + `total-variation distance ${view.tv_selected} (0: the same attention, 1: none shared). ` + view.notes.join("; ");
+  const n = view.row_finetuned.length;
+  const lead = state.record.leads.indexOf(view.lead);
+  const div = $("shift-plot");
+  Plotly.react(div, [
+    { x: view.t, y: view.values, mode: "lines", line: { color: "#8c959f", width: 1 }, name: "window", hoverinfo: "skip" },
+    { x: view.t.slice(0, n), y: view.row_pretrained, yaxis: "y2", mode: "lines", line: { color: "#1f6feb", width: 1.5 }, name: view.pretrained },
+    { x: view.t.slice(0, n), y: view.row_finetuned, yaxis: "y2", mode: "lines", line: { color: "#b42318", width: 1.5 }, name: view.finetuned },
+  ], { margin: { l: 70, r: 20, t: 30, b: 45 }, height: 340, legend: { orientation: "h", y: 1.12 },
+       xaxis: timeAxis(), yaxis: valueAxis(state.record.units[lead], view.lead, { domain: [0.55, 1] }),
+       yaxis2: { domain: [0, 0.45], title: { text: "attention" } } }, PLOT_CONFIG);
+  bump(div);
+  const ldiv = $("shift-layers-plot");
+  Plotly.react(ldiv, [{ type: "bar", x: view.tv_distance.map((_, i) => `layer ${i + 1}`), y: view.tv_distance, marker: { color: "#b42318" } }],
+    { margin: { l: 60, r: 10, t: 30, b: 45 }, height: 340, title: { text: "distance from the pretrained attention, per layer", font: { size: 13 } },
+      yaxis: { title: { text: "total variation" }, range: [0, 1] } }, PLOT_CONFIG);
+  bump(ldiv);
+}
 
 function drawAttention(view) {
   $("head-value").textContent = view.head === null ? "all" : `${view.head + 1} of ${view.heads}`;
@@ -496,6 +542,7 @@ $("explain-button").addEventListener("click", explain);
 $("explain-lead").addEventListener("change", () => { syncModels(); updateExplainReport(); });
 for (const id of ["explain-model", "explain-start"]) $(id).addEventListener("change", updateExplainReport);
 $("attr-button").addEventListener("click", computeAttributions);
+$("shift-button").addEventListener("click", compareShift);
 $("gen-lead").addEventListener("change", syncModels);
 $("layer-select").addEventListener("change", refreshAttention);
 $("head-slider").addEventListener("input", () => { $("head-value").textContent = Number($("head-slider").value) ? `${$("head-slider").value}` : "all"; refreshAttention(); });
