@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -290,6 +291,13 @@ def test_page_assets_and_schema(client):
     ):
         assert path in paths, path
     assert all(p.startswith("/api/") for p in paths)
+    # the API's own documentation pages load their scripts from this server too
+    for docs in ("/docs", "/redoc"):
+        html = client.get(docs).text
+        sources = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(r"url: '([^']+)'", html)
+        assert sources and all(u.startswith("/") for u in sources), (docs, sources)
+        for url in sources:
+            assert client.get(url).status_code == 200, url
 
 
 def test_analysis_runs_a_fine_tuned_model_through_predict_record(client, example, monkeypatch):

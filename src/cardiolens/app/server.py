@@ -25,6 +25,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import HTTPException
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -250,7 +251,8 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
 
                 torch.set_num_threads(before)
 
-    app = FastAPI(
+    # FastAPIOffline serves the /docs and /redoc pages' scripts from the installed package, not a CDN
+    app = FastAPIOffline(
         title="cardiolens",
         version=__version__,
         description=(
