@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import SHARED_DATA, unpacked, write_result  # noqa: E402
 from cardiolens.models import load_model  # noqa: E402
 from cardiolens.tasks.finetune import FinetuneConfig, assign_folds, finetune  # noqa: E402
-from cardiolens.tasks.metrics import CINC2017_CLASSES, auroc, bootstrap  # noqa: E402
+from cardiolens.tasks.metrics import CINC2017_CLASSES, auroc, bootstrap, cinc2017_score  # noqa: E402
 from cardiolens.tasks.suite import get_task, load_task_data  # noqa: E402
 from cardiolens.tasks.tasks_rhythm import heartgpt_af_probabilities  # noqa: E402
 
@@ -47,7 +47,12 @@ EXPERIMENTS: dict[str, dict] = {
     "heartgpt-ecg-linear": {"backbone": str(HEARTGPT_ECG), "policy": "linear"},
 }
 for _fraction in (0.01, 0.1, 0.25, 0.5):
-    EXPERIMENTS[f"cnn-scratch@{_fraction:g}"] = {**EXPERIMENTS["cnn-scratch"], "label_fraction": _fraction}
+    # the CNN's low-label runs cost a full fine-tune each: fold 0 only here (the curve is read on fold 0)
+    EXPERIMENTS[f"cnn-scratch@{_fraction:g}"] = {
+        **EXPERIMENTS["cnn-scratch"],
+        "label_fraction": _fraction,
+        "fold_ids": [0],
+    }
     EXPERIMENTS[f"ecgpt-small-linear@{_fraction:g}"] = {
         **EXPERIMENTS["ecgpt-small-linear"],
         "label_fraction": _fraction,
@@ -97,6 +102,21 @@ def run_heartgpt_af(data_dir: Path, fold_ids: list[int]) -> dict:
     }
 
 
+def fold0_score(run_dir: Path) -> dict | None:
+    """Challenge score on fold 0's test records only, with a bootstrap interval: the set every
+    experiment of the low-label curve shares (the slower ones ran fold 0 alone)."""
+    fold_of = json.loads((run_dir / "folds.json").read_text())
+    with np.load(run_dir / "oof.npz") as z:
+        ids, probs, targets = z["item_ids"].astype(str), z["probs"], z["targets"]
+    keep = np.array([fold_of[i] == 0 for i in ids])
+    if not keep.any():
+        return None
+    interval = bootstrap(
+        lambda y, p: cinc2017_score(y, p.argmax(axis=1))["score"], targets[keep], probs[keep], n_resamples=1000
+    )
+    return {"value": interval.value, "low": interval.low, "high": interval.high, "records": int(keep.sum())}
+
+
 def summary_row(name: str, results: dict, run_dir: Path) -> dict:
     oof = results["oof"]
     row = {
@@ -110,6 +130,8 @@ def summary_row(name: str, results: dict, run_dir: Path) -> dict:
         "F1": {c: oof[f"F1_{c}"]["value"] for c in CINC2017_CLASSES},
         "macro_auroc": oof["macro_auroc"],
         "af_auroc": af_auroc(run_dir),
+        "fold0_challenge_score": fold0_score(run_dir),
+        "test_score_per_fold": {k: f["test"]["score"] for k, f in results["folds"].items()},
         "best_epochs": [f["best_epoch"] for f in results["folds"].values()],
         "command": results["command"],
     }
@@ -145,6 +167,61 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+CURVES = {"cnn-scratch": "from-scratch CNN (full fine-tune)", "ecgpt-small-linear": "ecgpt-small, linear probe"}
+
+
+def low_label_rows(result: dict) -> list[dict]:
+    """(family, label fraction, fold-0 score) of every experiment on the low-label curve."""
+    rows = []
+    for r in result["experiments"]:
+        family, _, fraction = r["experiment"].partition("@")
+        if family in CURVES and r.get("fold0_challenge_score"):
+            rows.append({"family": family, "fraction": float(fraction or 1), "score": r["fold0_challenge_score"]})
+    return sorted(rows, key=lambda r: (r["family"], r["fraction"]))
+
+
+def low_label_figure(result: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = low_label_rows(result)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for family, label in CURVES.items():
+        mine = [r for r in rows if r["family"] == family]
+        if not mine:
+            continue
+        x = [100 * r["fraction"] for r in mine]
+        y = [r["score"]["value"] for r in mine]
+        err = [
+            [r["score"]["value"] - r["score"]["low"] for r in mine],
+            [r["score"]["high"] - r["score"]["value"] for r in mine],
+        ]
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
+    ax.set_xscale("log")
+    ax.set_xticks([1, 10, 25, 50, 100], ["1", "10", "25", "50", "100"])
+    ax.set_xlabel("training records with labels (%)")
+    ax.set_ylabel("CinC 2017 challenge score, fold 0 test")
+    ax.set_title("Low-label curve (95 % bootstrap intervals)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def low_label_markdown(result: dict) -> str:
+    rows = low_label_rows(result)
+    fractions = sorted({r["fraction"] for r in rows})
+    lines = ["| model | " + " | ".join(f"{100 * f:g} %" for f in fractions) + " |", "|---" * (len(fractions) + 1) + "|"]
+    for family, label in CURVES.items():
+        cells = {r["fraction"]: _ci(r["score"]) for r in rows if r["family"] == family}
+        if cells:
+            lines.append(f"| {label} | " + " | ".join(cells.get(f, "-") for f in fractions) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=None, help="training2017 folder (default: unpacked shared data)")
@@ -163,7 +240,21 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="print the markdown summary of --out and exit")
     args = parser.parse_args()
     if args.table:
-        print(markdown(json.loads(args.out.read_text())))
+        result = json.loads(args.out.read_text())
+        # rebuild the rows from the run folders (runs finished by another invocation included)
+        rows = {r["experiment"]: r for r in result.get("experiments", [])}
+        for name in EXPERIMENTS:
+            if (args.runs / name / "results.json").exists():
+                fresh = summary_row(name, json.loads((args.runs / name / "results.json").read_text()), args.runs / name)
+                rows[name] = {**rows.get(name, {}), **fresh}
+        result["experiments"] = list(rows.values())
+        write_result(result, args.out)
+        print(markdown(result))
+        print()
+        print(low_label_markdown(result))
+        figure = args.out.with_name("finetune_cinc2017_low_label.png")
+        low_label_figure(result, figure)
+        print(f"\nfigure: {figure}")
         return
     if args.list:
         print("\n".join(["heartgpt-af-head", *EXPERIMENTS]))

@@ -93,6 +93,27 @@ try {
   await page.locator("#explain").scrollIntoViewIfNeeded();
   await shot(page, "explain-head-2");
 
+  // attention shift after fine-tuning, then the head slider redraws it too
+  result.shift = { enabled: await page.evaluate(() => !document.getElementById("shift-button").disabled) };
+  if (result.shift.enabled) {
+    await page.click("#shift-button");
+    await page.waitForFunction(`${updates("shift-plot")} >= 1`);
+    const shift = () => page.evaluate(() => {
+      const div = document.getElementById("shift-plot");
+      return { names: div.data.slice(1).map((d) => d.name), finetuned: Array.from(div.data[2].y),
+               layers: Array.from(document.getElementById("shift-layers-plot").data[0].y),
+               note: document.getElementById("shift-message").innerText };
+    });
+    const first = await shift();
+    await page.locator("#head-slider").fill("3");
+    await page.waitForFunction(`${updates("shift-plot")} >= 2`);
+    const second = await shift();
+    Object.assign(result.shift, { names: first.names, layers: first.layers, note: second.note, points: first.finetuned.length,
+                                  changed: first.finetuned.some((w, i) => w !== second.finetuned[i]) });
+    await page.locator("#shift-plot").scrollIntoViewIfNeeded();
+    await shot(page, "attention-shift");
+  }
+
   // generation of 100 samples, streamed
   await page.fill("#gen-steps", "100");
   await page.click("#gen-button");

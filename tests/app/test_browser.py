@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from cardiolens.models import list_pretrained
+
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 DRIVER = REPO / "node_modules" / "playwright-core"
@@ -85,10 +87,18 @@ def test_page_end_to_end(live_server, cinc2017_dir):
     assert result["similarityUpdates"] >= 2  # the similarity map follows the sliders too
     assert result["attributions"]["points"] == 900 and "attention" in result["attributions"]["note"]
 
+    shift = result["shift"]
+    tuned = [m for m in list_pretrained() if m.startswith("rhythm-ecgpt")]
+    assert shift["enabled"] == bool(tuned)  # offered exactly when a fine-tuned GPT is shipped
+    if tuned:
+        assert shift["names"] == ["ecgpt-small", tuned[0]] and shift["points"] > 100
+        assert len(shift["layers"]) == 6 and all(0 <= d <= 1 for d in shift["layers"])
+        assert shift["changed"] and "total-variation distance" in shift["note"]
+
     generate = result["generate"]
     assert generate["generated"] == 100  # samples at the model's 100 Hz, drawn as they arrive
     assert generate["csvGeneratedRows"] == 300  # the CSV has them at the record's 300 Hz, as `cardiolens generate`
     assert generate["csv"].startswith("/api/records/")
     assert result["consoleErrors"] == []
     names = sorted(p.name for p in ARTIFACTS.glob("*.png"))
-    assert len(names) == 6, names
+    assert len(names) == 6 + bool(tuned), names
