@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +84,23 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert rhythm["model"] == "rhythm-ecg" and rhythm["labels"] != ["A"]
     assert sum(rhythm["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     assert "resampled from 500 Hz to 100 Hz" in rhythm["preprocessing"]
+
+
+def _readme_commands() -> list[str]:
+    """Every ``cardiolens ...`` command of README.md's code blocks, continuation lines joined, comments cut."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```(?:bash|sh)\n(.*?)```", text, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" # ")[0].strip()
+            if line.startswith("cardiolens ") and " ... " not in line:  # "..." elides options on purpose
+                commands.append(line)
+    return commands
+
+
+@pytest.mark.parametrize("command", _readme_commands())
+def test_readme_commands_parse(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # parsing only (--print_config prints the settings and exits): the options and positionals exist
+    with pytest.raises(SystemExit) as done:
+        main([*shlex.split(command)[1:], "--print_config"])
+    assert done.value.code in (0, None), capsys.readouterr().err
