@@ -31,7 +31,6 @@ rewritten after each experiment.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import sys
@@ -68,10 +67,6 @@ EXPERIMENTS: dict[str, dict] = {
 }
 DEFAULT = ["rr-logistic", "cnn-scratch", "cnn-scratch-template", "ecgpt-small-linear"]
 SEED = 0
-
-
-def has_fixed_split() -> bool:
-    return "split" in {f.name for f in dataclasses.fields(FinetuneConfig)}
 
 
 def fold_records(item_ids: np.ndarray, folds: np.ndarray) -> dict[str, list[str]]:
@@ -162,11 +157,6 @@ def main() -> None:
                 f"error: {data_dir} lacks {len(missing)} of the {len(train) + len(test)} records of the "
                 f"--train-records/--test-records split: {' '.join(missing)}. The shared data holds only DS1 (and "
                 "the paced records); run the split on a full MIT-BIH download (48 records)."
-            )
-        if not has_fixed_split():
-            sys.exit(
-                "error: this cardiolens.tasks.finetune has no fixed-split support (FinetuneConfig.split); "
-                "the --train-records/--test-records protocol needs it"
             )
         load_options.update(train_records=train, test_records=test)
     suffix = "-ds1-ds2" if fixed else ""

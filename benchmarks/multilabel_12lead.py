@@ -31,7 +31,6 @@ Results: benchmarks/results/multilabel_12lead.json, rewritten after each experim
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import sys
@@ -61,10 +60,6 @@ NOT_COMPARABLE = (
     "subset numbers: not comparable to published full-data results (PTB-XL full: about 17,400 train / 2,200 "
     "test records; CinC 2021: about 88,000 records)"
 )
-
-
-def has_fixed_split() -> bool:
-    return "split" in {f.name for f in dataclasses.fields(FinetuneConfig)}
 
 
 def data_folder(task: str, args: argparse.Namespace) -> Path:
@@ -121,11 +116,6 @@ def main() -> None:
     bad = [n for n in names if n not in EXPERIMENTS]
     if bad:
         parser.error(f"unknown experiments {bad}; known: {', '.join(EXPERIMENTS)}")
-    if any(t.startswith("ptbxl-") for t in args.tasks) and not has_fixed_split():
-        sys.exit(
-            "error: this cardiolens.tasks.finetune has no fixed-split support (FinetuneConfig.split): the PTB-XL "
-            "protocol (strat_fold 1-8 / 9 / 10) needs it"
-        )
     torch.set_num_threads(args.threads)
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     rows = {(r["task"], r["experiment"]): r for r in previous.get("experiments", [])}

@@ -3,7 +3,6 @@ a simulated MIT-BIH folder the test writes with ``wfdb``, the real records, and 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -30,7 +29,6 @@ from cardiolens.tasks.tasks_aami import (
 torch.set_num_threads(1)
 
 # AAMI EC57 classes of the MIT-BIH beat symbols, written out here independently of the catalogue
-HAS_FIXED_SPLIT = "split" in {f.name for f in dataclasses.fields(FinetuneConfig)}
 AAMI_OF = {**dict.fromkeys("NLRej", "N"), **dict.fromkeys("AaJS", "S"), **dict.fromkeys("VE", "V"), "F": "F"}
 BEATS = set("NLRBAaJSVrFejnE/fQ?")
 
@@ -264,7 +262,6 @@ def test_finetune_on_beats_groups_folds_by_record_and_reads_the_rr_features(simu
         assert np.allclose(z["probs"].sum(axis=1), 1, atol=1e-5)
 
 
-@pytest.mark.skipif(not HAS_FIXED_SPLIT, reason="needs FinetuneConfig.split (the fixed-split hook of finetune)")
 def test_train_and_test_records_run_as_one_fixed_split(simulated_mitdb, tmp_path):
     folder, _ = simulated_mitdb
     cfg = FinetuneConfig(

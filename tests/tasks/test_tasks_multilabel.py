@@ -3,7 +3,6 @@ scores worked out by hand, the real subsets, and whole fine-tuning runs on them.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -27,7 +26,6 @@ from cardiolens.tasks.tasks_multilabel import (
 
 torch.set_num_threads(1)
 STANDARD = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
-HAS_FIXED_SPLIT = "split" in {f.name for f in dataclasses.fields(FinetuneConfig)}
 
 
 # -- pure functions -------------------------------------------------------------------------------
@@ -182,7 +180,6 @@ def test_ptbxl_finetune_runs_end_to_end(ptbxl_super, ptbxl_dir, task_cache, tmp_
 
 
 @pytest.mark.realdata
-@pytest.mark.skipif(not HAS_FIXED_SPLIT, reason="needs FinetuneConfig.split (the fixed-split hook of finetune)")
 def test_ptbxl_runs_the_recommended_split_as_one_fold(ptbxl_super, ptbxl_dir, task_cache, tmp_path):
     results = finetune(_quick("ptbxl-superdiagnostic", ptbxl_dir, tmp_path / "run", task_cache, max_items=100))
     assert list(results["folds"]) == ["0"] and results["split"] == "fixed"
