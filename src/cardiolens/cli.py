@@ -452,6 +452,7 @@ def serve(
     ttl_minutes: float = 30.0,
     max_upload_mb: float = 64.0,
     threads: int = 1,
+    models: list[Path] | None = None,
 ) -> None:
     """Run the web app (load, analyse, explain, generate in the browser) until interrupted.
 
@@ -461,10 +462,12 @@ def serve(
         ttl_minutes: minutes an uploaded record is kept after its last use.
         max_upload_mb: largest upload accepted, in MB.
         threads: torch threads of the server.
+        models: your own checkpoint folders (from cardiolens finetune) to offer beside the shipped models, as a
+            JSON list; one fine-tuned from ecgpt-small gets the attention-shift view.
     """
     from cardiolens.app import serve as run
 
-    run(host=host, port=port, ttl_minutes=ttl_minutes, max_upload_mb=max_upload_mb, threads=threads)
+    run(host=host, port=port, ttl_minutes=ttl_minutes, max_upload_mb=max_upload_mb, threads=threads, models=models)
 
 
 def explain(

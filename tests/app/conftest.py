@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -35,6 +37,45 @@ def ecg_like(seconds: float, fs: float) -> np.ndarray:
     return (0.1 * np.sin(2 * np.pi * 0.3 * t) + np.exp(-(((t % 1.0) - 0.2) ** 2) / 0.0005)).astype(np.float32)
 
 
+TUNED = "tuned-ecgpt"
+
+
+def save_tuned_stand_in(folder) -> str:
+    """A checkpoint as ``cardiolens finetune --backbone ecgpt-small`` writes one: ecgpt-small with its
+    last block's weights changed (so its attention differs there only) and a 2-class head."""
+    import copy
+
+    import torch
+
+    from cardiolens.models import load_model, save_checkpoint
+    from cardiolens.models.taskmodel import build_task_model
+
+    torch.manual_seed(0)
+    backbone = copy.deepcopy(load_model("ecgpt-small"))
+    with torch.no_grad():
+        for p in backbone.blocks[-1].parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    tuned = build_task_model(
+        backbone,
+        task="test",
+        kind="multiclass",
+        classes=["N", "A"],
+        fs=100.0,
+        leads=["I"],
+        window=900,
+        backbone_name="ecgpt-small",
+        name=TUNED,
+    )
+    path = folder / TUNED
+    save_checkpoint(tuned, path, "a test stand-in: ecgpt-small with its last block perturbed")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tuned_checkpoint(tmp_path_factory) -> str:
+    return save_tuned_stand_in(tmp_path_factory.mktemp("models"))
+
+
 def free_port() -> int:
     import socket
 
@@ -44,8 +85,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory) -> str:
-    """``cardiolens serve`` in its own process on a free loopback port; yields its base URL."""
+def live_server(tmp_path_factory, tuned_checkpoint) -> str:
+    """``cardiolens serve`` in its own process on a free loopback port, offering the shipped models and
+    the fine-tuned stand-in (``--models``); yields its base URL."""
     import subprocess
     import sys
     import time
@@ -56,7 +98,12 @@ def live_server(tmp_path_factory) -> str:
     log = tmp_path_factory.mktemp("server") / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cardiolens.cli", "serve", "--port", str(port)], stdout=out, stderr=subprocess.STDOUT
+            [
+                *(sys.executable, "-m", "cardiolens.cli", "serve", "--port", str(port)),
+                *("--models", json.dumps([tuned_checkpoint])),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     try:

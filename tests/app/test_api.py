@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ import pytest
 from cardiolens.analysis import find_beats, simulated_record
 from cardiolens.generate import continue_signal
 from cardiolens.models import load_model
+
+from .conftest import TUNED
 
 
 def events(client, record_id: str, **body) -> list[dict]:
@@ -116,47 +119,29 @@ def test_explain_sections_say_what_is_missing(client):
         assert "fine-tuned" in sections["shift"]
 
 
-@pytest.fixture
-def tuned_stand_in(monkeypatch):
-    """ecgpt-small with its last block's weights changed, shipped as a fine-tuned rhythm model would be."""
-    import copy
+@pytest.fixture(scope="module")
+def tuned_client(tuned_checkpoint, tmp_path_factory):
+    """An app offering, beside the shipped models, a model fine-tuned from ecgpt-small (``serve --models``)."""
+    from fastapi.testclient import TestClient
 
-    import torch
+    from cardiolens.app import AppSettings, create_app
+    from cardiolens.app.server import operator_models
 
-    from cardiolens.app import services
-    from cardiolens.models.taskmodel import build_task_model
-
-    torch.manual_seed(0)
-    backbone = copy.deepcopy(load_model("ecgpt-small"))
-    with torch.no_grad():
-        for p in backbone.blocks[-1].parameters():
-            p.add_(0.5 * torch.randn_like(p))
-    tuned = build_task_model(
-        backbone,
-        task="t",
-        kind="multiclass",
-        classes=["N", "A"],
-        fs=100.0,
-        leads=["I"],
-        window=900,
-        backbone_name="ecgpt-small",
-    ).eval()
-    shipped = services.ModelPool.names()
-    monkeypatch.setattr(services.ModelPool, "names", staticmethod(lambda: [*shipped, "tuned-stand-in"]))
-    real_get = services.ModelPool.get
-    monkeypatch.setattr(
-        services.ModelPool, "get", lambda self, name: tuned if name == "tuned-stand-in" else real_get(self, name)
-    )
-    return "tuned-stand-in"
+    settings = AppSettings(store_root=str(tmp_path_factory.mktemp("store")), models=operator_models([tuned_checkpoint]))
+    with TestClient(create_app(settings)) as c:
+        yield c
 
 
-def test_attention_shift_compares_a_fine_tuned_gpt_with_its_pretrained_one(client, example, tuned_stand_in):
+def test_attention_shift_compares_a_fine_tuned_gpt_with_its_pretrained_one(tuned_client):
+    client = tuned_client
+    assert TUNED in [m["name"] for m in client.get("/api/models").json()]
     info = client.get("/api/explain").json()
-    assert info["tuned"][tuned_stand_in] == "ecgpt-small" and info["sections"]["shift"] is None
+    assert info["tuned"][TUNED] == "ecgpt-small" and info["sections"]["shift"] is None
+    example = client.post("/api/examples/simulated").json()
     url = f"/api/records/{example['id']}/attention-shift"
-    body = {"model": tuned_stand_in, "lead": "II", "start": 1.0, "layer": None, "head": None, "token": 400}
+    body = {"model": TUNED, "lead": "II", "start": 1.0, "layer": None, "head": None, "token": 400}
     view = client.post(url, json=body).json()
-    assert view["pretrained"] == "ecgpt-small" and view["finetuned"] == tuned_stand_in and view["token"] == 400
+    assert view["pretrained"] == "ecgpt-small" and view["finetuned"] == TUNED and view["token"] == 400
     before, after = np.array(view["row_pretrained"]), np.array(view["row_finetuned"])
     assert len(before) == len(after) == 401
     assert before.sum() == pytest.approx(1.0, abs=0.01) and after.sum() == pytest.approx(1.0, abs=0.01)
@@ -311,7 +296,7 @@ def test_analysis_runs_a_fine_tuned_model_through_predict_record(client, example
     torch.manual_seed(0)
     config = TaskModelConfig(task="rhythm", classes=["N", "A", "O", "~"], fs=100.0, leads=["I"], window=500)
     stand_in = TaskModel(config).eval()
-    shipped = services.ModelPool.names()
+    shipped = services.ModelPool().names()
     monkeypatch.setattr(services.ModelPool, "names", staticmethod(lambda: [*shipped, services.RHYTHM_MODEL]))
     real_get = services.ModelPool.get
     monkeypatch.setattr(
@@ -327,3 +312,20 @@ def test_analysis_runs_a_fine_tuned_model_through_predict_record(client, example
     assert sum(rhythm["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     assert rhythm["names"]["A"] == "atrial fibrillation" and rhythm["preprocessing"] == expected.preprocessing
     assert any("resampled" in note for note in rhythm["preprocessing"])
+
+
+def test_serve_models_are_checked_when_the_server_starts(tmp_path, tuned_checkpoint):
+    from cardiolens.app.server import operator_models
+    from cardiolens.errors import CardiolensError
+
+    assert operator_models([tuned_checkpoint]) == {TUNED: str(Path(tuned_checkpoint).resolve())}
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    with pytest.raises(CardiolensError, match="not-a-model"):
+        operator_models([empty])
+    shadow = tmp_path / "rhythm-ecg"  # would hide the shipped model of that name
+    shadow.mkdir()
+    with pytest.raises(CardiolensError, match="already offered"):
+        operator_models([shadow])
+    with pytest.raises(CardiolensError, match="already offered"):
+        operator_models([tuned_checkpoint, tuned_checkpoint])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cardiolens.models import list_pretrained
+from .conftest import TUNED
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -87,13 +87,12 @@ def test_page_end_to_end(live_server, cinc2017_dir):
     assert result["similarityUpdates"] >= 2  # the similarity map follows the sliders too
     assert result["attributions"]["points"] == 900 and "attention" in result["attributions"]["note"]
 
+    # the server offers a model fine-tuned from ecgpt-small (serve --models): its attention shift is drawn
     shift = result["shift"]
-    tuned = [m for m in list_pretrained() if m.startswith("rhythm-ecgpt")]
-    assert shift["enabled"] == bool(tuned)  # offered exactly when a fine-tuned GPT is shipped
-    if tuned:
-        assert shift["names"] == ["ecgpt-small", tuned[0]] and shift["points"] > 100
-        assert len(shift["layers"]) == 6 and all(0 <= d <= 1 for d in shift["layers"])
-        assert shift["changed"] and "total-variation distance" in shift["note"]
+    assert shift["enabled"] and shift["names"] == ["ecgpt-small", TUNED] and shift["points"] > 100
+    layers = shift["layers"]  # only the last block differs from the pretrained model
+    assert len(layers) == 6 and max(layers[:-1]) < 1e-3 and 0.01 < layers[-1] <= 1
+    assert shift["changed"] and "total-variation distance" in shift["note"]
 
     generate = result["generate"]
     assert generate["generated"] == 100  # samples at the model's 100 Hz, drawn as they arrive
@@ -101,4 +100,4 @@ def test_page_end_to_end(live_server, cinc2017_dir):
     assert generate["csv"].startswith("/api/records/")
     assert result["consoleErrors"] == []
     names = sorted(p.name for p in ARTIFACTS.glob("*.png"))
-    assert len(names) == 6 + bool(tuned), names
+    assert len(names) == 7, names

@@ -15,7 +15,7 @@ import logging
 import re
 from collections.abc import Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -56,6 +56,8 @@ class AppSettings:
         torch_threads: torch threads while serving (1: small models gain nothing from more and it
             keeps concurrent requests from competing for cores); ``None`` leaves torch alone.
         store_root: parent of the record store (default: a new temporary folder).
+        models: name -> checkpoint folder of models offered beside the shipped ones (the operator's
+            own fine-tuned models; a model fine-tuned from a shipped GPT gets the attention-shift view).
     """
 
     ttl_s: float = 1800.0
@@ -63,6 +65,7 @@ class AppSettings:
     limits: UploadLimits = UploadLimits()
     torch_threads: int | None = 1
     store_root: str | None = None
+    models: dict[str, str] = field(default_factory=dict)
 
 
 # -- request and response bodies (these make the OpenAPI schema) ------------------------------------
@@ -229,7 +232,7 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
     """
     settings = settings or AppSettings()
     store = RecordStore(settings.store_root, ttl_s=settings.ttl_s, max_entries=settings.max_records)
-    pool = services.ModelPool()
+    pool = services.ModelPool(settings.models)
     attention_cache = services.AttentionCache()
     examples: dict[str, Record] = {}
     plotly_path = plotly_js()
@@ -578,6 +581,24 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
     return app
 
 
+def operator_models(paths: list[str | Path]) -> dict[str, str]:
+    """Name -> folder of the checkpoints given to ``serve``, each checked now (not at a user's first request).
+
+    Raises:
+        CardiolensError: a folder that is not a cardiolens checkpoint, or a name taken twice or by a shipped model.
+    """
+    from cardiolens.models import list_pretrained, load_model
+
+    out: dict[str, str] = {}
+    for path in map(Path, paths):
+        name = path.name
+        if name in out or name in list_pretrained():
+            raise CardiolensError(f"{path}: a model called {name!r} is already offered; rename the folder")
+        load_model(path)  # a clear error now if it is not a checkpoint
+        out[name] = str(path.resolve())
+    return out
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -585,6 +606,7 @@ def serve(
     max_upload_mb: float = 64.0,
     threads: int = 1,
     log_level: str = "info",
+    models: list[str | Path] | None = None,
 ) -> None:
     """Run the web app with uvicorn until interrupted.
 
@@ -595,6 +617,7 @@ def serve(
         max_upload_mb: largest upload accepted, in MB.
         threads: torch threads.
         log_level: uvicorn's log level.
+        models: checkpoint folders offered beside the shipped models, each under its folder's name.
     """
     import uvicorn
 
@@ -605,6 +628,7 @@ def serve(
         ttl_s=ttl_minutes * 60,
         limits=UploadLimits(max_bytes=int(max_upload_mb * 1024 * 1024)),
         torch_threads=threads,
+        models=operator_models(models or []),
     )
     app = create_app(settings, allowed_hosts=[*LOOPBACK_HOSTS, host] if loopback else None)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

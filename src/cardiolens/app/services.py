@@ -60,23 +60,29 @@ def _rounded(x: np.ndarray, digits: int = 5) -> list[float]:
 
 # -- models -----------------------------------------------------------------------------------------
 class ModelPool:
-    """The shipped models, each loaded once on first use and shared by all requests (inference only)."""
+    """The shipped models, and the checkpoints the server was started with, each loaded once on first
+    use and shared by all requests (inference only).
 
-    def __init__(self) -> None:
+    Args:
+        extra: name -> checkpoint folder of models the operator adds (``cardiolens serve --models``,
+            e.g. a model from ``cardiolens finetune``); clients only ever name models, never paths.
+    """
+
+    def __init__(self, extra: dict[str, str | Path] | None = None) -> None:
         self._models: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._extra = {name: Path(path) for name, path in (extra or {}).items()}
 
-    @staticmethod
-    def names() -> list[str]:
+    def names(self) -> list[str]:
         from cardiolens.models import list_pretrained
 
-        return list_pretrained()
+        return [*list_pretrained(), *self._extra]
 
     def get(self, name: str) -> Any:
         """The loaded model called ``name``.
 
         Raises:
-            UnknownModel: not a shipped model (paths are never accepted here).
+            UnknownModel: not a model of this server (paths are never accepted here).
         """
         if name not in self.names():
             raise UnknownModel(f"unknown model {name!r}; the server offers {', '.join(self.names()) or 'none'}")
@@ -84,7 +90,7 @@ class ModelPool:
             if name not in self._models:
                 from cardiolens.models import load_model
 
-                self._models[name] = load_model(name).eval()
+                self._models[name] = load_model(self._extra.get(name, name)).eval()
             return self._models[name]
 
     def describe(self, name: str) -> dict[str, Any]:
