@@ -55,6 +55,10 @@ for _fraction in (0.01, 0.1, 0.25, 0.5):
         "label_fraction": _fraction,
         "fold_ids": [0],
     }
+    EXPERIMENTS[f"heartgpt-ecg-linear@{_fraction:g}"] = {
+        **EXPERIMENTS["heartgpt-ecg-linear"],
+        "label_fraction": _fraction,
+    }
     EXPERIMENTS[f"ecgpt-small-linear@{_fraction:g}"] = {
         **EXPERIMENTS["ecgpt-small-linear"],
         "label_fraction": _fraction,
@@ -169,7 +173,11 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-CURVES = {"cnn-scratch": "from-scratch CNN (full fine-tune)", "ecgpt-small-linear": "ecgpt-small, linear probe"}
+CURVES = {
+    "cnn-scratch": "from-scratch CNN (full fine-tune)",
+    "heartgpt-ecg-linear": "HeartGPT ECG-PT, linear probe",
+    "ecgpt-small-linear": "ecgpt-small, linear probe",
+}
 
 
 def low_label_rows(result: dict) -> list[dict]:
