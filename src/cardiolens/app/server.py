@@ -2,14 +2,18 @@
 
 Everything a request computes runs in the thread pool (``run_in_threadpool``, or Starlette's own
 iteration of a synchronous stream), never on the event loop, so one long generation or fifty
-analyses leave the server answering. Bad input is a 4xx with a message the page shows: 400 for an
-upload the server refuses, 404 for an unknown record or model, 413 for too much data, 422 for a
-record or setting that breaks the input contract (the ``CardiolensError`` message, with the
-server's folders removed from it).
+analyses leave the server answering. Model work (analysis, attention, attributions, reports) runs at
+most ``AppSettings.compute_threads`` requests at a time: more threads than cores only queue on the
+cores and on the interpreter lock, which the event loop needs too.
+
+Bad input is a 4xx with a message the page shows: 400 for an upload the server refuses, 404 for an
+unknown record or model, 413 for too much data, 422 for a record or setting that breaks the input
+contract (the ``CardiolensError`` message, with the server's folders removed from it).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -20,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import HTTPException
@@ -58,6 +63,7 @@ class AppSettings:
         store_root: parent of the record store (default: a new temporary folder).
         models: name -> checkpoint folder of models offered beside the shipped ones (the operator's
             own fine-tuned models; a model fine-tuned from a shipped GPT gets the attention-shift view).
+        compute_threads: requests doing model work at once (the others wait their turn).
     """
 
     ttl_s: float = 1800.0
@@ -66,6 +72,7 @@ class AppSettings:
     torch_threads: int | None = 1
     store_root: str | None = None
     models: dict[str, str] = field(default_factory=dict)
+    compute_threads: int = 2
 
 
 # -- request and response bodies (these make the OpenAPI schema) ------------------------------------
@@ -234,6 +241,12 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
     store = RecordStore(settings.store_root, ttl_s=settings.ttl_s, max_entries=settings.max_records)
     pool = services.ModelPool(settings.models)
     attention_cache = services.AttentionCache()
+    limiter = anyio.CapacityLimiter(max(1, settings.compute_threads))
+
+    async def compute(fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` in a worker thread, with at most ``compute_threads`` of them busy at once."""
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=limiter)
+
     examples: dict[str, Record] = {}
     plotly_path = plotly_js()
 
@@ -414,7 +427,7 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
     async def analysis(body: AnalysisIn, record_id: str = record_id) -> dict[str, Any]:
         """Beats (with the beat model's confidence when installed), RR and heart-rate series, rhythm probabilities."""
         entry = store.get(record_id)
-        return await run_in_threadpool(services.analyse, entry.record, pool, body.lead)
+        return await compute(services.analyse, entry.record, pool, body.lead)
 
     def default_model(record: Record, lead: str | None, kind: str = "generative") -> tuple[str, str]:
         lead = lead or services.default_lead(record)
@@ -445,7 +458,7 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
             token = body.token if body.token >= 0 else maps.tokens.size - 1
             return services.attention_view(maps, body.layer, body.head, token)
 
-        return await run_in_threadpool(run)
+        return await compute(run)
 
     @app.post("/api/records/{record_id}/attention-shift", responses=errors, tags=["explain"])
     async def attention_shift(body: AttentionShiftIn, record_id: str = record_id) -> dict[str, Any]:
@@ -470,7 +483,7 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
             token = body.token if body.token >= 0 else maps[1].tokens.size - 1
             return services.attention_shift_view(maps[0], maps[1], body.layer, body.head, token)
 
-        return await run_in_threadpool(run)
+        return await compute(run)
 
     @app.get("/api/explain", response_model=ExplainInfoOut, tags=["explain"])
     async def explain_info() -> dict[str, Any]:
@@ -488,7 +501,7 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
             model, lead = pick_model(entry.record, body.model, body.lead)
             return services.attributions(pool, entry.record, model, lead, body.start, body.method)
 
-        return await run_in_threadpool(run)
+        return await compute(run)
 
     @app.get("/api/records/{record_id}/explain-report", response_class=HTMLResponse, responses=errors, tags=["explain"])
     async def explain_report(
@@ -507,7 +520,7 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
             name, chosen = pick_model(entry.record, model, lead)
             return services.explain_report(pool, entry.record, name, chosen, start, methods)
 
-        text = await run_in_threadpool(run)
+        text = await compute(run)
         name = f"{entry.record.name}_explained.html"
         return HTMLResponse(text, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
@@ -564,7 +577,7 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
     ) -> HTMLResponse:
         """A self-contained HTML report (summary, quality, beats figure, rhythm) to download."""
         entry = store.get(record_id)
-        text = await run_in_threadpool(services.report_html, entry.record, pool, lead)
+        text = await compute(services.report_html, entry.record, pool, lead)
         name = f"{entry.record.name}_report.html"
         return HTMLResponse(text, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
