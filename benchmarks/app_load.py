@@ -42,11 +42,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, log: Path) -> subprocess.Popen:
+def start_server(port: int, log: Path, compute_threads: int) -> subprocess.Popen:
     out = open(log, "wb")  # noqa: SIM115  kept open for the server's lifetime
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cardiolens.cli", "serve", "--port", str(port)], stdout=out, stderr=subprocess.STDOUT
-    )
+    command = [sys.executable, "-m", "cardiolens.cli", "serve", "--port", str(port)]
+    proc = subprocess.Popen([*command, "--compute_threads", str(compute_threads)], stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -105,26 +104,19 @@ async def load(url: str, record_id: str, lead: str | None, n: int, ping_ms: floa
     return {"ok": ok, "errors": errors, "wall_s": wall, "pings": pings}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=50, help="concurrent analysis requests")
-    parser.add_argument("--serial", type=int, default=10, help="requests sent one at a time (the peer)")
-    parser.add_argument("--ping-ms", type=float, default=50.0, help="interval of the health pings during the load")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds before one request counts as failed")
-    parser.add_argument("--example", action="store_true", help="use the bundled simulated record, not CinC 2017")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "app_load.json")
-    args = parser.parse_args()
-
+def measure(args: argparse.Namespace, compute_threads: int) -> dict:
+    """One server with ``--compute_threads``: the request alone, the same work in process, then the load."""
     port = free_port()
-    log = REPO / ".cache" / "app_load_server.log"
+    log = REPO / ".cache" / f"app_load_server_{compute_threads}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    server = start_server(port, log)
+    server = start_server(port, log, compute_threads)
     url = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=url, timeout=args.timeout) as http:
             if args.example:
                 record = http.post("/api/examples/simulated").json()
                 data = "bundled simulated example (30 s, ECG II + PPG, 500 Hz)"
+                hea = None
             else:
                 folder = unpacked("cinc2017-dev.zip") / "training2017"
                 hea = sorted(folder.glob("*.hea"))[0]
@@ -143,14 +135,11 @@ def main() -> None:
                 serial.append(time.perf_counter() - t0)
             analysis = http.post(f"/api/records/{record['id']}/analysis", json={"lead": lead}).json()
         # the work itself, in this process, through the same public function the endpoint calls
+        from cardiolens.analysis import simulated_record
         from cardiolens.app import services
         from cardiolens.io import load_record
 
-        rec = load_record(hea) if not args.example else None
-        if rec is None:
-            from cardiolens.analysis import simulated_record
-
-            rec = simulated_record()
+        rec = load_record(hea) if hea is not None else simulated_record()
         pool = services.ModelPool()
         services.analyse(rec, pool, lead)
         direct = []
@@ -166,7 +155,7 @@ def main() -> None:
 
     concurrent = percentiles(run["ok"]) if run["ok"] else {}
     serial_ms = statistics.median(serial) * 1000
-    result = {
+    return {
         "data": data,
         "record": {k: record[k] for k in ("name", "fs", "leads", "samples", "duration_s")},
         "request": f"POST /api/records/{{id}}/analysis with lead {lead}",
@@ -174,8 +163,8 @@ def main() -> None:
             "rhythm": analysis["rhythm"].get("model") if analysis["rhythm"].get("ok") else "unavailable",
             "beats": analysis["beat_model"].get("model") if analysis["beat_model"].get("ok") else "unavailable",
         },
-        "server": "cardiolens serve (uvicorn, 1 worker, torch threads 1) in a second process on 127.0.0.1",
-        "settings": vars(args) | {"out": str(args.out)},
+        "server": f"cardiolens serve --compute_threads {compute_threads} (uvicorn, 1 worker, torch threads 1), "
+        "a second process on 127.0.0.1",
         "concurrent": {
             "requests": args.requests,
             "ok": len(run["ok"]),
@@ -190,15 +179,39 @@ def main() -> None:
         "p50_over_serial": round(concurrent.get("p50_ms", float("nan")) / serial_ms, 2),
         "health_during_load": percentiles(run["pings"]) if run["pings"] else {},
     }
-    write_result(result, args.out)
-    c = result["concurrent"]
-    print(
-        f"{c['ok']}/{c['requests']} ok, {c['errors']} errors; p50 {c.get('p50_ms')} ms, p95 {c.get('p95_ms')} ms, "
-        f"max {c.get('max_ms')} ms; alone {result['serial_ms']} ms (in process {result['in_process_ms']} ms); "
-        f"health during load p95 {result['health_during_load'].get('p95_ms')} ms -> {args.out}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=50, help="concurrent analysis requests")
+    parser.add_argument("--serial", type=int, default=10, help="requests sent one at a time (the peer)")
+    parser.add_argument("--ping-ms", type=float, default=50.0, help="interval of the health pings during the load")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds before one request counts as failed")
+    parser.add_argument("--example", action="store_true", help="use the bundled simulated record, not CinC 2017")
+    parser.add_argument(
+        "--compute-threads",
+        type=int,
+        nargs="+",
+        default=[2, 40],
+        help="one server per value of serve --compute_threads (2: the default; 40: Starlette's whole thread pool)",
     )
-    if c["errors"]:
-        raise SystemExit(1)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "app_load.json")
+    args = parser.parse_args()
+
+    runs = {str(n): measure(args, n) for n in args.compute_threads}
+    write_result({"settings": vars(args) | {"out": str(args.out)}, "runs": runs}, args.out)
+    failed = False
+    for n, result in runs.items():
+        c = result["concurrent"]
+        print(
+            f"compute_threads {n}: {c['ok']}/{c['requests']} ok, {c['errors']} errors; p50 {c.get('p50_ms')} ms, "
+            f"p95 {c.get('p95_ms')} ms, max {c.get('max_ms')} ms; alone {result['serial_ms']} ms (in process "
+            f"{result['in_process_ms']} ms); health during load p50 {result['health_during_load'].get('p50_ms')} ms, "
+            f"p95 {result['health_during_load'].get('p95_ms')} ms"
+        )
+        failed = failed or bool(c["errors"])
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -453,6 +453,7 @@ def serve(
     max_upload_mb: float = 64.0,
     threads: int = 1,
     models: list[Path] | None = None,
+    compute_threads: int = 2,
 ) -> None:
     """Run the web app (load, analyse, explain, generate in the browser) until interrupted.
 
@@ -464,10 +465,20 @@ def serve(
         threads: torch threads of the server.
         models: your own checkpoint folders (from cardiolens finetune) to offer beside the shipped models, as a
             JSON list; one fine-tuned from ecgpt-small gets the attention-shift view.
+        compute_threads: requests doing model work at once; the others wait (more than the cores only slows the
+            server's answers to everything else).
     """
     from cardiolens.app import serve as run
 
-    run(host=host, port=port, ttl_minutes=ttl_minutes, max_upload_mb=max_upload_mb, threads=threads, models=models)
+    run(
+        host=host,
+        port=port,
+        ttl_minutes=ttl_minutes,
+        max_upload_mb=max_upload_mb,
+        threads=threads,
+        models=models,
+        compute_threads=compute_threads,
+    )
 
 
 def explain(

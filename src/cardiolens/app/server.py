@@ -620,6 +620,7 @@ def serve(
     threads: int = 1,
     log_level: str = "info",
     models: list[str | Path] | None = None,
+    compute_threads: int = 2,
 ) -> None:
     """Run the web app with uvicorn until interrupted.
 
@@ -631,6 +632,7 @@ def serve(
         threads: torch threads.
         log_level: uvicorn's log level.
         models: checkpoint folders offered beside the shipped models, each under its folder's name.
+        compute_threads: requests doing model work at once (:class:`AppSettings`).
     """
     import uvicorn
 
@@ -642,6 +644,7 @@ def serve(
         limits=UploadLimits(max_bytes=int(max_upload_mb * 1024 * 1024)),
         torch_threads=threads,
         models=operator_models(models or []),
+        compute_threads=compute_threads,
     )
     app = create_app(settings, allowed_hosts=[*LOOPBACK_HOSTS, host] if loopback else None)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
