@@ -534,8 +534,10 @@ def explain_sections(pool: ModelPool) -> dict[str, str | None]:
     if tuned_gpts(pool):
         out["shift"] = None
     else:
-        out["shift"] = "needs a shipped fine-tuned model with attention (a GPT backbone); " + (
-            f"the installed ones ({', '.join(tuned)}) have none" if tuned else "none is installed"
+        out["shift"] = (
+            "needs a model fine-tuned from ecgpt-small or ppgpt-small (cardiolens finetune --backbone ecgpt-small); "
+            "start the server with cardiolens serve --models '[\"FOLDER\"]' to offer one"
+            + (f" (the installed fine-tuned models, {', '.join(tuned)}, have no attention)" if tuned else "")
         )
     return out
 
