@@ -257,7 +257,11 @@ def main() -> None:
             if (args.runs / name / "results.json").exists():
                 fresh = summary_row(name, json.loads((args.runs / name / "results.json").read_text()), args.runs / name)
                 rows[name] = {**rows.get(name, {}), **fresh}
-        result["experiments"] = list(rows.values())
+        families = [n for n in EXPERIMENTS if "@" not in n]
+        result["experiments"] = sorted(
+            rows.values(),
+            key=lambda r: (families.index(r["experiment"].split("@")[0]), -r["label_fraction"]),
+        )
         write_result(result, args.out)
         print(markdown(result))
         print()
