@@ -135,13 +135,8 @@ class AttentionIn(BaseModel):
     token: int = Field(-1, ge=-1, le=100_000, description="query token, from 0; -1 for the last")
 
 
-class AttentionShiftIn(BaseModel):
-    model: str | None = Field(None, description="a shipped model fine-tuned from a shipped GPT (default: the first)")
-    lead: str | None = Field(None, description="lead to read (default: the record's default lead)")
-    start: float = Field(0.0, ge=0.0, le=1e7, description="seconds into the record where the model's window starts")
-    layer: int | None = Field(None, ge=0, le=255, description="layer, from 0; null for the mean of all layers")
-    head: int | None = Field(None, ge=0, le=255, description="head, from 0; null for the mean of all heads")
-    token: int = Field(-1, ge=-1, le=100_000, description="query token, from 0; -1: the last (a classifier's)")
+class AttentionShiftIn(AttentionIn):
+    model: str | None = Field(None, description="a model fine-tuned from a GPT the server offers (default: the first)")
 
 
 class AttributionIn(BaseModel):
