@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import time
 import warnings
@@ -396,6 +397,14 @@ def probe_part(args, db, labels: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+def figure_slug(name: str) -> str:
+    """A figure's name for a model: HeartGPT's files (``ECGPT_560k_iters.zip``) by what they are, not by
+    their checkpoint file name (a figure is a result, and should not look like a copy of the weights)."""
+    stem = Path(name).stem
+    found = re.match(r"(ECG|PPG)PT(_AF)?", stem)
+    return f"heartgpt-{found[1].lower()}-pt{'-af' if found[2] else ''}" if found else stem
+
+
 def figures(result: dict[str, Any], folder: Path) -> list[Path]:
     """Figures of a result file: faithfulness margins, phase probe, homonyms, heads vs physiology."""
     import matplotlib
@@ -476,7 +485,7 @@ def figures(result: dict[str, Any], folder: Path) -> list[Path]:
                 share[r["layer"], r["index"], f], chance[r["layer"], r["index"], f] = r["share"], r["chance"]
             windows = [m["heads_physiology"][f]["windows"] for f in feats]
             table = HeadFeatureTable(feats, share, chance, windows, Path(name).stem)
-            path = folder / f"heads_physiology_{Path(name).stem}.png"
+            path = folder / f"heads_physiology_{figure_slug(name)}.png"
             plt.close(plot_head_features(table, out=path))
             written.append(path)
         for what, draw, items in (("phase_probe", plot_phase_probe, probes), ("homonyms", plot_homonyms, sims)):
