@@ -56,6 +56,16 @@ RUNS: dict[str, dict[str, Any]] = {
         "batch_size": 32,
         "crops_per_item": 2,
     },
+    # the same run with noise and baseline-wander augmentation of the training windows
+    "ecg-cnn-aug": {
+        "task": "mitbih-beats",
+        "backbone": "resnet1d-dense",
+        "epochs": 12,
+        "patience": 4,
+        "batch_size": 32,
+        "crops_per_item": 2,
+        "augment": "noise",
+    },
     "ecg-gpt": {
         "task": "mitbih-beats",
         "backbone": "ecgpt-small",
@@ -565,7 +575,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--heartgpt", type=Path, default=None, help="PPGPT_beat_5k_iters.zip (default: ../shared/data/heartgpt)"
     )
-    parser.add_argument("--ecg-models", nargs="+", default=["ecg-cnn"], choices=["ecg-cnn", "ecg-gpt"])
+    parser.add_argument("--ecg-models", nargs="+", default=["ecg-cnn"], choices=["ecg-cnn", "ecg-cnn-aug", "ecg-gpt"])
     parser.add_argument("--ecg-gpt-folds", type=int, nargs="+", default=[0], help="folds of the (slow) GPT run")
     parser.add_argument("--methods", nargs="+", default=list(rp.DEFAULT_METHODS), help="classical ecg_peaks methods")
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "beats", help="folder of the fine-tuning runs")

@@ -304,6 +304,7 @@ def finetune(
     weight_decay: float = 0.01,
     llrd_decay: float = 0.75,
     crops_per_item: int = 1,
+    augment: str = "none",
     window_seconds: float | None = None,
     class_weights: str = "balanced",
     max_items: int | None = None,
@@ -340,6 +341,7 @@ def finetune(
         weight_decay: AdamW weight decay.
         llrd_decay: per-layer learning-rate factor of --policy llrd.
         crops_per_item: random training windows drawn from each item per epoch.
+        augment: none, or noise (white noise and baseline wander added to training windows).
         window_seconds: window length (default: the task's, cut to the backbone's context).
         class_weights: balanced or none.
         max_items: use at most this many items (quick runs).
@@ -376,6 +378,7 @@ def finetune(
         weight_decay=weight_decay,
         llrd_decay=llrd_decay,
         crops_per_item=crops_per_item,
+        augment=augment,
         window_seconds=window_seconds,
         class_weights=class_weights,
         max_items=max_items,
@@ -503,8 +506,8 @@ def explain(
     Args:
         model: a shipped model (rhythm-ecg, ecgpt-small, ...), a checkpoint folder, or a HeartGPT .zip.
         path: the recording (WFDB .hea, CSV, .npy, HeartGPT context CSV, ...).
-        method: comma-separated methods (attention, embeddings, physiology, gradcam, ig, occlusion,
-            faithfulness, randomization), or auto: every method that applies to the model.
+        method: comma-separated methods (attention, embeddings, physiology, gradcam, hirescam, ig,
+            occlusion, faithfulness, randomization), or auto: every method that applies to the model.
         out: folder for the figures, summary.json and report.html.
         lead: lead to explain for a single-lead model (default: the record's preferred ECG lead).
         start: first second of the window (the window is the model's context or input length).

@@ -14,6 +14,7 @@ from cardiolens.explain import (
     attribution_methods,
     baseline_signal,
     grad_cam,
+    hires_cam,
     integrated_gradients,
     occlusion,
     prepare_window,
@@ -94,6 +95,49 @@ def test_gradcam_gives_one_map_per_lead_when_leads_are_kept_apart(ecg):
     assert a.values[0].max() > 0 and np.all(a.values[1] == 0)  # the ignored lead gets nothing
 
 
+class RegionCNN(nn.Module):
+    """A point-wise convolution whose output counts only inside REGION (the answer an explanation must find)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 4, 1)
+        with torch.no_grad():
+            self.conv.weight.fill_(0.5)
+            self.conv.bias.fill_(10.0)  # active everywhere: only the gradient tells where it counts
+        mask = torch.zeros(600)
+        mask[REGION] = 1.0
+        self.register_buffer("mask", mask)
+
+        class Cfg:
+            name = "region"
+            fs = 100.0
+            classes = ["a", "b"]
+
+        self.config = Cfg()
+
+    def gradcam_layer(self) -> nn.Module:
+        return self.conv
+
+    def hirescam_layer(self) -> nn.Module:
+        return self.conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (torch.relu(self.conv(x)) * self.mask).mean(dim=(1, 2))
+        return torch.stack([-z, z], dim=1)
+
+
+def test_hirescam_says_where_and_gradcam_only_which_channels(ecg):
+    model = RegionCNN()
+    w = prepare_window(model, ecg, fs=100.0)
+    hires = hires_cam(model, w, target=1)
+    assert hires.method == "hirescam" and hires.info["layer"] == "conv" and hires.values.shape == (1, 600)
+    assert np.all(hires.values >= 0) and _inside_share(hires.values) > 0.95  # linear upsampling blurs the edges
+    assert np.all(hires.values[0, :95] == 0) and np.all(hires.values[0, 125:] == 0)
+    # Grad-CAM averages the gradient over time: its map follows the activation everywhere
+    assert _inside_share(grad_cam(model, w, target=1).values) < 0.1
+    assert attribution_methods(model) == ["gradcam", "hirescam", "ig", "occlusion"]
+
+
 def test_gradcam_refused_for_a_transformer(gpt_classifier, ecg):
     w = prepare_window(gpt_classifier, ecg, fs=100.0)
     with pytest.raises(ModelInputError) as err:
@@ -138,7 +182,7 @@ def test_attribute_dispatch_and_errors(cnn, ecg, tmp_path):
     w = prepare_window(cnn, ecg[:300], fs=100.0)
     a = attribute(cnn, w, "integrated_gradients", n_steps=8)
     assert a.method == "ig"
-    with pytest.raises(ModelInputError, match="not an attribution method.*gradcam, ig, occlusion"):
+    with pytest.raises(ModelInputError, match="not an attribution method.*gradcam, hirescam, ig, occlusion"):
         attribute(cnn, w, "faithfulness")
     with pytest.raises(ModelInputError, match="does not apply"):
         attribute(cnn, w, "rollout")

@@ -58,7 +58,15 @@ def test_report_of_a_cnn_with_chosen_methods(cnn, ecg, tmp_path):
 
 def test_faithfulness_alone_computes_the_attributions_it_needs(cnn, ecg):
     report = explain_record(cnn, ecg[:300], ["faithfulness"], fs=100.0, n_steps=8, curve_steps=10, n_random=2)
-    assert set(report.summary["faithfulness"]) == {"target", "gradcam", "ig", "occlusion", "random", "random blocks"}
+    assert set(report.summary["faithfulness"]) == {
+        "target",
+        "gradcam",
+        "hirescam",
+        "ig",
+        "occlusion",
+        "random",
+        "random blocks",
+    }
     assert report.files == []
 
 

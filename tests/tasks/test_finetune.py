@@ -26,6 +26,7 @@ from cardiolens.tasks.finetune import (
     finetune,
     fraction_of_patients,
     predict_items,
+    training_batches,
     window_features,
     window_starts,
 )
@@ -149,6 +150,33 @@ def test_thresholds_are_chosen_to_maximise_f1_on_validation():
     (t,) = choose_thresholds("binary", y, p)
     assert 0.3 < t <= 0.35
     assert choose_thresholds("multiclass", y, p) is None
+
+
+# -- augmentation -----------------------------------------------------------------------------------
+def _beat_items(n: int = 6, length: int = 1000) -> TaskData:
+    rng = np.random.default_rng(1)
+    signals = [rng.standard_normal((1, length)).astype(np.float32) for _ in range(n)]
+    targets = [(np.abs(x) > 2).astype(np.float32) for x in signals]  # per-sample labels tied to the signal
+    return TaskData(signals, targets, np.array([f"r{i}" for i in range(n)]), np.arange(n), None, 100.0, ["ECG"])
+
+
+def test_noise_augmentation_changes_windows_but_not_their_labels_or_the_unaugmented_draw():
+    data = _beat_items()
+    plain = training_batches(data, 400, 3, seed=0, epoch=0)
+    again = training_batches(data, 400, 3, seed=0, epoch=0, augment="none")
+    noisy = training_batches(data, 400, 3, seed=0, epoch=0, augment="noise")
+    for (i0, x0, y0, _), (_, x1, _, _), (i2, x2, y2, _) in zip(plain, again, noisy, strict=True):
+        np.testing.assert_array_equal(x0, x1)  # "none" draws nothing: old runs reproduce
+        np.testing.assert_array_equal(i0, i2)  # same items, same crops, same targets
+        np.testing.assert_array_equal(y0, y2)
+        assert x2.dtype == np.float32 and x2.shape == x0.shape
+    changed = np.concatenate([np.abs(b[1] - a[1]).max(axis=(1, 2)) for a, b in zip(plain, noisy, strict=True)])
+    assert (changed > 1e-3).any()  # some windows got noise or wander
+    # noise stays well below the signal: the added part's spread is at most ~0.5 of the window's
+    added = np.concatenate([(b[1] - a[1]).std(axis=-1).ravel() for a, b in zip(plain, noisy, strict=True)])
+    assert added.max() < 0.6
+    with pytest.raises(CardiolensError, match="augmentations: none, noise"):
+        FinetuneConfig(task="cinc2017-rhythm", data="x", augment="mixup")
 
 
 # -- windowed prediction ----------------------------------------------------------------------------

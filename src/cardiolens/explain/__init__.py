@@ -42,6 +42,7 @@ from cardiolens.explain.attribution import (
     attribution_methods,
     baseline_signal,
     grad_cam,
+    hires_cam,
     integrated_gradients,
     occlusion,
 )
@@ -110,6 +111,7 @@ __all__ = [
     "faithfulness",
     "feature_masks",
     "grad_cam",
+    "hires_cam",
     "head_feature_shares",
     "hidden_states",
     "homonym_similarity",

@@ -42,13 +42,25 @@ from cardiolens.signal.tokenize import tokenize
 log = logging.getLogger(__name__)
 
 # every method explain/ offers, in the order a report shows them
-METHODS = ("attention", "embeddings", "physiology", "gradcam", "ig", "occlusion", "faithfulness", "randomization")
-ATTRIBUTION_METHODS = ("gradcam", "ig", "occlusion", "attention")
+METHODS = (
+    "attention",
+    "embeddings",
+    "physiology",
+    "gradcam",
+    "hirescam",
+    "ig",
+    "occlusion",
+    "faithfulness",
+    "randomization",
+)
+ATTRIBUTION_METHODS = ("gradcam", "hirescam", "ig", "occlusion", "attention")
 _ALIASES = {
     "integrated_gradients": "ig",
     "integrated-gradients": "ig",
     "grad-cam": "gradcam",
     "grad_cam": "gradcam",
+    "hires-cam": "hirescam",
+    "hires_cam": "hirescam",
     "rollout": "attention",
     "randomisation": "randomization",
 }
@@ -138,6 +150,7 @@ class ExplainModel:
         backbone = getattr(model, "backbone", None)
         self.gpt: nn.Module | None = None
         self._gradcam: nn.Module | None = None
+        self._hirescam: nn.Module | None = None
         if _is_gpt(model):
             self.kind, self.gpt = "gpt", model
         elif backbone is not None and _is_gpt(backbone):
@@ -152,6 +165,9 @@ class ExplainModel:
                 convs = [m for m in model.modules() if isinstance(m, nn.Conv1d)]
                 layer = convs[-1]  # no declared layer: the last convolution
             self._gradcam = layer
+            # HiResCAM reads an early stage where the model declares one (finer in time), else Grad-CAM's layer
+            fine = next((o for o in (backbone, model) if callable(getattr(o, "hirescam_layer", None))), None)
+            self._hirescam = fine.hirescam_layer() if fine is not None else layer
             self.kind = "conv" if layer is not None else "signal"
         gcfg = getattr(self.gpt if self.gpt is not None else backbone, "config", None)
         self.name = str(getattr(cfg, "name", None) or getattr(gcfg, "name", None) or type(model).__name__)
@@ -183,6 +199,10 @@ class ExplainModel:
     @property
     def gradcam_layer(self) -> nn.Module | None:
         return self._gradcam
+
+    @property
+    def hirescam_layer(self) -> nn.Module | None:
+        return self._hirescam
 
     @property
     def input_layer(self) -> nn.Module | None:
@@ -249,7 +269,7 @@ class ExplainModel:
         for m in METHODS:
             if m in ("attention", "embeddings", "physiology") and not self.has_attention:
                 continue
-            if m == "gradcam" and self.gradcam_layer is None:
+            if m in ("gradcam", "hirescam") and self.gradcam_layer is None:
                 continue
             out.append(m)
         return out
@@ -260,6 +280,7 @@ class ExplainModel:
         if method not in self.available_methods():
             why = {
                 "gradcam": "Grad-CAM needs a convolutional layer and this model has none",
+                "hirescam": "HiResCAM needs a convolutional layer and this model has none",
                 "attention": "it has no attention layers",
                 "embeddings": "it has no token embeddings",
                 "physiology": "it has no attention layers",

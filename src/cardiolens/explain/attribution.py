@@ -3,6 +3,9 @@
 - :func:`grad_cam`: Grad-CAM (Selvaraju et al. 2017) on a convolutional model's last stage
   (``gradcam_layer()``), upsampled to the input; one map per lead when the model keeps leads apart
   (its Grad-CAM layer sees one row per lead), else one map shared by all leads.
+- :func:`hires_cam`: HiResCAM (Draelos & Carin 2020): gradient times activation at every position,
+  summed over channels, without Grad-CAM's averaging of the gradient over time; read at an early
+  stage (``hirescam_layer()``) where the map keeps the timing of individual waves.
 - :func:`integrated_gradients`: integrated gradients (Sundararajan et al. 2017) for every model.
   Float models: along the path from a flat baseline (each lead's median) to the window; for a task
   model that z-scores its input, at its backbone's input (a straight path from a flat line keeps
@@ -131,8 +134,48 @@ def grad_cam(
     )
 
 
-def _layer_name(adapter: ExplainModel) -> str:
-    layer = adapter.gradcam_layer
+def hires_cam(
+    model: nn.Module | ExplainModel, window: Window, target: int | str | None = None, position: int | None = None
+) -> Attribution:
+    """HiResCAM of a convolutional model at its ``hirescam_layer()``, upsampled (linearly) to the window.
+
+    Grad-CAM weights each channel by its gradient averaged over time, so a map can only say which
+    channels matter, spread over where they are active; HiResCAM multiplies gradient and activation
+    position by position (then sums the channels, keeps the positive part), so it says where.
+
+    Raises:
+        ModelInputError: the model has no convolutional layer (the message lists what applies).
+    """
+    from captum.attr import LayerAttribution, LayerGradientXActivation
+
+    adapter = as_explainable(model)
+    adapter.require("hirescam")
+    t0 = time.perf_counter()
+    target, prob = adapter.target(window, target, position)
+    with adapter.evaluating():
+        grad_x_act = LayerGradientXActivation(adapter.scorer(window, position), adapter.hirescam_layer)
+        attr = grad_x_act.attribute(window.tensor(), target=target)  # (rows, channels, T')
+        attr = torch.relu(attr.sum(dim=1, keepdim=True))  # (rows, 1, T')
+        attr = LayerAttribution.interpolate(attr, (window.n_samples,), interpolate_mode="linear")  # (rows, 1, T)
+    rows = attr[:, 0].detach()
+    per_lead = rows.size(0) == window.signal.shape[0] and rows.size(0) > 1
+    values = _rows_to_leads(rows, window, "HiResCAM")
+    return _finish(
+        adapter,
+        "hirescam",
+        values,
+        window,
+        target,
+        prob,
+        t0,
+        per_lead,
+        position=position,
+        layer=_layer_name(adapter, adapter.hirescam_layer),
+    )
+
+
+def _layer_name(adapter: ExplainModel, layer: nn.Module | None = None) -> str:
+    layer = adapter.gradcam_layer if layer is None else layer
     for name, module in adapter.model.named_modules():
         if module is layer:
             return name
@@ -345,6 +388,7 @@ def attention_attribution(
 
 _FUNCTIONS = {
     "gradcam": grad_cam,
+    "hirescam": hires_cam,
     "ig": integrated_gradients,
     "occlusion": occlusion,
     "attention": attention_attribution,

@@ -145,8 +145,8 @@ def explain_record(
     Args:
         model: a model, or a name/path for :func:`cardiolens.models.load_model`.
         signal: a Record, a file, or an array (with ``fs``).
-        methods: methods to run (``attention``, ``embeddings``, ``physiology``, ``gradcam``, ``ig``,
-            ``occlusion``, ``faithfulness``, ``randomization``), a list or comma-separated; ``None``
+        methods: methods to run (``attention``, ``embeddings``, ``physiology``, ``gradcam``, ``hirescam``,
+            ``ig``, ``occlusion``, ``faithfulness``, ``randomization``), a list or comma-separated; ``None``
             runs every method that applies to the model.
         out: folder for PNGs, ``summary.json`` and ``report.html`` (nothing is written when None).
         fs: sampling rate of an array or of a file without one.
@@ -291,8 +291,8 @@ def explain_record(
         sec = Section(
             "Attributions",
             f"Which samples drove p({attributions[0].target_name}) = {attributions[0].probability:.3f}. Red: "
-            "evidence for the class, blue: against (integrated gradients, occlusion); Grad-CAM and attention "
-            "are non-negative.",
+            "evidence for the class, blue: against (integrated gradients, occlusion); Grad-CAM, HiResCAM and "
+            "attention are non-negative.",
         )
         sec.images["attributions.png"] = _png(plots.plot_attribution(shown, f"{adapter.name} on {window.source}"))
         sections.append(sec)

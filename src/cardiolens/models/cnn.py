@@ -181,6 +181,12 @@ class ResNet1d(nn.Module):
         """The last convolutional stage, the layer Grad-CAM reads."""
         return self.stages[-1]
 
+    def hirescam_layer(self) -> nn.Module:
+        """The first residual stage, the layer HiResCAM reads: its time resolution is 8x the last
+        stage's, and on the shipped ``rhythm-ecg`` a map read there passes the deletion test that a
+        last-stage map fails (docs/BENCHMARKS.md, interpretability)."""
+        return self.stages[0]
+
     def num_params(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 

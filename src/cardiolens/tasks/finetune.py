@@ -54,6 +54,7 @@ from cardiolens.datasets import grouped_kfold
 from cardiolens.errors import CardiolensError, CheckpointError
 from cardiolens.models import create_model, list_models, load_model, save_checkpoint
 from cardiolens.models.taskmodel import TaskModel, build_task_model, uses_tokens
+from cardiolens.tasks.augment import augment_windows, check_augment
 from cardiolens.tasks.metrics import bootstrap_scores
 from cardiolens.tasks.suite import Task, TaskData, default_cache_dir, get_task, load_task_data
 
@@ -88,6 +89,8 @@ class FinetuneConfig:
             at least this many optimisation steps.
         batch_size, lr, weight_decay, grad_clip: optimisation.
         crops_per_item: random training windows drawn from each item per epoch.
+        augment: ``"none"`` or ``"noise"`` (white noise and baseline wander on training windows;
+            ``cardiolens.tasks.augment``).
         class_weights: ``"balanced"`` (inverse class frequency) or ``"none"``.
         window_seconds: window length (default: the task's, cropped to the backbone's context).
         max_items: use at most this many items (stratified sample; for quick runs).
@@ -120,6 +123,7 @@ class FinetuneConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     crops_per_item: int = 1
+    augment: str = "none"
     class_weights: str = "balanced"
     window_seconds: float | None = None
     max_items: int | None = None
@@ -143,6 +147,7 @@ class FinetuneConfig:
             raise CardiolensError(f"label_fraction must be in (0, 1], got {self.label_fraction}")
         if self.folds < 2:
             raise CardiolensError(f"folds must be at least 2, got {self.folds}")
+        check_augment(self.augment)
         if self.split not in SPLITS:
             raise CardiolensError(f"unknown split {self.split!r}; splits: {', '.join(SPLITS)}")
         if self.class_weights not in ("balanced", "none"):
@@ -231,10 +236,17 @@ def _crop(x: np.ndarray, start: int, window: int) -> np.ndarray:
 
 
 def training_batches(
-    data: TaskData, window: int, batch_size: int, seed: int, epoch: int, crops_per_item: int = 1
+    data: TaskData,
+    window: int,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    crops_per_item: int = 1,
+    augment: str = "none",
 ) -> list[tuple[np.ndarray, np.ndarray, Any, np.ndarray | None]]:
     """One epoch of random crops as (positions, windows, targets, extra) batches; a function of (seed, epoch)."""
     rng = np.random.default_rng([seed, epoch])
+    noise_rng = np.random.default_rng([seed, epoch, 1])  # its own stream: augmenting leaves the crops as they were
     order = rng.permutation(np.repeat(np.arange(len(data)), crops_per_item))
     batches = []
     for s in range(0, len(order), batch_size):
@@ -247,7 +259,8 @@ def training_batches(
             if isinstance(data.targets, list):
                 ys.append(_crop(data.targets[i], start, window))
         y = np.stack(ys) if ys else data.targets[idx]
-        batches.append((idx, np.stack(xs).astype(np.float32), y, None if data.extra is None else data.extra[idx]))
+        x_batch = augment_windows(np.stack(xs).astype(np.float32), data.fs, augment, noise_rng)
+        batches.append((idx, x_batch, y, None if data.extra is None else data.extra[idx]))
     return batches
 
 
@@ -468,7 +481,7 @@ def train_fold(
         if epoch - state["best_epoch"] > patience and state["best_epoch"] >= 0:
             break
         frozen_eval(task_model, cfg.policy)
-        batches = training_batches(train, window, cfg.batch_size, cfg.seed, epoch, cfg.crops_per_item)
+        batches = training_batches(train, window, cfg.batch_size, cfg.seed, epoch, cfg.crops_per_item, cfg.augment)
         rank, world = fabric.global_rank, fabric.world_size
         bar = tqdm(batches, desc=f"{folder.name} epoch {epoch + 1}/{epochs}", disable=not cfg.progress or rank)
         t0, seen, running = time.perf_counter(), 0, 0.0
