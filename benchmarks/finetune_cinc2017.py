@@ -84,19 +84,38 @@ def af_auroc(results_dir: Path, groups: np.ndarray | None = None) -> dict:
     return {"value": interval.value, "low": interval.low, "high": interval.high}
 
 
-def run_heartgpt_af(data_dir: Path, fold_ids: list[int]) -> dict:
+def run_heartgpt_af(data_dir: Path, fold_ids: list[int], runs: Path) -> dict:
+    """HeartGPT's published AF head on the test records of each fold; each fold's probabilities are
+    kept in ``runs/heartgpt-af-head/fold-K.npz``, so an interrupted run resumes with the next fold."""
     task = get_task("cinc2017-rhythm")
     data = load_task_data(task, data_dir, 100.0)
     folds = assign_folds(data, 5, 0)
-    keep = np.isin(folds, fold_ids)
-    data, folds = data.subset(np.flatnonzero(keep)), folds[keep]
     model = load_model(HEARTGPT_AF)
-    t0 = time.perf_counter()
-    probs = heartgpt_af_probabilities(model, data.signals)
-    seconds = time.perf_counter() - t0
-    y = (np.asarray(data.targets) == CINC2017_CLASSES.index("A")).astype(int)
+    cache = runs / "heartgpt-af-head"
+    cache.mkdir(parents=True, exist_ok=True)
+    seconds, y_all, p_all, fold_all = 0.0, [], [], []
+    for k in fold_ids:
+        part = data.subset(np.flatnonzero(folds == k))
+        file = cache / f"fold-{k}.npz"
+        if file.exists():
+            with np.load(file) as z:
+                assert list(z["item_ids"].astype(str)) == list(part.item_ids.astype(str)), f"{file}: other records"
+                probs, took = z["probs"], float(z["seconds"])
+        else:
+            t0 = time.perf_counter()
+            probs = heartgpt_af_probabilities(model, part.signals)
+            took = time.perf_counter() - t0
+            tmp = cache / f".fold-{k}.tmp.npz"
+            np.savez(tmp, item_ids=part.item_ids.astype(str), probs=probs, seconds=took)
+            tmp.replace(file)
+        print(f"heartgpt-af-head fold {k}: {len(probs)} records, {took:.0f} s", flush=True)
+        seconds += took
+        y_all.append((np.asarray(part.targets) == CINC2017_CLASSES.index("A")).astype(int))
+        p_all.append(probs)
+        fold_all.append(np.full(len(probs), k))
+    y, probs, fold_of = np.concatenate(y_all), np.concatenate(p_all), np.concatenate(fold_all)
     interval = bootstrap(auroc, y, probs, n_resamples=1000)
-    per_fold = {str(k): auroc(y[folds == k], probs[folds == k]) for k in fold_ids}
+    per_fold = {str(k): auroc(y[fold_of == k], probs[fold_of == k]) for k in fold_ids}
     return {
         "model": HEARTGPT_AF.name,
         "input": "non-overlapping 500-sample windows of 100 Hz lead I, min-max tokenised; mean of window probabilities",
@@ -279,7 +298,7 @@ def main() -> None:
     for name in names:
         started = time.perf_counter()
         if name == "heartgpt-af-head":
-            new_heartgpt = run_heartgpt_af(data_dir, args.fold_ids or list(range(5)))
+            new_heartgpt = run_heartgpt_af(data_dir, args.fold_ids or list(range(5)), args.runs)
             print(f"heartgpt-af-head: AF AUROC {new_heartgpt['af_auroc']}", flush=True)
             row = None
         else:
