@@ -17,7 +17,8 @@ Parts (each written to ``benchmarks/results/explain_faithfulness.json``):
    bootstrap interval over records (CinC 2017 has
    no patient ids: each record is its own patient). Methods: integrated gradients (32 steps;
    token-embedding space for the GPT), occlusion (0.1 s patches, 0.05 s stride), attention rollout
-   of the read-out token (attention models), Grad-CAM (convolutional models).
+   of the read-out token and gradient-weighted rollout (attention models), Grad-CAM and HiResCAM
+   (convolutional models).
 2. **Model-randomisation check** (Adebayo et al. 2018) on the first ``--random-records`` of them:
    Spearman correlation of |attribution| of the trained model and of the same architecture with
    all weights re-initialised (one random model, seed 0).
@@ -151,7 +152,7 @@ def faithfulness_part(args, model_name: str, db, ids: list[str], labels: dict[st
 
     model = load_model(model_path(model_name))
     adapter = as_explainable(model)
-    methods = attribution_methods(adapter)
+    methods = [m for m in attribution_methods(adapter) if not args.methods or m in args.methods]
     rand = as_explainable(randomized_copy(model, seed=0))
     rows: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
@@ -501,6 +502,9 @@ def main() -> None:
     parser.add_argument("--shift-model", default="heartgpt/ECGPT_AF_1k_iters.zip", help="fine-tuned GPT of part 4")
     parser.add_argument("--pretrained", default="heartgpt/ECGPT_560k_iters.zip", help="'none' skips part 4")
     parser.add_argument("--probe-models", nargs="+", default=["ecgpt-small", "heartgpt/ECGPT_560k_iters.zip"])
+    parser.add_argument(
+        "--methods", nargs="+", default=None, help="attribution methods of part 1 (default: every one that applies)"
+    )
     parser.add_argument("--per-class", type=int, default=40, help="records drawn from each of A, N, O")
     parser.add_argument("--random-records", type=int, default=30)
     parser.add_argument("--probe-records", type=int, default=60)

@@ -86,10 +86,12 @@ def test_methods_per_model_and_errors(gpt_classifier, cnn):
         "physiology",
         "ig",
         "occlusion",
+        "gradrollout",
         "faithfulness",
         "randomization",
     ]
-    assert "gradcam" in available_methods(cnn) and "attention" not in available_methods(cnn)
+    assert "gradcam" in available_methods(cnn) and "hirescam" in available_methods(cnn)
+    assert "attention" not in available_methods(cnn) and "gradrollout" not in available_methods(cnn)
     with pytest.raises(ModelInputError) as err:
         resolve_methods(gpt_classifier, "gradcam")
     assert "Grad-CAM needs a convolutional layer" in str(err.value)

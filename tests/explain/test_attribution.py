@@ -14,12 +14,14 @@ from cardiolens.explain import (
     attribution_methods,
     baseline_signal,
     grad_cam,
+    gradient_rollout,
     hires_cam,
     integrated_gradients,
     occlusion,
     prepare_window,
 )
 from cardiolens.explain.plots import plot_attribution
+from cardiolens.signal.tokenize import tokenize
 
 REGION = slice(100, 120)
 
@@ -143,8 +145,8 @@ def test_gradcam_refused_for_a_transformer(gpt_classifier, ecg):
     with pytest.raises(ModelInputError) as err:
         grad_cam(gpt_classifier, w)
     assert "Grad-CAM needs a convolutional layer" in str(err.value)
-    assert "available for this model: attention, embeddings, physiology, ig, occlusion" in str(err.value)
-    assert attribution_methods(gpt_classifier) == ["ig", "occlusion", "attention"]
+    assert "available for this model: attention, embeddings, physiology, ig, occlusion, gradrollout" in str(err.value)
+    assert attribution_methods(gpt_classifier) == ["ig", "occlusion", "attention", "gradrollout"]
 
 
 def test_token_model_integrated_gradients_in_embedding_space(gpt_classifier, ecg):
@@ -176,6 +178,43 @@ def test_attention_attribution_reads_the_last_token(gpt_classifier, ecg):
     a = attention_attribution(gpt_classifier, w)
     assert a.info["token"] == -1
     assert a.values.sum() == pytest.approx(1.0, abs=1e-5) and np.all(a.values >= 0)
+
+
+def test_recorded_attention_is_the_attention_the_output_came_from(gpt_classifier, ecg):
+    from cardiolens.models import create_model
+    from cardiolens.models.gpt import record_attention
+
+    tokens = torch.as_tensor(tokenize(ecg[:200])[0])[None]
+    with torch.no_grad():
+        plain = gpt_classifier(tokens)
+        shown = gpt_classifier(tokens, return_attention=True).attentions
+        with record_attention(gpt_classifier) as recorded:
+            again = gpt_classifier(tokens)
+    torch.testing.assert_close(again, plain, atol=1e-5, rtol=1e-5)  # the explicit softmax path, same output
+    assert [len(layer) for layer in recorded] == [1, 1]
+    for kept, weights in zip(recorded, shown, strict=True):
+        torch.testing.assert_close(kept[0], weights)
+    assert all(m.recorded is None for m in gpt_classifier.modules() if hasattr(m, "recorded"))
+    with pytest.raises(ModelInputError, match="no attention layers"):
+        with record_attention(create_model("resnet1d")):
+            pass
+
+
+def test_gradient_rollout_depends_on_the_class_explained(ecg):
+    from cardiolens.models import create_model
+
+    torch.manual_seed(3)
+    # one layer, one head, one sigmoid output: the gradients for "not target" and "target" have
+    # opposite signs, so their positive parts cannot both weight the same attention entry
+    model = create_model("gpt", n_layer=1, n_head=1, n_embd=16, block_size=256, head="classifier", fs=100.0)
+    w = prepare_window(model.eval(), ecg[:200], fs=100.0)
+    yes, no = gradient_rollout(model, w, target=1), gradient_rollout(model, w, target=0)
+    assert yes.method == "gradrollout" and yes.info["token"] == -1 and yes.values.shape == (1, 200)
+    assert np.all(yes.values >= 0) and np.all(no.values >= 0)
+    assert yes.values.max() > 0 and no.values.max() > 0
+    assert np.all(np.minimum(yes.values, no.values) == 0)  # disjoint: unlike plain rollout, it is class-specific
+    rollout = attention_attribution(model, w)
+    assert np.all(rollout.values > 0)
 
 
 def test_attribute_dispatch_and_errors(cnn, ecg, tmp_path):

@@ -27,12 +27,21 @@ def test_report_of_a_token_classifier(gpt_classifier, make_ecg, tmp_path):
         "physiology",
         "ig",
         "occlusion",
+        "gradrollout",
         "faithfulness",
         "randomization",
     ]
     s = report.summary
     assert s["resampled_from"] == 250.0 and s["samples"] == 256 and s["start_s"] == pytest.approx(1.0)
-    assert set(s["faithfulness"]) == {"target", "ig", "occlusion", "attention", "random", "random blocks"}
+    assert set(s["faithfulness"]) == {
+        "target",
+        "ig",
+        "occlusion",
+        "attention",
+        "gradrollout",
+        "random",
+        "random blocks",
+    }
     assert s["attention"]["token"] == 255 and s["attention"]["beats"] >= 3
     assert set(s["physiology"]) == {"P", "QRS", "T"}
     html = (tmp_path / "report.html").read_text()

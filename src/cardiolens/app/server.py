@@ -143,7 +143,9 @@ class AttributionIn(BaseModel):
     model: str | None = Field(None, description="a shipped GPT (default: the one of the lead's modality)")
     lead: str | None = Field(None, description="lead to explain (default: the record's default lead)")
     start: float = Field(0.0, ge=0.0, le=1e7, description="seconds into the record where the window starts")
-    method: str = Field("ig", pattern=r"^(ig|occlusion|attention|gradcam|hirescam)$", description="attribution method")
+    method: str = Field(
+        "ig", pattern=r"^(ig|occlusion|attention|gradrollout|gradcam|hirescam)$", description="attribution method"
+    )
 
 
 class GenerateIn(BaseModel):

@@ -50,10 +50,11 @@ METHODS = (
     "hirescam",
     "ig",
     "occlusion",
+    "gradrollout",
     "faithfulness",
     "randomization",
 )
-ATTRIBUTION_METHODS = ("gradcam", "hirescam", "ig", "occlusion", "attention")
+ATTRIBUTION_METHODS = ("gradcam", "hirescam", "ig", "occlusion", "attention", "gradrollout")
 _ALIASES = {
     "integrated_gradients": "ig",
     "integrated-gradients": "ig",
@@ -61,6 +62,8 @@ _ALIASES = {
     "grad_cam": "gradcam",
     "hires-cam": "hirescam",
     "hires_cam": "hirescam",
+    "grad-rollout": "gradrollout",
+    "grad_rollout": "gradrollout",
     "rollout": "attention",
     "randomisation": "randomization",
 }
@@ -267,7 +270,7 @@ class ExplainModel:
         """The methods of :data:`METHODS` that apply to this model."""
         out = []
         for m in METHODS:
-            if m in ("attention", "embeddings", "physiology") and not self.has_attention:
+            if m in ("attention", "embeddings", "physiology", "gradrollout") and not self.has_attention:
                 continue
             if m in ("gradcam", "hirescam") and self.gradcam_layer is None:
                 continue
@@ -284,6 +287,7 @@ class ExplainModel:
                 "attention": "it has no attention layers",
                 "embeddings": "it has no token embeddings",
                 "physiology": "it has no attention layers",
+                "gradrollout": "it has no attention layers",
             }.get(method, "it does not apply")
             raise ModelInputError(
                 f"method {method!r} does not apply to {self.name!r} ({self.kind} model): {why}; "

@@ -16,6 +16,9 @@
 - :func:`occlusion`: the score drop when a sliding patch of each lead is set to its median.
 - :func:`attention_attribution`: the attention rollout of the token a classifier reads, as an
   explanation to compare with the others (it does not depend on the class).
+- :func:`gradient_rollout`: gradient-weighted attention rollout (Chefer, Gur & Wolf 2021): each
+  layer's attention weighted by the gradient of the class score, positive part, head mean,
+  accumulated over layers; class-specific, from one forward and one backward pass.
 
 Every function returns an :class:`Attribution` (values (leads, samples), the class explained, the
 model's probability for it); :func:`attribute` dispatches by method name.
@@ -386,9 +389,44 @@ def attention_attribution(
     )
 
 
+def gradient_rollout(
+    model: nn.Module | ExplainModel, window: Window, target: int | str | None = None, position: int | None = None
+) -> Attribution:
+    """Gradient-weighted attention rollout of the read-out token (Chefer, Gur & Wolf 2021).
+
+    For every layer, ``Abar = mean over heads of (dScore/dA * A)^+``; relevance starts as the identity
+    and each layer adds ``Abar @ R`` (the residual stream keeps what was there). The row of the token
+    the output reads (all rows averaged for a mean-pooled head), without its own identity part, is
+    the map. Unlike :func:`attention_attribution` it depends on the class explained.
+    """
+    from cardiolens.models.gpt import record_attention
+
+    adapter = as_explainable(model)
+    adapter.require("gradrollout")
+    t0 = time.perf_counter()
+    target, prob = adapter.target(window, target, position)
+    token = _read_token(adapter, position)
+    with adapter.evaluating(), record_attention(adapter.gpt) as recorded:
+        score = adapter.scorer(window, position)(window.tensor())[0, target]
+        weights = [layer[-1] for layer in recorded]  # (rows, H, T, T) each: the pass that gave the score
+        grads = torch.autograd.grad(score, weights)
+    values = []
+    for row in range(weights[0].size(0)):
+        T = weights[0].size(-1)
+        relevance = torch.eye(T, dtype=torch.float64)
+        for a, g in zip(weights, grads, strict=True):
+            weighted = (g[row] * a[row]).detach().double().clamp(min=0).mean(dim=0)  # (T, T)
+            relevance = relevance + weighted @ relevance
+        relevance = relevance - torch.eye(T, dtype=torch.float64)  # what flowed in, not the token itself
+        values.append(relevance.mean(dim=0) if token == "all" else relevance[int(token)])
+    values = _rows_to_leads(torch.stack(values).float(), window, "gradient rollout")
+    return _finish(adapter, "gradrollout", values, window, target, prob, t0, position=position, token=token)
+
+
 _FUNCTIONS = {
     "gradcam": grad_cam,
     "hirescam": hires_cam,
+    "gradrollout": gradient_rollout,
     "ig": integrated_gradients,
     "occlusion": occlusion,
     "attention": attention_attribution,

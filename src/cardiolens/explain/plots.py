@@ -29,6 +29,7 @@ from cardiolens.plot import _paper_grid  # noqa: E402  (the ECG-paper grid of re
 _LABELS = {
     "gradcam": "Grad-CAM",
     "hirescam": "HiResCAM",
+    "gradrollout": "gradient-weighted rollout",
     "ig": "integrated gradients",
     "occlusion": "occlusion",
     "attention": "attention rollout",
@@ -82,7 +83,7 @@ def plot_attribution(
     """Each attribution drawn as a colour band behind its lead on ECG paper (one row per method and lead).
 
     Signed methods (integrated gradients, occlusion) use red for evidence for the class and blue
-    against it; non-negative ones (Grad-CAM, HiResCAM, attention) shade from white to red.
+    against it; non-negative ones (Grad-CAM, HiResCAM, attention, gradient rollout) shade from white to red.
     """
     attrs = [attributions] if isinstance(attributions, Attribution) else list(attributions)
     rows = [(a, lead) for a in attrs for lead in (range(a.values.shape[0]) if a.per_lead else [0])]

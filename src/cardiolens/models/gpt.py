@@ -19,9 +19,11 @@ Shapes: ``B`` batch, ``T`` tokens, ``C`` = ``n_embd``, ``H`` heads, ``D`` = head
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -305,6 +307,8 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.qkv_bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
+        # set by record_attention(): every forward appends its weights (B, H, Tq, S), inside the graph
+        self.recorded: list[Tensor] | None = None
 
     def forward(
         self,
@@ -329,12 +333,14 @@ class CausalSelfAttention(nn.Module):
         Tq, S = q.size(2), k.size(2)
         p = self.dropout if self.training else 0.0
         weights = None
-        if need_weights:
+        if need_weights or self.recorded is not None:
             att = (q @ k.transpose(-2, -1)) * self.scale  # (B, H, Tq, S)
             allowed = torch.ones(Tq, S, dtype=torch.bool, device=x.device).tril(diagonal=S - Tq)
             att = att.masked_fill(~allowed, float("-inf"))
             weights = F.softmax(att, dim=-1)
             y = F.dropout(weights, p, self.training) @ v  # (B, H, Tq, D)
+            if self.recorded is not None:
+                self.recorded.append(weights)
         elif Tq == S and Tq > _CAUSAL_CHUNK and p == 0.0 and _chunk_causal(q):
             y = _chunked_causal_attention(q, k, v, self.scale)
         elif Tq == S:
@@ -417,6 +423,26 @@ class ClassifierHead(nn.Module):
         elif self.pool == "mean":
             x = x.mean(dim=1)  # (B, C)
         return self.fc(self.dropout(x))
+
+
+@contextlib.contextmanager
+def record_attention(model: nn.Module) -> Iterator[list[list[Tensor]]]:
+    """Keep the attention weights of every attention layer of ``model`` while the block runs.
+
+    Yields one list per layer (input to output), to which each forward pass appends its weights
+    (B, H, Tq, S). They are the tensors the output was computed from (the explicit softmax path),
+    so gradients of any output with respect to them can be taken (gradient-weighted rollout).
+    """
+    layers = [m for m in model.modules() if isinstance(m, CausalSelfAttention)]
+    if not layers:
+        raise ModelInputError(f"{type(model).__name__} has no attention layers to record")
+    for layer in layers:
+        layer.recorded = []
+    try:
+        yield [layer.recorded for layer in layers]
+    finally:
+        for layer in layers:
+            layer.recorded = None
 
 
 def _checks_enabled() -> bool:
