@@ -66,6 +66,17 @@ RUNS: dict[str, dict[str, Any]] = {
         "crops_per_item": 2,
         "augment": "noise",
     },
+    # ... and every lead of the training records as items of their own (one crop each: as many steps)
+    "ecg-cnn-aug-leads": {
+        "task": "mitbih-beats",
+        "backbone": "resnet1d-dense",
+        "epochs": 12,
+        "patience": 4,
+        "batch_size": 32,
+        "crops_per_item": 1,
+        "augment": "noise",
+        "load_options": {"leads": "all"},
+    },
     "ecg-gpt": {
         "task": "mitbih-beats",
         "backbone": "ecgpt-small",
@@ -85,6 +96,7 @@ RUNS: dict[str, dict[str, Any]] = {
         "crops_per_item": 4,
     },
 }
+ECG_RUNS = [name for name, run in RUNS.items() if run["task"] == "mitbih-beats"]
 PPG_METHODS = ("elgendi2013", "neurokit")
 
 
@@ -240,6 +252,11 @@ def ecg_part(args: argparse.Namespace, runs: Path) -> dict[str, Any]:
     first = args.ecg_models[0]
     fold_of = fold_of_items(runs / first, data)
     record_fold = {i.split(":")[0]: int(f) for i, f in zip(data.item_ids.tolist(), fold_of.tolist(), strict=True)}
+    for name in args.ecg_models[1:]:  # every model is scored on the records its own fold held out
+        theirs = json.loads((runs / name / "folds.json").read_text())
+        moved = sorted({i.split(":")[0] for i, f in theirs.items() if record_fold[i.split(":")[0]] != f})
+        if moved:
+            raise SystemExit(f"{name}: folds differ from {first}'s for records {', '.join(moved)}")
     thresholds: dict[str, dict[int, float]] = {}
     for name, by_fold in models.items():
         thresholds[name] = {}
@@ -575,7 +592,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--heartgpt", type=Path, default=None, help="PPGPT_beat_5k_iters.zip (default: ../shared/data/heartgpt)"
     )
-    parser.add_argument("--ecg-models", nargs="+", default=["ecg-cnn"], choices=["ecg-cnn", "ecg-cnn-aug", "ecg-gpt"])
+    parser.add_argument("--ecg-models", nargs="+", default=["ecg-cnn"], choices=list(ECG_RUNS))
     parser.add_argument("--ecg-gpt-folds", type=int, nargs="+", default=[0], help="folds of the (slow) GPT run")
     parser.add_argument("--methods", nargs="+", default=list(rp.DEFAULT_METHODS), help="classical ecg_peaks methods")
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "beats", help="folder of the fine-tuning runs")

@@ -200,6 +200,21 @@ def test_mitbih_items_hold_every_annotated_beat_outside_flutter(mitdb_dir):
             assert np.isin(found, expected).all() and found.size >= expected.size - 15
 
 
+def test_mitbih_every_lead_gives_items_of_its_own_with_the_same_beats(mitdb_dir):
+    task = get_task("mitbih-beats")
+    first = task.load(mitdb_dir, 100.0, records=["101"], progress=False)
+    both = task.load(mitdb_dir, 100.0, records=["101"], leads="all", progress=False)
+    assert len(both) == 2 * len(first) and set(both.groups) == {"101"}
+    assert both.info["lead_per_record"] == {"101": ["MLII", "V1"]}
+    extra = [i for i, item in enumerate(both.item_ids) if item.endswith(":V1")]
+    assert [both.item_ids[i].removesuffix(":V1") for i in extra] == list(first.item_ids)
+    for k, i in enumerate(extra):  # same beat targets, another lead's signal
+        np.testing.assert_array_equal(both.targets[i], first.targets[k])
+        assert not np.allclose(both.signals[i], first.signals[k])
+    with pytest.raises(CardiolensError, match="leads must be 'first' or 'all'"):
+        task.load(mitdb_dir, 100.0, records=["101"], leads="V1", progress=False)
+
+
 def test_ppg_reference_pulses_are_systolic_peaks_the_classical_detector_agrees_with(bidmc_dir):
     from cardiolens.datasets import BIDMC
     from cardiolens.signal.peaks import ppg_peaks

@@ -66,7 +66,7 @@ from scipy.signal import find_peaks
 from tqdm.auto import tqdm
 
 from cardiolens.datasets import BIDMC, MITBIH
-from cardiolens.errors import CardiolensError, ModelInputError, RecordError
+from cardiolens.errors import CardiolensError, DatasetError, ModelInputError, RecordError
 from cardiolens.signal.filters import bandpass, lowpass
 from cardiolens.signal.leads import PREFERRED_ECG_LEADS, modality
 from cardiolens.signal.peaks import ecg_peaks
@@ -397,23 +397,30 @@ def _load_mitbih(
     *,
     records: list[str] | None = None,
     segment_seconds: float = SEGMENT_S,
+    leads: str = "first",
     progress: bool = True,
 ) -> TaskData:
+    """MIT-BIH items; ``leads="all"`` adds every record's other leads (V1, V2, V4, V5) as items of their
+    own with the same beat targets: more QRS shapes to train on. The annotations mark each beat's
+    time, which all leads share; item ids of the extra leads end in ``:<lead>``."""
     _check_fs("mitbih-beats", fs, ECG_FS)
+    if leads not in ("first", "all"):
+        raise DatasetError(f"mitbih-beats: leads must be 'first' or 'all', got {leads!r}")
     db = MITBIH(root)
     ids = list(db.record_ids) if records is None else _record_ids(db, records)
     signals, targets, item_ids, groups = [], [], [], []
-    leads, dropped, n_beats = {}, {}, 0
+    lead_names, dropped, n_beats = {}, {}, 0
     for rid in tqdm(ids, desc=f"reading MIT-BIH ({fs:g} Hz)", disable=not progress, unit="rec"):
         record = db.load(rid)
         beats, episodes = mitbih_reference(db, rid)
         items, short = segment_spans(complement(episodes, record.n_samples), beats, record.fs, segment_seconds)
-        sig, tgt, starts = _cut_items(record.signal[0], record.fs, fs, beats, items, ECG_HALF_WIDTH_S)
-        signals += sig
-        targets += tgt
-        item_ids += [f"{rid}:{s}" for s in starts]
-        groups += [db.patient_of(rid)] * len(sig)
-        leads[rid] = record.leads[0]
+        for k in range(record.signal.shape[0] if leads == "all" else 1):
+            sig, tgt, starts = _cut_items(record.signal[k], record.fs, fs, beats, items, ECG_HALF_WIDTH_S)
+            signals += sig
+            targets += tgt
+            item_ids += [f"{rid}:{s}" + (f":{record.leads[k]}" if k else "") for s in starts]
+            groups += [db.patient_of(rid)] * len(sig)
+        lead_names[rid] = record.leads[0] if leads == "first" else list(record.leads)
         n_beats += sum(int(((beats >= a) & (beats < b)).sum()) for a, b in items)
         if short or episodes:
             dropped[rid] = {"vf_episodes": episodes, "short_spans": short}
@@ -429,7 +436,7 @@ def _load_mitbih(
             "dataset": str(root),
             "records": len(ids),
             "beats": n_beats,
-            "lead_per_record": leads,
+            "lead_per_record": lead_names,
             "left_out": dropped,
             "reference": "MIT-BIH .atr beat annotations (N L R B A a J S V r F e j n E / f Q ?)",
             "target": f"1 within +-{ECG_HALF_WIDTH_S * 1000:g} ms of each beat",
