@@ -519,8 +519,8 @@ def markdown_tables(payload: dict[str, Any]) -> str:
 SHIPPED_FOLD = 0  # declared before any result was seen: the shipped model is fold 0's, never the best fold's
 
 
-def ship_beats_ecg(payload: dict[str, Any], runs: Path, out: Path) -> Path:
-    """Export fold ``SHIPPED_FOLD`` of the ``ecg-cnn`` run as the shipped ``beats-ecg``, with its model card.
+def ship_beats_ecg(payload: dict[str, Any], runs: Path, out: Path, run: str = "ecg-cnn") -> Path:
+    """Export fold ``SHIPPED_FOLD`` of the ECG run ``run`` as the shipped ``beats-ecg``, with its model card.
 
     The fold's validation threshold goes into the model's config; ``split.json`` (the items it trained
     on, validated on and never saw) travels with it, so ``cardiolens evaluate beats-ecg`` scores
@@ -529,15 +529,28 @@ def ship_beats_ecg(payload: dict[str, Any], runs: Path, out: Path) -> Path:
     from cardiolens.models import load_model, save_checkpoint
 
     ecg = payload["ecg"]
-    folder = runs / "ecg-cnn" / f"fold-{SHIPPED_FOLD}" / "model"
+    folder = runs / run / f"fold-{SHIPPED_FOLD}" / "model"
     model = load_model(folder)
-    chosen = ecg["thresholds"]["ecg-cnn"]  # fold keys are ints here, strings when read back from the JSON
+    chosen = ecg["thresholds"][run]  # fold keys are ints here, strings when read back from the JSON
     threshold = chosen[SHIPPED_FOLD] if SHIPPED_FOLD in chosen else chosen[str(SHIPPED_FOLD)]
     model.config.thresholds = [float(threshold)]
     model.config.name = "beats-ecg"
     split = json.loads((folder / "split.json").read_text())
     held_out = ecg["data"]["folds"][str(SHIPPED_FOLD)]
-    cv, classical = ecg["methods"]["ecg-cnn"], ecg["methods"]["cardiolens"]
+    cv, classical = ecg["methods"][run], ecg["methods"]["cardiolens"]
+    settings = RUNS[run]
+    training = "noise and baseline-wander augmentation of the training windows, " if settings.get("augment") else ""
+
+    def errors(entry: dict[str, Any]) -> dict[str, int]:
+        return {r["record"]: r["fn"] + r["fp"] for r in entry["per_record"]["whole_vf_excluded"]}
+
+    mine, theirs = errors(cv), errors(classical)
+    worse = sorted((r for r in mine if mine[r] - theirs[r] >= 5), key=lambda r: theirs[r] - mine[r])
+    better = sorted((r for r in mine if theirs[r] - mine[r] >= 5), key=lambda r: mine[r] - theirs[r])
+
+    def listed(records: list[str]) -> str:
+        return ", ".join(f"{r} ({mine[r]} against {theirs[r]})" for r in records) or "none"
+
     fold_rows = [r for r in cv["per_record"]["whole_vf_excluded"] if r["fold"] == SHIPPED_FOLD]
     tp, fn, fp = (sum(r[k] for r in fold_rows) for k in ("tp", "fn", "fp"))
     own = rp.rates(tp, fn, fp)
@@ -562,7 +575,8 @@ Use it with `cardiolens.tasks.tasks_beats.detect_beats(model, record)` or `cardi
   300 ms apart (shortened for fast rhythms), mapped back to the record's samples and moved onto the R peak
   of the lead at its own rate (within 50 ms).
 - Data: MIT-BIH Arrhythmia Database, the 26 records in ../shared/data (DS1 + paced 102, 104, 107, 217), first
-  signal, 60-s items, ventricular flutter episodes left out. 5-fold cross-validation grouped by record (patient).
+  signal, 60-s items, ventricular flutter episodes left out. 5-fold cross-validation grouped by record (patient);
+  {training}up to {settings["epochs"]} epochs, {settings["crops_per_item"]} random 10-s crops per item and epoch.
 - This checkpoint is the model of fold {SHIPPED_FOLD} (declared before results were seen): trained on
   {len(train_records)} records, early-stopped and thresholded on {len(val_records)} ({", ".join(val_records)}),
   and it never saw records {", ".join(held_out)} (`split.json` lists the items).
@@ -571,13 +585,15 @@ Use it with `cardiolens.tasks.tasks_beats.detect_beats(model, record)` or `cardi
 - Cross-validated over all 26 records (each fold's model on its unseen records), EC57 scoring:
   {line(cv["ec57"])}; whole record, VF excluded: {line(cv["whole_vf_excluded"])}.
   The classical `ecg_peaks` (method `cardiolens`) on the same records, EC57: {line(classical["ec57"])}.
-- Reproduce: `.venv/bin/python benchmarks/beats_detection.py --parts ecg --ship` (fine-tuning command of the
-  run: `{ecg["finetune"]["ecg-cnn"]["command"]}`); results in `benchmarks/results/beats_detection.json`.
+- Reproduce: `.venv/bin/python benchmarks/beats_detection.py --parts ecg --ecg-models {run} --ship --ship-run {run}`
+  (fine-tuning command of the run: `{ecg["finetune"][run]["command"]}`); results in
+  `benchmarks/results/beats_detection.json`. The run was chosen among the ECG runs there by its
+  cross-validated F1, so that number is slightly optimistic for this configuration.
 
-Limitations: trained on 20 records of one database. Cross-validated, it does not beat the classical
-`cardiolens` detector overall: on records unlike its training records (MIT-BIH 104, paced and noisy; 108,
-tall P waves and noise) it makes clearly more errors, on 201 and 203 (atrial fibrillation, ectopy) fewer
-(docs/BENCHMARKS.md). Not a medical device: for research use.
+Limitations: trained on about 20 records of one database. Cross-validated, it does not beat the classical
+`cardiolens` detector overall. Records where it makes at least 5 more errors (FN + FP, whole record) than
+the classical detector: {listed(worse)}; at least 5 fewer: {listed(better)} (docs/BENCHMARKS.md).
+Not a medical device: for research use.
 """
     return save_checkpoint(model, out, card, overwrite=True, extra_files={"split.json": json.dumps(split)})
 
@@ -600,7 +616,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "beats_detection.json")
     parser.add_argument(
-        "--ship", action="store_true", help="export fold 0 of ecg-cnn as src/cardiolens/weights/beats-ecg"
+        "--ship", action="store_true", help="export fold 0 of --ship-run as src/cardiolens/weights/beats-ecg"
+    )
+    parser.add_argument("--ship-run", default="ecg-cnn", choices=list(ECG_RUNS), help="the ECG run --ship exports")
+    parser.add_argument(
+        "--ship-only", action="store_true", help="ship from the results in --out without scoring again (with --ship)"
     )
     args = parser.parse_args(argv)
 
@@ -610,6 +630,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     torch.set_num_threads(TORCH_THREADS)
     os.chdir(REPO)  # run folders, data paths and the task cache are relative to the repository
+    weights = REPO / "src" / "cardiolens" / "weights" / "beats-ecg"
+    if args.ship_only:
+        print(f"shipped {ship_beats_ecg(json.loads(args.out.read_text()), args.runs, weights, args.ship_run)}")
+        return {}
     payload: dict[str, Any] = {"benchmark": "beat detection: fine-tuned models vs classical detectors", "runs": RUNS}
     if "ecg" in args.parts:
         payload["ecg"] = ecg_part(args, args.runs)
@@ -623,7 +647,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 payload[part].setdefault("from_earlier_run", {k: before.get(k) for k in ("command", "commit", "date")})
     write_result(payload, args.out)
     if args.ship:
-        print(f"shipped {ship_beats_ecg(payload, args.runs, REPO / 'src' / 'cardiolens' / 'weights' / 'beats-ecg')}")
+        print(f"shipped {ship_beats_ecg(payload, args.runs, weights, args.ship_run)}")
     print(markdown_tables(payload))
     for part in ("ecg", "ppg"):
         for k, v in payload.get(part, {}).get("comparisons", {}).items():
