@@ -169,6 +169,11 @@ def test_attributions_per_lead(client, example):
     values = np.asarray(result["leads"][0]["values"])
     assert values.shape == (900,) and np.isfinite(values).all() and values.std() > 0
     assert result["t"][0] == pytest.approx(1.0)
+    # the class-specific form: the next token the model predicts, weighted by its gradient
+    weighted = client.post(url, json={"lead": "II", "start": 1.0, "method": "gradrollout"}).json()
+    assert weighted["method"] == "gradrollout" and weighted["target"] == result["target"]
+    w = np.asarray(weighted["leads"][0]["values"])
+    assert w.shape == (900,) and (w >= 0).all() and not np.allclose(w / w.sum(), values / values.sum())
     assert client.post(url, json={"lead": "II", "method": "magic"}).status_code == 422
     assert client.post(url, json={"lead": "PLETH", "model": "ecgpt-small"}).status_code == 422
 
