@@ -409,6 +409,8 @@ def gradient_rollout(
     with adapter.evaluating(), record_attention(adapter.gpt) as recorded:
         score = adapter.scorer(window, position)(window.tensor())[0, target]
         weights = [layer[-1] for layer in recorded]  # (rows, H, T, T) each: the pass that gave the score
+        if any(w.size(-2) != w.size(-1) for w in weights):  # a cached or last-position-only forward
+            raise ModelInputError("gradient rollout needs every position's attention over the whole window")
         grads = torch.autograd.grad(score, weights)
     values = []
     for row in range(weights[0].size(0)):
