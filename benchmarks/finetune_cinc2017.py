@@ -42,6 +42,16 @@ EXPERIMENTS: dict[str, dict] = {
     # patience = epochs: the validation score swings by 0.05 between epochs, and stopping at the first
     # dip ended a fold before the learning rate had decayed (the best-validation epoch is still kept)
     "cnn-scratch": {"backbone": "resnet1d", "policy": "full", "epochs": 14, "crops_per_item": 3, "patience": 14},
+    # the same with noise and baseline-wander augmentation of the training windows (fold 0: a first look)
+    "cnn-scratch-aug": {
+        "backbone": "resnet1d",
+        "policy": "full",
+        "epochs": 14,
+        "crops_per_item": 3,
+        "patience": 14,
+        "augment": "noise",
+        "fold_ids": [0],
+    },
     "ecgpt-small-linear": {"backbone": "ecgpt-small", "policy": "linear"},
     "ecgpt-small-last-block": {"backbone": "ecgpt-small", "policy": "last-block", "epochs": 4, "fold_ids": [0]},
     "ecgpt-small-full": {"backbone": "ecgpt-small", "policy": "full", "epochs": 2, "fold_ids": [0], "lr": 3e-4},
