@@ -47,36 +47,20 @@ from _common import REPO, unpacked, write_result  # noqa: E402
 TORCH_THREADS = 1
 
 # the fine-tuning runs of this benchmark (cardiolens.tasks.finetune.FinetuneConfig fields)
+ECG_CNN = {
+    "task": "mitbih-beats",
+    "backbone": "resnet1d-dense",
+    "epochs": 12,
+    "patience": 4,
+    "batch_size": 32,
+    "crops_per_item": 2,
+}
 RUNS: dict[str, dict[str, Any]] = {
-    "ecg-cnn": {
-        "task": "mitbih-beats",
-        "backbone": "resnet1d-dense",
-        "epochs": 12,
-        "patience": 4,
-        "batch_size": 32,
-        "crops_per_item": 2,
-    },
+    "ecg-cnn": ECG_CNN,
     # the same run with noise and baseline-wander augmentation of the training windows
-    "ecg-cnn-aug": {
-        "task": "mitbih-beats",
-        "backbone": "resnet1d-dense",
-        "epochs": 12,
-        "patience": 4,
-        "batch_size": 32,
-        "crops_per_item": 2,
-        "augment": "noise",
-    },
+    "ecg-cnn-aug": {**ECG_CNN, "augment": "noise"},
     # ... and every lead of the training records as items of their own (one crop each: as many steps)
-    "ecg-cnn-aug-leads": {
-        "task": "mitbih-beats",
-        "backbone": "resnet1d-dense",
-        "epochs": 12,
-        "patience": 4,
-        "batch_size": 32,
-        "crops_per_item": 1,
-        "augment": "noise",
-        "load_options": {"leads": "all"},
-    },
+    "ecg-cnn-aug-leads": {**ECG_CNN, "crops_per_item": 1, "augment": "noise", "load_options": {"leads": "all"}},
     "ecg-gpt": {
         "task": "mitbih-beats",
         "backbone": "ecgpt-small",

@@ -507,7 +507,7 @@ def explain(
         model: a shipped model (rhythm-ecg, ecgpt-small, ...), a checkpoint folder, or a HeartGPT .zip.
         path: the recording (WFDB .hea, CSV, .npy, HeartGPT context CSV, ...).
         method: comma-separated methods (attention, embeddings, physiology, gradcam, hirescam, ig,
-            occlusion, faithfulness, randomization), or auto: every method that applies to the model.
+            occlusion, gradrollout, faithfulness, randomization), or auto: every method that applies to the model.
         out: folder for the figures, summary.json and report.html.
         lead: lead to explain for a single-lead model (default: the record's preferred ECG lead).
         start: first second of the window (the window is the model's context or input length).

@@ -225,6 +225,8 @@ def test_attribute_dispatch_and_errors(cnn, ecg, tmp_path):
         attribute(cnn, w, "faithfulness")
     with pytest.raises(ModelInputError, match="does not apply"):
         attribute(cnn, w, "rollout")
+    with pytest.raises(ModelInputError, match="no attention layers.*available for this model: .*hirescam"):
+        attribute(cnn, w, "gradrollout")
     g = attribute(cnn, w, "gradcam")
     plot_attribution([a, g], out=tmp_path / "a.png")
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"

@@ -114,27 +114,17 @@ def _rows_to_leads(values: Tensor, window: Window, what: str) -> np.ndarray:
 def grad_cam(
     model: nn.Module | ExplainModel, window: Window, target: int | str | None = None, position: int | None = None
 ) -> Attribution:
-    """Grad-CAM of a convolutional model, upsampled (linearly) to the window's samples.
+    """Grad-CAM of a convolutional model at its ``gradcam_layer()``, upsampled (linearly) to the window.
 
     Raises:
         ModelInputError: the model has no convolutional layer (the message lists what applies).
     """
-    from captum.attr import LayerAttribution, LayerGradCam
+    from captum.attr import LayerGradCam
 
-    adapter = as_explainable(model)
-    adapter.require("gradcam")
-    t0 = time.perf_counter()
-    target, prob = adapter.target(window, target, position)
-    with adapter.evaluating():
-        cam = LayerGradCam(adapter.scorer(window, position), adapter.gradcam_layer)
-        attr = cam.attribute(window.tensor(), target=target, relu_attributions=True)  # (rows, 1, T')
-        attr = LayerAttribution.interpolate(attr, (window.n_samples,), interpolate_mode="linear")  # (rows, 1, T)
-    rows = attr[:, 0]
-    per_lead = rows.size(0) == window.signal.shape[0] and rows.size(0) > 1
-    values = _rows_to_leads(rows, window, "Grad-CAM")
-    return _finish(
-        adapter, "gradcam", values, window, target, prob, t0, per_lead, position=position, layer=_layer_name(adapter)
-    )
+    def cam(score: Any, layer: nn.Module, x: Tensor, target: int) -> Tensor:
+        return LayerGradCam(score, layer).attribute(x, target=target, relu_attributions=True)  # (rows, 1, T')
+
+    return _class_activation_map(model, window, target, position, "gradcam", cam)
 
 
 def hires_cam(
@@ -149,23 +139,41 @@ def hires_cam(
     Raises:
         ModelInputError: the model has no convolutional layer (the message lists what applies).
     """
-    from captum.attr import LayerAttribution, LayerGradientXActivation
+    from captum.attr import LayerGradientXActivation
+
+    def cam(score: Any, layer: nn.Module, x: Tensor, target: int) -> Tensor:
+        grad_x_act = LayerGradientXActivation(score, layer).attribute(x, target=target)  # (rows, channels, T')
+        return torch.relu(grad_x_act.sum(dim=1, keepdim=True))  # (rows, 1, T')
+
+    return _class_activation_map(model, window, target, position, "hirescam", cam)
+
+
+def _class_activation_map(
+    model: nn.Module | ExplainModel,
+    window: Window,
+    target: int | str | None,
+    position: int | None,
+    method: str,
+    cam: Any,
+) -> Attribution:
+    """Run ``cam(score, layer, x, target) -> (rows, 1, T')`` at the method's layer and map it onto the
+    window: upsampled linearly, one map per lead where the layer keeps leads apart."""
+    from captum.attr import LayerAttribution
 
     adapter = as_explainable(model)
-    adapter.require("hirescam")
+    adapter.require(method)
+    layer = adapter.hirescam_layer if method == "hirescam" else adapter.gradcam_layer
     t0 = time.perf_counter()
     target, prob = adapter.target(window, target, position)
     with adapter.evaluating():
-        grad_x_act = LayerGradientXActivation(adapter.scorer(window, position), adapter.hirescam_layer)
-        attr = grad_x_act.attribute(window.tensor(), target=target)  # (rows, channels, T')
-        attr = torch.relu(attr.sum(dim=1, keepdim=True))  # (rows, 1, T')
+        attr = cam(adapter.scorer(window, position), layer, window.tensor(), target)
         attr = LayerAttribution.interpolate(attr, (window.n_samples,), interpolate_mode="linear")  # (rows, 1, T)
     rows = attr[:, 0].detach()
     per_lead = rows.size(0) == window.signal.shape[0] and rows.size(0) > 1
-    values = _rows_to_leads(rows, window, "HiResCAM")
+    values = _rows_to_leads(rows, window, _CAM_NAMES[method])
     return _finish(
         adapter,
-        "hirescam",
+        method,
         values,
         window,
         target,
@@ -173,12 +181,14 @@ def hires_cam(
         t0,
         per_lead,
         position=position,
-        layer=_layer_name(adapter, adapter.hirescam_layer),
+        layer=_layer_name(adapter, layer),
     )
 
 
-def _layer_name(adapter: ExplainModel, layer: nn.Module | None = None) -> str:
-    layer = adapter.gradcam_layer if layer is None else layer
+_CAM_NAMES = {"gradcam": "Grad-CAM", "hirescam": "HiResCAM"}  # for error messages
+
+
+def _layer_name(adapter: ExplainModel, layer: nn.Module) -> str:
     for name, module in adapter.model.named_modules():
         if module is layer:
             return name
