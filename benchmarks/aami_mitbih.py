@@ -14,6 +14,10 @@ Experiments:
 
 - ``rr-logistic``: a multinomial logistic regression on the five RR features alone (class-balanced),
   fitted on the same folds: what the waveform adds is the gap to it.
+- ``beat-features-gbm``: gradient-boosted trees (scikit-learn) on 35 features per beat that are relative
+  to the patient's own record (:mod:`cardiolens.tasks.aami_features`): the beat against the record's
+  median beat, the RR features, the local RR irregularity, and each of them standardised within its
+  record. Read at 250 Hz; class-balanced weights; same folds.
 - ``cnn-scratch``: ``resnet1d`` with fresh weights, trained end to end on the 2 s MLII window + RR features.
 - ``cnn-scratch-template``: the same with the record's median beat as a second input channel
   (``load_options={"template": True}``), so the network can compare each beat with the patient's usual one.
@@ -45,13 +49,24 @@ from _common import unpacked, write_result  # noqa: E402
 from cardiolens.datasets import MITBIH  # noqa: E402
 from cardiolens.errors import CardiolensError  # noqa: E402
 from cardiolens.tasks import finetune as finetune_module  # noqa: E402
+from cardiolens.tasks.aami_features import (  # noqa: E402
+    FEATURE_NAMES,
+    aami_feature_matrix,
+    balanced_weights,
+    boosted_trees,
+)
 from cardiolens.tasks.finetune import FinetuneConfig, assign_folds, finetune, summarise  # noqa: E402
 from cardiolens.tasks.suite import get_task, load_task_data  # noqa: E402
 from cardiolens.tasks.tasks_aami import AAMI_TASK_CLASSES, aami_report, missing_records, record_set  # noqa: E402
 
 TASK = "mitbih-aami"
+UNSTANDARDISED = [n for n in FEATURE_NAMES if not n.endswith("_in_record")]
+# the feature model reads the beats at 250 Hz: QRS width and slopes need more than 100 Hz
+FEATURE_FS = 250.0
 EXPERIMENTS: dict[str, dict] = {
     "rr-logistic": {},
+    "beat-features-gbm": {},
+    "beat-features-gbm-unstandardised": {},
     # 3 epochs of ~40,000 beats fit the CPU budget (a few minutes per fold on one thread)
     "cnn-scratch": {"backbone": "resnet1d", "policy": "full", "epochs": 3, "patience": 1, "batch_size": 128},
     # the same, with the record's median beat as a second channel (loader option template=True)
@@ -65,7 +80,29 @@ EXPERIMENTS: dict[str, dict] = {
     },
     "ecgpt-small-linear": {"backbone": "ecgpt-small", "policy": "linear"},
 }
-DEFAULT = ["rr-logistic", "cnn-scratch", "cnn-scratch-template", "ecgpt-small-linear"]
+DEFAULT = [
+    "rr-logistic",
+    "beat-features-gbm",
+    "beat-features-gbm-unstandardised",
+    "cnn-scratch",
+    "cnn-scratch-template",
+    "ecgpt-small-linear",
+]
+# experiments that are not fine-tuning runs: scikit-learn models on per-beat features
+FEATURE_MODELS = {
+    "rr-logistic": {"backbone": "none (RR features only)", "policy": "logistic regression"},
+    "beat-features-gbm": {
+        "backbone": f"none ({len(FEATURE_NAMES)} beat features, cardiolens.tasks.aami_features, at {FEATURE_FS:g} Hz)",
+        "policy": "gradient-boosted trees (HistGradientBoostingClassifier, class-balanced weights)",
+        "features": list(FEATURE_NAMES),
+    },
+    # ablation: the same without the per-record standardised copies (what standardising adds)
+    "beat-features-gbm-unstandardised": {
+        "backbone": f"none ({len(UNSTANDARDISED)} beat features: those of beat-features-gbm before standardising)",
+        "policy": "gradient-boosted trees (HistGradientBoostingClassifier, class-balanced weights)",
+        "features": list(UNSTANDARDISED),
+    },
+}
 SEED = 0
 
 
@@ -77,22 +114,32 @@ def fold_records(item_ids: np.ndarray, folds: np.ndarray) -> dict[str, list[str]
     return {k: sorted(v) for k, v in sorted(out.items())}
 
 
-def run_rr_logistic(data, folds: np.ndarray, test_parts: list) -> dict:
-    """A logistic regression on the RR features alone, on the given folds (out-of-fold probabilities)."""
+def rr_logistic():
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    return make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=2000))
+
+
+def run_feature_model(
+    data, features: np.ndarray, make_model, folds: np.ndarray, test_parts: list, weighted: bool
+) -> dict:
+    """Fit ``make_model()`` on ``features`` fold by fold (out-of-fold probabilities, scored as the CNN runs are).
+
+    ``weighted``: class-balanced sample weights (for models without a ``class_weight`` option)."""
     y = np.asarray(data.targets)
-    probs = np.full((len(data), len(AAMI_TASK_CLASSES)), np.nan)
+    k = len(AAMI_TASK_CLASSES)
+    probs = np.full((len(data), k), np.nan)
     per_fold = {}
     for part in test_parts:
         test = folds == part
         train = ~test & (folds != -1)
-        model = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=2000))
-        model.fit(data.extra[train], y[train])
-        p = np.zeros((int(test.sum()), len(AAMI_TASK_CLASSES)))
-        p[:, model.classes_] = model.predict_proba(data.extra[test])
+        model = make_model()
+        weights = {"sample_weight": balanced_weights(y[train], k)} if weighted else {}
+        model.fit(features[train], y[train], **weights)
+        p = np.zeros((int(test.sum()), k))
+        p[:, model.classes_] = model.predict_proba(features[test])
         probs[test] = p
         per_fold[str(part)] = {"n_train": int(train.sum()), "n_test": int(test.sum()), "test": aami_report(y[test], p)}
     done = np.flatnonzero(~np.isnan(probs).any(axis=1))
@@ -102,6 +149,14 @@ def run_rr_logistic(data, folds: np.ndarray, test_parts: list) -> dict:
         "folds": per_fold,
         "report": aami_report(covered.targets, probs[done]),
     }
+
+
+def beat_features(data_dir: Path, load_options: dict, data) -> np.ndarray:
+    """:func:`aami_feature_matrix` of the same beats as ``data``, read again at FEATURE_FS with the median beat."""
+    beats = load_task_data(get_task(TASK), data_dir, FEATURE_FS, progress=False, template=True, **load_options)
+    if beats.item_ids.tolist() != data.item_ids.tolist():
+        raise CardiolensError("the beats read at 250 Hz are not those read at 100 Hz")
+    return aami_feature_matrix(beats)
 
 
 def summary_row(name: str, results: dict, run_dir: Path) -> dict:
@@ -179,14 +234,21 @@ def main() -> None:
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         parser.error(f"unknown experiments {unknown}; known: {', '.join(EXPERIMENTS)}")
+    features = None  # the beat features, read once for every feature model
     for name in names:
         started = time.perf_counter()
-        if name == "rr-logistic":
-            result = run_rr_logistic(data, folds, [0] if fixed else list(range(args.folds)))
+        parts = [0] if fixed else list(range(args.folds))
+        if name in FEATURE_MODELS:
+            if name == "rr-logistic":
+                result = run_feature_model(data, data.extra, rr_logistic, folds, parts, weighted=False)
+            else:
+                if features is None:
+                    features = beat_features(data_dir, load_options, data)
+                columns = [FEATURE_NAMES.index(n) for n in FEATURE_MODELS[name]["features"]]
+                result = run_feature_model(data, features[:, columns], boosted_trees, folds, parts, weighted=True)
             rows[name] = {
                 "experiment": name,
-                "backbone": "none (RR features only)",
-                "policy": "logistic regression",
+                **FEATURE_MODELS[name],
                 "beats": len(data),
                 "oof": result["oof"],
                 "confusion": result["report"]["confusion"],

@@ -13,6 +13,16 @@ import wfdb
 
 from cardiolens.errors import CardiolensError, DatasetError
 from cardiolens.models import create_model, load_model, save_checkpoint
+from cardiolens.tasks.aami_features import (
+    FEATURE_NAMES,
+    MORPHOLOGY_FEATURES,
+    aami_feature_matrix,
+    balanced_weights,
+    boosted_trees,
+    morphology_features,
+    rr_irregularity,
+    standardise_by_record,
+)
 from cardiolens.tasks.finetune import FinetuneConfig, finetune
 from cardiolens.tasks.suite import get_task, load_task_data
 from cardiolens.tasks.tasks_aami import (
@@ -315,6 +325,79 @@ def test_unknown_task_lists_the_beat_task():
         get_task("mitbih-aaami")
 
 
+# -- patient-relative beat features ------------------------------------------------------------------
+def _pulse(width_s: float, amp: float, fs: float = 250.0, shift_s: float = 0.0) -> np.ndarray:
+    t = (np.arange(500) - 250) / fs  # a 2 s window, the beat at its centre
+    return amp * np.exp(-0.5 * ((t - shift_s) / width_s) ** 2)
+
+
+def _feature(features: np.ndarray, name: str) -> np.ndarray:
+    return features[:, MORPHOLOGY_FEATURES.index(name)]
+
+
+def test_a_beat_like_its_records_median_beat_has_unit_features_and_a_wide_inverted_one_does_not():
+    normal, wide = _pulse(0.012, 1.2), _pulse(0.05, -1.6)
+    f = morphology_features(np.stack([normal, wide]), np.stack([normal, normal]), 250.0)
+    assert _feature(f, "corr_qrs")[0] == pytest.approx(1) and _feature(f, "rms_difference")[0] == pytest.approx(0)
+    assert _feature(f, "qrs_height")[0] == pytest.approx(1, abs=1e-3)
+    assert _feature(f, "slope_ratio")[0] == pytest.approx(1, abs=1e-3)
+    assert _feature(f, "qrs_max_time")[0] == 0 and _feature(f, "qrs_min")[0] == pytest.approx(0, abs=1e-3)
+    assert _feature(f, "corr_qrs")[1] < -0.5 and _feature(f, "rms_difference")[1] > 0.3
+    assert _feature(f, "qrs_time_above_30pct")[1] > 3 * _feature(f, "qrs_time_above_30pct")[0]
+    # a record's gain and offset change nothing: amplitudes are in units of its median beat's QRS height
+    scaled = morphology_features(5 * np.stack([normal, wide]) + 2, 5 * np.stack([normal, normal]) + 2, 250.0)
+    assert np.allclose(scaled, f)
+    # a beat 40 ms late peaks 40 ms after the annotation
+    late = morphology_features(_pulse(0.012, 1.2, shift_s=0.04)[None], normal[None], 250.0)
+    assert _feature(late, "qrs_max_time")[0] == pytest.approx(0.04)
+
+
+def test_morphology_features_refuse_mismatched_or_too_short_windows():
+    with pytest.raises(CardiolensError, match="must both be \\(N, window\\)"):
+        morphology_features(np.zeros((3, 500)), np.zeros((2, 500)), 250.0)
+    with pytest.raises(CardiolensError, match="0.25 s before and 0.45 s after"):
+        morphology_features(np.zeros((3, 100)), np.zeros((3, 100)), 250.0)
+
+
+def test_rr_irregularity_is_zero_for_a_regular_rhythm_at_any_rate_and_high_for_an_irregular_one():
+    for rr in (150, 300):
+        assert np.allclose(rr_irregularity(np.arange(40) * rr), 0)
+    rng = np.random.default_rng(0)
+    af = np.cumsum(rng.uniform(100, 300, size=80))
+    irregular = rr_irregularity(af)
+    assert irregular.shape == (80, 3) and (irregular[20:60] > 0.1).all()
+    # one premature beat in a regular rhythm raises the local mean near it only
+    ectopic = np.arange(40) * 200.0
+    ectopic[20] -= 80
+    local = rr_irregularity(ectopic, half_widths=(2,))[:, 0]
+    assert local[19:23].min() > 0.1 and local[:15].max() == 0 and local[26:].max() == 0
+    with pytest.raises(CardiolensError, match="strictly increasing"):
+        rr_irregularity([0, 100, 100])
+
+
+def test_standardising_within_records_removes_each_records_scale_and_offset():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((50, 3))
+    z = standardise_by_record(np.concatenate([a, 3 * a + 7]), ["a"] * 50 + ["b"] * 50)
+    assert np.allclose(z[:50], z[50:], rtol=5e-3, atol=5e-3) and np.allclose(np.median(z[:50], axis=0), 0)
+    assert balanced_weights([0, 0, 0, 1], 2).tolist() == pytest.approx([2 / 3, 2 / 3, 2 / 3, 2])
+
+
+def test_boosted_trees_on_patient_relative_features_find_the_v_beats_of_an_unseen_record(simulated_mitdb):
+    folder, _ = simulated_mitdb
+    with pytest.raises(CardiolensError, match="template=True"):
+        aami_feature_matrix(load_aami(folder, 250.0, records=["101"], progress=False))
+    data = load_aami(folder, 250.0, template=True, progress=False)
+    features = aami_feature_matrix(data)
+    assert features.shape == (len(data), len(FEATURE_NAMES)) and np.isfinite(features).all()
+    test = np.char.startswith(data.item_ids.astype(str), "109:")
+    model = boosted_trees().fit(
+        features[~test], data.targets[~test], sample_weight=balanced_weights(data.targets[~test], 4)
+    )
+    score = aami_score(data.targets[test], model.predict_proba(features[test]))
+    assert score["F1_V"] > 0.9 and score["Se_N"] > 0.9
+
+
 # -- real records -------------------------------------------------------------------------------------
 @pytest.mark.realdata
 def test_real_records_load_as_beats_with_the_annotated_aami_counts(mitdb_dir, tmp_path):
@@ -329,6 +412,17 @@ def test_real_records_load_as_beats_with_the_annotated_aami_counts(mitdb_dir, tm
     assert np.isfinite(data.extra).all() and data.signals[0].shape == (1, 200)
     again = load_task_data("mitbih-aami", mitdb_dir, 100.0, cache_dir=tmp_path, records=["208", "209"], progress=False)
     assert np.array_equal(again.extra, data.extra) and again.item_ids.tolist() == data.item_ids.tolist()
+
+
+@pytest.mark.realdata
+def test_real_ventricular_beats_differ_from_their_records_median_beat_and_premature_beats_are_early(mitdb_dir):
+    data = load_aami(mitdb_dir, 250.0, records=["208", "209"], template=True, progress=False)
+    features = aami_feature_matrix(data)
+    corr = features[:, FEATURE_NAMES.index("corr_qrs")]
+    pre_rr = features[:, FEATURE_NAMES.index("log_pre_rr")]
+    n, s, v = (data.targets == AAMI_TASK_CLASSES.index(c) for c in "NSV")
+    assert np.median(corr[n]) > 0.9 and np.median(corr[v]) < 0.75  # 208: 992 V beats
+    assert np.median(pre_rr[s]) < -0.2 < np.median(pre_rr[n])  # 209: 383 S beats, before their time
 
 
 @pytest.mark.realdata

@@ -1,0 +1,202 @@
+"""Beat features for AAMI classification that transfer between patients, and a boosted-tree classifier on them.
+
+Grouped cross-validation on MIT-BIH trains on 17-18 patients and tests on others. A network reading
+raw windows learns the training patients' beat shapes; what transfers is how a beat differs from the
+*same patient's* usual beat and rhythm. So every feature here is relative to the record itself:
+
+- morphology (:data:`MORPHOLOGY_FEATURES`): the beat against the record's median beat (the
+  ``template=True`` channel of ``mitbih-aami``), in units of that median beat's QRS height;
+- rhythm: the five RR features of :func:`~cardiolens.tasks.tasks_aami.rr_features` and the local RR
+  irregularity (:data:`IRREGULARITY_FEATURES`), which tells a premature beat in a regular rhythm (S)
+  from an irregular rhythm (atrial fibrillation, whose beats AAMI calls N);
+- the RR and morphology features once more, each standardised within its record (median and
+  interquartile range over the record's beats), so "unusual for this patient" is a number.
+
+Everything is computed from the signal and the beat positions of the record, never from labels, so
+a test patient's features are available before any label is. It does use the whole record (its median
+beat and feature distribution): this is offline (Holter) analysis, not beat-by-beat real time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from cardiolens.errors import CardiolensError
+from cardiolens.tasks.suite import TaskData
+from cardiolens.tasks.tasks_aami import RR_FEATURES
+
+MORPHOLOGY_FEATURES = (
+    "corr_qrs",  # correlation with the median beat over R +- 0.1 s
+    "corr_beat",  # ... over R - 0.25 s .. R + 0.45 s
+    "corr_p",  # ... over the P-wave region, R - 0.25 s .. R - 0.08 s
+    "qrs_height",  # peak-to-peak over R +- 0.1 s
+    "slope_ratio",  # summed |slope| over R +- 0.1 s, beat / median beat
+    "qrs_time_above_30pct",  # seconds within R +- 0.1 s where |beat| > 0.3
+    "rms_difference",  # RMS of beat - median beat, R - 0.25 s .. R + 0.45 s
+    "qrs_max",
+    "qrs_min",
+    "qrs_max_time",  # seconds from the annotation to the QRS maximum
+    "qrs_min_time",
+)
+IRREGULARITY_HALF_WIDTHS = (4, 8, 16)
+IRREGULARITY_FEATURES = tuple(f"rr_irregularity_{h}" for h in IRREGULARITY_HALF_WIDTHS)
+FEATURE_NAMES = (
+    *RR_FEATURES,
+    *MORPHOLOGY_FEATURES,
+    *IRREGULARITY_FEATURES,
+    *(f"{n}_in_record" for n in (*RR_FEATURES, *MORPHOLOGY_FEATURES)),
+)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    return (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1) + 1e-12)
+
+
+def morphology_features(beats: Any, templates: Any, fs: float) -> np.ndarray:
+    """:data:`MORPHOLOGY_FEATURES` of beat windows against their record's median beat.
+
+    Args:
+        beats: (N, window) one lead's beat windows, the annotation at sample ``window // 2``.
+        templates: (N, window) the median beat of each beat's record (same lead, same alignment).
+        fs: sampling rate; windows must reach 0.25 s before and 0.45 s after the annotation.
+
+    Returns:
+        (N, 11) float64. Amplitudes are in units of the median beat's QRS height (peak-to-peak over
+        R +- 0.1 s) after removing each window's median (its baseline), so a record's gain does not
+        matter.
+    """
+    x = np.asarray(beats, dtype=np.float64)
+    m = np.asarray(templates, dtype=np.float64)
+    if x.ndim != 2 or x.shape != m.shape:
+        raise CardiolensError(f"morphology_features: beats {x.shape} and templates {m.shape} must both be (N, window)")
+    c = x.shape[1] // 2
+
+    def samples(seconds: float) -> int:
+        return int(round(seconds * fs))
+
+    if c - samples(0.25) < 0 or c + samples(0.45) > x.shape[1]:
+        raise CardiolensError(
+            f"morphology_features: windows of {x.shape[1]} samples at {fs:g} Hz do not reach 0.25 s before "
+            "and 0.45 s after the beat"
+        )
+    qrs = slice(c - samples(0.1), c + samples(0.1) + 1)
+    beat = slice(c - samples(0.25), c + samples(0.45))
+    p_wave = slice(c - samples(0.25), c - samples(0.08))
+    height = np.ptp(m[:, qrs], axis=1, keepdims=True) + 1e-6
+    xs = (x - np.median(x, axis=1, keepdims=True)) / height
+    ms = (m - np.median(m, axis=1, keepdims=True)) / height
+    slope_x = np.abs(np.diff(xs, axis=1))[:, qrs].sum(axis=1)
+    slope_m = np.abs(np.diff(ms, axis=1))[:, qrs].sum(axis=1)
+    start = qrs.start
+    return np.column_stack(
+        [
+            _correlation(xs[:, qrs], ms[:, qrs]),
+            _correlation(xs[:, beat], ms[:, beat]),
+            _correlation(xs[:, p_wave], ms[:, p_wave]),
+            np.ptp(xs[:, qrs], axis=1),
+            slope_x / (slope_m + 1e-6),
+            (np.abs(xs[:, qrs]) > 0.3).sum(axis=1) / fs,
+            np.sqrt(((xs - ms)[:, beat] ** 2).mean(axis=1)),
+            xs[:, qrs].max(axis=1),
+            xs[:, qrs].min(axis=1),
+            (np.argmax(xs[:, qrs], axis=1) + start - c) / fs,
+            (np.argmin(xs[:, qrs], axis=1) + start - c) / fs,
+        ]
+    )
+
+
+def rr_irregularity(samples: Any, half_widths: Sequence[int] = IRREGULARITY_HALF_WIDTHS) -> np.ndarray:
+    """Local RR irregularity of one record's beats: the mean |change of log RR| over ``2h + 1`` beats.
+
+    Args:
+        samples: the record's beat positions (increasing), at least 2.
+        half_widths: ``h`` of each moving mean.
+
+    Returns:
+        (beats, len(half_widths)); near 0 in a regular rhythm whatever its rate, about 0.2 or more
+        in atrial fibrillation. The first beat's pre-RR is taken as the record's median RR.
+    """
+    t = np.asarray(samples, dtype=np.float64)
+    if t.ndim != 1 or len(t) < 2 or np.any(np.diff(t) <= 0):
+        raise CardiolensError("rr_irregularity: need at least 2 strictly increasing beat positions")
+    rr = np.diff(t, prepend=t[0] - np.median(np.diff(t)))
+    change = np.abs(np.diff(np.log(rr), prepend=np.log(rr[0])))
+    return np.column_stack([np.convolve(change, np.ones(2 * h + 1) / (2 * h + 1), mode="same") for h in half_widths])
+
+
+def standardise_by_record(features: Any, records: Any) -> np.ndarray:
+    """Each feature minus its record's median, divided by its record's interquartile range (+ 1e-3)."""
+    f = np.asarray(features, dtype=np.float64)
+    rec = np.asarray(records)
+    out = np.empty_like(f)
+    for r in np.unique(rec):
+        k = rec == r
+        low, mid, high = np.percentile(f[k], [25, 50, 75], axis=0)
+        out[k] = (f[k] - mid) / (high - low + 1e-3)
+    return out
+
+
+def aami_feature_matrix(data: TaskData) -> np.ndarray:
+    """The (N, len(FEATURE_NAMES)) features of ``mitbih-aami`` items loaded with ``template=True``.
+
+    Beat positions and records come from the item ids (``record:sample``); the irregularity is
+    computed over the record's kept beats (class Q and the first and last beat are not items).
+    """
+    if len(data.leads) != 2 or not data.leads[1].endswith(" median"):
+        raise CardiolensError(
+            "aami_feature_matrix needs mitbih-aami items of one lead loaded with template=True "
+            f"(leads [lead, 'lead median']), got leads {data.leads}"
+        )
+    if data.extra is None or data.extra.shape[1] != len(RR_FEATURES):
+        raise CardiolensError("aami_feature_matrix needs the items' RR features (data.extra)")
+    windows = np.stack(data.signals)  # (N, 2, window)
+    morphology = morphology_features(windows[:, 0], windows[:, 1], data.fs)
+    records = np.array([i.split(":")[0] for i in data.item_ids.tolist()])
+    positions = np.array([int(i.split(":")[1]) for i in data.item_ids.tolist()])
+    irregular = np.empty((len(data), len(IRREGULARITY_HALF_WIDTHS)))
+    for r in dict.fromkeys(records.tolist()):
+        k = np.flatnonzero(records == r)
+        irregular[k] = rr_irregularity(positions[k])
+    rr = np.asarray(data.extra, dtype=np.float64)
+    return np.column_stack(
+        [
+            rr,
+            morphology,
+            irregular,
+            standardise_by_record(rr, records),
+            standardise_by_record(morphology, records),
+        ]
+    )
+
+
+def boosted_trees(seed: int = 0) -> Any:
+    """The classifier the benchmark fits on :func:`aami_feature_matrix` (scikit-learn's histogram
+    gradient boosting, default tree sizes, 300 rounds); fit it with :func:`balanced_weights`."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, random_state=seed)
+
+
+def balanced_weights(targets: Any, classes: int) -> np.ndarray:
+    """Per-item weights ``N / (classes * count of its class)``: every class weighs as much in total."""
+    y = np.asarray(targets, dtype=np.int64)
+    counts = np.bincount(y, minlength=classes).astype(np.float64)
+    return (len(y) / (classes * np.maximum(counts, 1)))[y]
+
+
+__all__ = [
+    "FEATURE_NAMES",
+    "IRREGULARITY_FEATURES",
+    "MORPHOLOGY_FEATURES",
+    "aami_feature_matrix",
+    "balanced_weights",
+    "boosted_trees",
+    "morphology_features",
+    "rr_irregularity",
+    "standardise_by_record",
+]
