@@ -52,12 +52,11 @@ from cardiolens.tasks import finetune as finetune_module  # noqa: E402
 from cardiolens.tasks.aami_features import (  # noqa: E402
     FEATURE_NAMES,
     aami_feature_matrix,
-    balanced_weights,
-    boosted_trees,
 )
 from cardiolens.tasks.finetune import FinetuneConfig, assign_folds, finetune, summarise  # noqa: E402
 from cardiolens.tasks.suite import get_task, load_task_data  # noqa: E402
 from cardiolens.tasks.tasks_aami import AAMI_TASK_CLASSES, aami_report, missing_records, record_set  # noqa: E402
+from cardiolens.tasks.trees import balanced_weights, boosted_trees  # noqa: E402
 
 TASK = "mitbih-aami"
 UNSTANDARDISED = [n for n in FEATURE_NAMES if not n.endswith("_in_record")]

@@ -7,6 +7,11 @@ it stopped; finished experiments are read back, not retrained. Scores are out-of
 bootstrap 95 % intervals over records. HeartGPT's published AF model is scored on the same records
 (it was trained on other data, so every record is a test record for it).
 
+Two experiments are not fine-tuning runs: ``rhythm-features-gbm`` fits gradient-boosted trees on 46
+rhythm, morphology and signal-quality features of each record (:mod:`cardiolens.tasks.rhythm_features`,
+lead I at its own 300 Hz) on the same folds, and ``cnn-scratch+rhythm-features`` averages its
+out-of-fold probabilities with those of ``cnn-scratch``, unweighted (nothing is fitted on test folds).
+
     .venv/bin/python benchmarks/finetune_cinc2017.py                      # the default experiments
     .venv/bin/python benchmarks/finetune_cinc2017.py --only cnn-scratch   # one of them
     .venv/bin/python benchmarks/finetune_cinc2017.py --list
@@ -27,11 +32,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import SHARED_DATA, unpacked, write_result  # noqa: E402
+from cardiolens.errors import CardiolensError  # noqa: E402
 from cardiolens.models import load_model  # noqa: E402
-from cardiolens.tasks.finetune import FinetuneConfig, assign_folds, finetune  # noqa: E402
+from cardiolens.tasks.finetune import FinetuneConfig, assign_folds, finetune, summarise  # noqa: E402
 from cardiolens.tasks.metrics import CINC2017_CLASSES, auroc, bootstrap, cinc2017_score  # noqa: E402
+from cardiolens.tasks.rhythm_features import FEATURE_NAMES, rhythm_feature_matrix  # noqa: E402
 from cardiolens.tasks.suite import get_task, load_task_data  # noqa: E402
 from cardiolens.tasks.tasks_rhythm import heartgpt_af_probabilities  # noqa: E402
+from cardiolens.tasks.trees import boosted_trees  # noqa: E402
 
 HEARTGPT_ECG = SHARED_DATA / "heartgpt" / "ECGPT_560k_iters.zip"
 HEARTGPT_AF = SHARED_DATA / "heartgpt" / "ECGPT_AF_1k_iters.zip"
@@ -57,7 +65,13 @@ EXPERIMENTS: dict[str, dict] = {
     "ecgpt-small-full": {"backbone": "ecgpt-small", "policy": "full", "epochs": 2, "fold_ids": [0], "lr": 3e-4},
     "ecgpt-small-llrd": {"backbone": "ecgpt-small", "policy": "llrd", "epochs": 2, "fold_ids": [0], "lr": 1e-3},
     "heartgpt-ecg-linear": {"backbone": str(HEARTGPT_ECG), "policy": "linear"},
+    # not fine-tuning runs: boosted trees on record features, and a fixed average of two models
+    "rhythm-features-gbm": {"feature_model": True},
+    "cnn-scratch+rhythm-features": {"feature_model": True},
 }
+# the feature model reads the records at their own rate
+FEATURE_FS = 300.0
+ENSEMBLE = ("cnn-scratch", "rhythm-features-gbm")
 for _fraction in (0.01, 0.1, 0.25, 0.5):
     # the CNN's low-label runs cost a full fine-tune each: fold 0 only here (the curve is read on fold 0)
     EXPERIMENTS[f"cnn-scratch@{_fraction:g}"] = {
@@ -75,6 +89,8 @@ for _fraction in (0.01, 0.1, 0.25, 0.5):
     }
 DEFAULT = [
     "cnn-scratch",
+    "rhythm-features-gbm",
+    "cnn-scratch+rhythm-features",
     "heartgpt-af-head",
     "ecgpt-small-linear",
     *[f"ecgpt-small-linear@{f:g}" for f in (0.01, 0.1, 0.25, 0.5)],
@@ -171,6 +187,91 @@ def summary_row(name: str, results: dict, run_dir: Path) -> dict:
         "command": results["command"],
     }
     return row
+
+
+def feature_row(
+    name: str, data, probs: np.ndarray, folds: np.ndarray, run_dir: Path, backbone: str, policy: str
+) -> dict:
+    """A summary row like :func:`summary_row` for out-of-fold probabilities that no finetune run wrote;
+    the probabilities and folds are saved in ``run_dir`` (as a run's ``oof.npz`` / ``folds.json``)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / ".oof.tmp.npz"
+    np.savez(tmp, item_ids=data.item_ids.astype(str), probs=probs, targets=np.asarray(data.targets))
+    tmp.replace(run_dir / "oof.npz")
+    tmp_folds = run_dir / ".folds.tmp.json"
+    tmp_folds.write_text(json.dumps(dict(zip(data.item_ids.astype(str).tolist(), folds.tolist(), strict=True))))
+    tmp_folds.replace(run_dir / "folds.json")
+    oof = summarise(get_task("cinc2017-rhythm"), data, probs)
+    y = np.asarray(data.targets)
+    return {
+        "experiment": name,
+        "backbone": backbone,
+        "policy": policy,
+        "label_fraction": 1.0,
+        "folds_run": sorted({int(k) for k in folds}),
+        "records": len(data),
+        "challenge_score": oof["score"],
+        "F1": {c: oof[f"F1_{c}"]["value"] for c in CINC2017_CLASSES},
+        "macro_auroc": oof["macro_auroc"],
+        "af_auroc": af_auroc(run_dir),
+        "fold0_challenge_score": fold0_score(run_dir),
+        "test_score_per_fold": {
+            str(k): cinc2017_score(y[folds == k], probs[folds == k].argmax(axis=1))["score"] for k in sorted(set(folds))
+        },
+        "best_epochs": [],
+        "command": f".venv/bin/python benchmarks/finetune_cinc2017.py --only {name}",
+    }
+
+
+def run_rhythm_features(data_dir: Path, runs: Path) -> dict:
+    """Boosted trees on :func:`rhythm_feature_matrix` of each record, on the 5 folds every experiment uses."""
+    task = get_task("cinc2017-rhythm")
+    data = load_task_data(task, data_dir, FEATURE_FS, progress=False)
+    folds = assign_folds(data, 5, 0)
+    features = rhythm_feature_matrix(data.signals, FEATURE_FS)
+    y = np.asarray(data.targets)
+    probs = np.zeros((len(data), len(CINC2017_CLASSES)))
+    for k in range(5):
+        test = folds == k
+        model = boosted_trees().fit(features[~test], y[~test])
+        probs[np.ix_(test, model.classes_)] = model.predict_proba(features[test])
+    return feature_row(
+        "rhythm-features-gbm",
+        data,
+        probs,
+        folds,
+        runs / "rhythm-features-gbm",
+        f"none ({len(FEATURE_NAMES)} record features, cardiolens.tasks.rhythm_features, at {FEATURE_FS:g} Hz)",
+        "gradient-boosted trees (HistGradientBoostingClassifier)",
+    )
+
+
+def run_ensemble(data_dir: Path, runs: Path) -> dict:
+    """The unweighted mean of the out-of-fold probabilities of the ENSEMBLE runs (no weight is fitted)."""
+    data = load_task_data(get_task("cinc2017-rhythm"), data_dir, 100.0, progress=False)
+    ids = data.item_ids.astype(str).tolist()
+    probs, folds = [], None
+    for name in ENSEMBLE:
+        with np.load(runs / name / "oof.npz") as z:
+            where = {item: i for i, item in enumerate(z["item_ids"].astype(str).tolist())}
+            missing = [i for i in ids if i not in where]
+            if missing:
+                raise CardiolensError(f"{runs / name}: {len(missing)} records have no out-of-fold probabilities")
+            probs.append(z["probs"][[where[i] for i in ids]])
+        fold_of = json.loads((runs / name / "folds.json").read_text())
+        mine = np.array([fold_of[i] for i in ids])
+        if folds is not None and not np.array_equal(folds, mine):
+            raise CardiolensError(f"{' and '.join(ENSEMBLE)} were run on different folds")
+        folds = mine
+    return feature_row(
+        "cnn-scratch+rhythm-features",
+        data,
+        np.mean(probs, axis=0),
+        folds,
+        runs / "cnn-scratch+rhythm-features",
+        " + ".join(ENSEMBLE),
+        "mean of the two models' probabilities",
+    )
 
 
 def _ci(v: dict | None) -> str:
@@ -311,6 +412,11 @@ def main() -> None:
             new_heartgpt = run_heartgpt_af(data_dir, args.fold_ids or list(range(5)), args.runs)
             print(f"heartgpt-af-head: AF AUROC {new_heartgpt['af_auroc']}", flush=True)
             row = None
+        elif EXPERIMENTS[name].get("feature_model"):
+            run = run_rhythm_features if name == "rhythm-features-gbm" else run_ensemble
+            row = run(data_dir, args.runs)
+            row["seconds_this_call"] = time.perf_counter() - started
+            print(f"{name}: score {row['challenge_score']}, AF AUROC {row['af_auroc']}", flush=True)
         else:
             settings = dict(EXPERIMENTS[name])
             if args.fold_ids is not None:

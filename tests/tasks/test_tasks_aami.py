@@ -17,8 +17,6 @@ from cardiolens.tasks.aami_features import (
     FEATURE_NAMES,
     MORPHOLOGY_FEATURES,
     aami_feature_matrix,
-    balanced_weights,
-    boosted_trees,
     morphology_features,
     rr_irregularity,
     standardise_by_record,
@@ -35,6 +33,7 @@ from cardiolens.tasks.tasks_aami import (
     record_set,
     rr_features,
 )
+from cardiolens.tasks.trees import balanced_weights, boosted_trees
 
 torch.set_num_threads(1)
 

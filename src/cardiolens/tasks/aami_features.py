@@ -1,4 +1,4 @@
-"""Beat features for AAMI classification that transfer between patients, and a boosted-tree classifier on them.
+"""Beat features for AAMI classification that transfer between patients (for :mod:`cardiolens.tasks.trees`).
 
 Grouped cross-validation on MIT-BIH trains on 17-18 patients and tests on others. A network reading
 raw windows learns the training patients' beat shapes; what transfers is how a beat differs from the
@@ -174,28 +174,11 @@ def aami_feature_matrix(data: TaskData) -> np.ndarray:
     )
 
 
-def boosted_trees(seed: int = 0) -> Any:
-    """The classifier the benchmark fits on :func:`aami_feature_matrix` (scikit-learn's histogram
-    gradient boosting, default tree sizes, 300 rounds); fit it with :func:`balanced_weights`."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    return HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, random_state=seed)
-
-
-def balanced_weights(targets: Any, classes: int) -> np.ndarray:
-    """Per-item weights ``N / (classes * count of its class)``: every class weighs as much in total."""
-    y = np.asarray(targets, dtype=np.int64)
-    counts = np.bincount(y, minlength=classes).astype(np.float64)
-    return (len(y) / (classes * np.maximum(counts, 1)))[y]
-
-
 __all__ = [
     "FEATURE_NAMES",
     "IRREGULARITY_FEATURES",
     "MORPHOLOGY_FEATURES",
     "aami_feature_matrix",
-    "balanced_weights",
-    "boosted_trees",
     "morphology_features",
     "rr_irregularity",
     "standardise_by_record",
