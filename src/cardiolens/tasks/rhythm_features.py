@@ -53,6 +53,12 @@ RR_FEATURES = (
     "drr_turning_rate",  # how often the successive difference changes sign
     "abs_drr_rel_p90",
     "abs_drr_rel_mean_lowest_80pct",
+    "frac_early_then_late",  # an RR under 0.85 x median followed by one over 1.1 x: ectopic beat + pause
+    "rr_autocorr_lag1",  # negative in bigeminy (short, long, short, ...)
+    "rr_autocorr_lag2",
+    "heart_rate_min_5_beats",
+    "heart_rate_max_5_beats",
+    "heart_rate_range_5_beats",
 )
 MORPHOLOGY_FEATURES = (
     "beat_corr_median",  # correlation of each beat with the median beat
@@ -69,6 +75,9 @@ MORPHOLOGY_FEATURES = (
     "template_qrs_height",  # in signal units
     "template_max_abs_rel",
     "beat_qrs_peak_rel_mean",
+    "template_st_level",  # R + 0.06 s .. R + 0.12 s
+    "odd_beat_qrs_width_s",  # median QRS width of the beats that correlate under 0.8 with the median beat
+    "odd_beat_qrs_height_rel",
 )
 SIGNAL_FEATURES = (
     "power_0_1hz",
@@ -86,10 +95,23 @@ FEATURE_NAMES = (*RR_FEATURES, *MORPHOLOGY_FEATURES, *SIGNAL_FEATURES)
 MIN_SECONDS = 2.0
 
 
+def _autocorrelation(rr: np.ndarray, lag: int) -> float:
+    a, b = rr[:-lag], rr[lag:]
+    return float(np.corrcoef(a, b)[0, 1]) if np.std(a) > 0 and np.std(b) > 0 else 0.0
+
+
+def _qrs_width(beat: np.ndarray, centre: int, half: int, fs: float) -> float:
+    """Seconds between the first and last sample within ``half`` of ``centre`` whose |slope| exceeds
+    a quarter of the largest there."""
+    slope = np.abs(np.diff(beat))[centre - half : centre + half]
+    steep = np.flatnonzero(slope > 0.25 * slope.max())
+    return (steep[-1] - steep[0]) / fs if len(steep) else np.nan
+
+
 def rr_features(rr: Any) -> list[float]:
-    """:data:`RR_FEATURES` of a record's RR intervals in seconds (NaN when fewer than 4)."""
+    """:data:`RR_FEATURES` of a record's RR intervals in seconds (NaN when fewer than 5)."""
     rr = np.asarray(rr, dtype=np.float64)
-    if len(rr) < 4:
+    if len(rr) < 5:
         return [np.nan] * len(RR_FEATURES)
     median = np.median(rr)
     d = np.diff(rr)
@@ -98,6 +120,7 @@ def rr_features(rr: Any) -> list[float]:
     sd2 = np.sqrt(max(2 * np.var(rr) - sd1**2, 1e-12))
     abs_d = np.abs(d) / median
     alike = np.abs(d[:, None] - d[None, :]) < 0.03 * median
+    local = np.convolve(rr, np.ones(5) / 5, mode="valid")  # mean RR over 5 beats
     return [
         len(rr),
         60 / np.mean(rr),
@@ -112,10 +135,16 @@ def rr_features(rr: Any) -> list[float]:
         *np.percentile(rel, [2, 10, 25, 75, 90, 98]),
         np.mean(rel > 1.5),
         np.mean(rel < 0.7),
-        stats.skew(rel),
+        stats.skew(rel) if np.ptp(rel) > 1e-9 else 0.0,  # a constant rhythm: no skew (scipy would warn)
         np.mean(np.sign(d[1:]) != np.sign(d[:-1])) if len(d) > 2 else np.nan,
         np.percentile(abs_d, 90),
-        np.mean(abs_d[abs_d < np.percentile(abs_d, 80)]) if len(abs_d) > 5 else np.nan,
+        np.sort(abs_d)[: int(0.8 * len(abs_d))].mean() if len(abs_d) > 5 else np.nan,
+        np.mean((rel[:-1] < 0.85) & (rel[1:] > 1.1)),
+        _autocorrelation(rr, 1),
+        _autocorrelation(rr, 2),
+        60 / local.max(),
+        60 / local.min(),
+        60 / local.min() - 60 / local.max(),
     ]
 
 
@@ -141,9 +170,7 @@ def morphology_features(x: Any, beats: Any, fs: float) -> list[float]:
     with np.errstate(invalid="ignore", divide="ignore"):  # a flat window has no correlation: NaN
         corr = np.array([np.corrcoef(w, template)[0, 1] for w in windows])
         p_corr = np.array([np.corrcoef(w[p_wave], template[p_wave])[0, 1] for w in windows])
-    slope = np.abs(np.diff(template))
-    around = slice(pre - samples(0.15), pre + samples(0.15))
-    steep = np.flatnonzero(slope[around] > 0.25 * slope[around].max())
+    odd = windows[corr < 0.8]
     return [
         np.median(corr),
         np.mean(corr < 0.8),
@@ -154,11 +181,14 @@ def morphology_features(x: Any, beats: Any, fs: float) -> list[float]:
         np.std(windows[:, p_wave], axis=0).mean() / height,
         template[t_wave].mean() / height,
         np.ptp(template[t_wave]) / height,
-        (steep[-1] - steep[0]) / fs if len(steep) else np.nan,
+        _qrs_width(template, pre, samples(0.15), fs),
         np.std(windows, axis=0).mean() / height,
         height,
         np.max(np.abs(template)) / height,
         np.mean(np.abs(windows[:, qrs]).max(axis=1) / height),
+        template[pre + samples(0.06) : pre + samples(0.12)].mean() / height,
+        np.nanmedian([_qrs_width(b, pre, samples(0.15), fs) for b in odd]) if len(odd) else np.nan,
+        np.median(np.ptp(odd[:, qrs], axis=1)) / height if len(odd) else np.nan,
     ]
 
 
