@@ -58,7 +58,7 @@ def test_gradcam_on_a_cnn(cnn, ecg):
     a = grad_cam(cnn, w, target=2)
     assert a.values.shape == (1, 600) and a.target == 2
     assert np.all(a.values >= 0) and a.values.max() > 0
-    assert a.per_lead is False and a.info["layer"] == "stages.1"
+    assert a.per_lead is False and a.info["layer"] == "stages.0"  # the first stage (ResNet1d.gradcam_layer)
 
 
 class PerLeadCNN(nn.Module):

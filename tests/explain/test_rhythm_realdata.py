@@ -51,7 +51,9 @@ def test_rhythm_report(rhythm, cinc2017_dir, tmp_path):
     assert set(f) == {"target", "gradcam", "hirescam", "occlusion", "random", "random blocks"}
     assert all(0.0 <= f[m]["deletion_auc"] <= 1.0 for m in ("gradcam", "hirescam", "occlusion", "random"))
     assert report.results["attributions"]["hirescam"].info["layer"] == "backbone.stages.0"
-    # on this AF record the fine map deletes what the model uses faster than random order does (0.23 vs 0.30)
-    assert f["hirescam"]["deletion_auc"] < f["random"]["deletion_auc"] < f["gradcam"]["deletion_auc"]
+    assert report.results["attributions"]["gradcam"].info["layer"] == "backbone.stages.0"
+    # on this AF record both maps, read at the first stage, delete what the model uses faster than random
+    # order does (HiResCAM 0.23, Grad-CAM 0.28, random 0.30; Grad-CAM at the last stage: 0.57, worse than random)
+    assert f["hirescam"]["deletion_auc"] < f["gradcam"]["deletion_auc"] < f["random"]["deletion_auc"]
     assert np.isclose(sum(report.prediction.values()), 1.0, atol=1e-5)
     assert (tmp_path / "report.html").is_file() and (tmp_path / "faithfulness.png").is_file()

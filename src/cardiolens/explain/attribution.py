@@ -1,8 +1,10 @@
 """Attributions: which samples of a window drove the model's score for one class (captum).
 
-- :func:`grad_cam`: Grad-CAM (Selvaraju et al. 2017) on a convolutional model's last stage
-  (``gradcam_layer()``), upsampled to the input; one map per lead when the model keeps leads apart
-  (its Grad-CAM layer sees one row per lead), else one map shared by all leads.
+- :func:`grad_cam`: Grad-CAM (Selvaraju et al. 2017) at the layer a convolutional model declares
+  (``gradcam_layer()``; the ResNet's first stage, where the map is finer in time than at the usual
+  last stage and passes the deletion test that a last-stage map fails), upsampled to the input; one
+  map per lead when the model keeps leads apart (its Grad-CAM layer sees one row per lead), else one
+  map shared by all leads.
 - :func:`hires_cam`: HiResCAM (Draelos & Carin 2020): gradient times activation at every position,
   summed over channels, without Grad-CAM's averaging of the gradient over time; read at an early
   stage (``hirescam_layer()``) where the map keeps the timing of individual waves.

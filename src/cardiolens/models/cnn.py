@@ -178,8 +178,11 @@ class ResNet1d(nn.Module):
         return [self.stem, *self.stages, self.norm]
 
     def gradcam_layer(self) -> nn.Module:
-        """The last convolutional stage, the layer Grad-CAM reads."""
-        return self.stages[-1]
+        """The first residual stage, the layer Grad-CAM reads. Grad-CAM is usually read at the last
+        stage, but on the shipped ``rhythm-ecg`` a map from the last stages (one value per 16
+        samples) is no better than random at the deletion test, and one from the first stage is
+        (``benchmarks/cam_layers.py``; docs/BENCHMARKS.md, interpretability)."""
+        return self.stages[0]
 
     def hirescam_layer(self) -> nn.Module:
         """The first residual stage, the layer HiResCAM reads: its time resolution is 8x the last
