@@ -49,13 +49,16 @@ from _common import unpacked, write_result  # noqa: E402
 from cardiolens.datasets import MITBIH  # noqa: E402
 from cardiolens.errors import CardiolensError  # noqa: E402
 from cardiolens.tasks import finetune as finetune_module  # noqa: E402
-from cardiolens.tasks.aami_features import (  # noqa: E402
-    FEATURE_NAMES,
-    aami_feature_matrix,
-)
+from cardiolens.tasks.aami_features import FEATURE_NAMES, aami_feature_matrix, feature_names  # noqa: E402
 from cardiolens.tasks.finetune import FinetuneConfig, assign_folds, finetune, summarise  # noqa: E402
 from cardiolens.tasks.suite import get_task, load_task_data  # noqa: E402
-from cardiolens.tasks.tasks_aami import AAMI_TASK_CLASSES, aami_report, missing_records, record_set  # noqa: E402
+from cardiolens.tasks.tasks_aami import (  # noqa: E402
+    AAMI_TASK_CLASSES,
+    OTHER_LEAD,
+    aami_report,
+    missing_records,
+    record_set,
+)
 from cardiolens.tasks.trees import balanced_weights, boosted_trees  # noqa: E402
 
 TASK = "mitbih-aami"
@@ -66,6 +69,7 @@ EXPERIMENTS: dict[str, dict] = {
     "rr-logistic": {},
     "beat-features-gbm": {},
     "beat-features-gbm-unstandardised": {},
+    "beat-features-gbm-2leads": {},
     # 3 epochs of ~40,000 beats fit the CPU budget (a few minutes per fold on one thread)
     "cnn-scratch": {"backbone": "resnet1d", "policy": "full", "epochs": 3, "patience": 1, "batch_size": 128},
     # the same, with the record's median beat as a second channel (loader option template=True)
@@ -94,6 +98,13 @@ FEATURE_MODELS = {
         "backbone": f"none ({len(FEATURE_NAMES)} beat features, cardiolens.tasks.aami_features, at {FEATURE_FS:g} Hz)",
         "policy": "gradient-boosted trees (HistGradientBoostingClassifier, class-balanced weights)",
         "features": list(FEATURE_NAMES),
+    },
+    # the same on both leads of every record (MLII and the other one, V1 in 20 of the 22)
+    "beat-features-gbm-2leads": {
+        "backbone": f"none ({len(feature_names(2))} beat features of MLII and the other lead, at {FEATURE_FS:g} Hz)",
+        "policy": "gradient-boosted trees (HistGradientBoostingClassifier, class-balanced weights)",
+        "features": feature_names(2),
+        "leads": ["MLII", OTHER_LEAD],
     },
     # ablation: the same without the per-record standardised copies (what standardising adds)
     "beat-features-gbm-unstandardised": {
@@ -150,9 +161,10 @@ def run_feature_model(
     }
 
 
-def beat_features(data_dir: Path, load_options: dict, data) -> np.ndarray:
+def beat_features(data_dir: Path, load_options: dict, data, leads: tuple[str, ...]) -> np.ndarray:
     """:func:`aami_feature_matrix` of the same beats as ``data``, read again at FEATURE_FS with the median beat."""
-    beats = load_task_data(get_task(TASK), data_dir, FEATURE_FS, progress=False, template=True, **load_options)
+    options = {**load_options, "leads": list(leads)}
+    beats = load_task_data(get_task(TASK), data_dir, FEATURE_FS, progress=False, template=True, **options)
     if beats.item_ids.tolist() != data.item_ids.tolist():
         raise CardiolensError("the beats read at 250 Hz are not those read at 100 Hz")
     return aami_feature_matrix(beats)
@@ -233,7 +245,7 @@ def main() -> None:
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         parser.error(f"unknown experiments {unknown}; known: {', '.join(EXPERIMENTS)}")
-    features = None  # the beat features, read once for every feature model
+    features: dict[tuple, np.ndarray] = {}  # the beat features by leads, read once for every feature model
     for name in names:
         started = time.perf_counter()
         parts = [0] if fixed else list(range(args.folds))
@@ -241,10 +253,13 @@ def main() -> None:
             if name == "rr-logistic":
                 result = run_feature_model(data, data.extra, rr_logistic, folds, parts, weighted=False)
             else:
-                if features is None:
-                    features = beat_features(data_dir, load_options, data)
-                columns = [FEATURE_NAMES.index(n) for n in FEATURE_MODELS[name]["features"]]
-                result = run_feature_model(data, features[:, columns], boosted_trees, folds, parts, weighted=True)
+                leads = tuple(FEATURE_MODELS[name].get("leads", ["MLII"]))
+                if leads not in features:
+                    features[leads] = beat_features(data_dir, load_options, data, leads)
+                columns = [feature_names(len(leads)).index(n) for n in FEATURE_MODELS[name]["features"]]
+                result = run_feature_model(
+                    data, features[leads][:, columns], boosted_trees, folds, parts, weighted=True
+                )
             rows[name] = {
                 "experiment": name,
                 **FEATURE_MODELS[name],

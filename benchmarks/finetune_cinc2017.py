@@ -68,10 +68,15 @@ EXPERIMENTS: dict[str, dict] = {
     # not fine-tuning runs: boosted trees on record features, and a fixed average of two models
     "rhythm-features-gbm": {"feature_model": True},
     "cnn-scratch+rhythm-features": {"feature_model": True},
+    "cnn-scratch+cnn-scratch-aug+rhythm-features": {"feature_model": True},
 }
 # the feature model reads the records at their own rate
 FEATURE_FS = 300.0
-ENSEMBLE = ("cnn-scratch", "rhythm-features-gbm")
+# averages: name -> the runs whose out-of-fold probabilities are averaged, unweighted
+ENSEMBLES = {
+    "cnn-scratch+rhythm-features": ("cnn-scratch", "rhythm-features-gbm"),
+    "cnn-scratch+cnn-scratch-aug+rhythm-features": ("cnn-scratch", "cnn-scratch-aug", "rhythm-features-gbm"),
+}
 for _fraction in (0.01, 0.1, 0.25, 0.5):
     # the CNN's low-label runs cost a full fine-tune each: fold 0 only here (the curve is read on fold 0)
     EXPERIMENTS[f"cnn-scratch@{_fraction:g}"] = {
@@ -246,31 +251,32 @@ def run_rhythm_features(data_dir: Path, runs: Path) -> dict:
     )
 
 
-def run_ensemble(data_dir: Path, runs: Path) -> dict:
-    """The unweighted mean of the out-of-fold probabilities of the ENSEMBLE runs (no weight is fitted)."""
+def run_ensemble(name: str, data_dir: Path, runs: Path) -> dict:
+    """The unweighted mean of the out-of-fold probabilities of the runs ``ENSEMBLES[name]`` (no weight is fitted)."""
+    members = ENSEMBLES[name]
     data = load_task_data(get_task("cinc2017-rhythm"), data_dir, 100.0, progress=False)
     ids = data.item_ids.astype(str).tolist()
     probs, folds = [], None
-    for name in ENSEMBLE:
-        with np.load(runs / name / "oof.npz") as z:
+    for member in members:
+        with np.load(runs / member / "oof.npz") as z:
             where = {item: i for i, item in enumerate(z["item_ids"].astype(str).tolist())}
             missing = [i for i in ids if i not in where]
             if missing:
-                raise CardiolensError(f"{runs / name}: {len(missing)} records have no out-of-fold probabilities")
+                raise CardiolensError(f"{runs / member}: {len(missing)} records have no out-of-fold probabilities")
             probs.append(z["probs"][[where[i] for i in ids]])
-        fold_of = json.loads((runs / name / "folds.json").read_text())
+        fold_of = json.loads((runs / member / "folds.json").read_text())
         mine = np.array([fold_of[i] for i in ids])
         if folds is not None and not np.array_equal(folds, mine):
-            raise CardiolensError(f"{' and '.join(ENSEMBLE)} were run on different folds")
+            raise CardiolensError(f"{' and '.join(members)} were run on different folds")
         folds = mine
     return feature_row(
-        "cnn-scratch+rhythm-features",
+        name,
         data,
         np.mean(probs, axis=0),
         folds,
-        runs / "cnn-scratch+rhythm-features",
-        " + ".join(ENSEMBLE),
-        "mean of the two models' probabilities",
+        runs / name,
+        " + ".join(members),
+        f"mean of the {len(members)} models' probabilities",
     )
 
 
@@ -413,8 +419,10 @@ def main() -> None:
             print(f"heartgpt-af-head: AF AUROC {new_heartgpt['af_auroc']}", flush=True)
             row = None
         elif EXPERIMENTS[name].get("feature_model"):
-            run = run_rhythm_features if name == "rhythm-features-gbm" else run_ensemble
-            row = run(data_dir, args.runs)
+            if name == "rhythm-features-gbm":
+                row = run_rhythm_features(data_dir, args.runs)
+            else:
+                row = run_ensemble(name, data_dir, args.runs)
             row["seconds_this_call"] = time.perf_counter() - started
             print(f"{name}: score {row['challenge_score']}, AF AUROC {row['af_auroc']}", flush=True)
         else:

@@ -17,6 +17,7 @@ from cardiolens.tasks.aami_features import (
     FEATURE_NAMES,
     MORPHOLOGY_FEATURES,
     aami_feature_matrix,
+    feature_names,
     morphology_features,
     rr_irregularity,
     standardise_by_record,
@@ -25,6 +26,7 @@ from cardiolens.tasks.finetune import FinetuneConfig, finetune
 from cardiolens.tasks.suite import get_task, load_task_data
 from cardiolens.tasks.tasks_aami import (
     AAMI_TASK_CLASSES,
+    RR_FEATURES,
     aami_report,
     aami_score,
     beat_windows,
@@ -210,6 +212,21 @@ def test_the_template_option_adds_each_records_median_beat(simulated_mitdb):
     assert all(np.array_equal(t, of_101[0]) for t in of_101)  # one template per record
     assert abs(int(np.argmax(of_101[0])) - 100) <= 1  # the typical (N) beat peaks at the centre
     assert not np.array_equal(of_101[0], data.signals[-1][1])
+
+
+def test_the_other_lead_is_the_records_lead_not_named_and_gives_features_per_lead(simulated_mitdb):
+    folder, _ = simulated_mitdb
+    named = load_aami(folder, 250.0, records=["101"], leads=("MLII", "V1"), template=True, progress=False)
+    other = load_aami(folder, 250.0, records=["101"], leads=("MLII", "other"), template=True, progress=False)
+    assert other.leads == ["MLII", "other", "MLII median", "other median"]
+    assert all(np.array_equal(a, b) for a, b in zip(named.signals, other.signals, strict=True))
+    features = aami_feature_matrix(other)
+    assert features.shape == (len(other), len(feature_names(2))) and len(feature_names(2)) == len(FEATURE_NAMES) + 22
+    one = aami_feature_matrix(load_aami(folder, 250.0, records=["101"], template=True, progress=False))
+    assert np.allclose(
+        features[:, : len(RR_FEATURES) + len(MORPHOLOGY_FEATURES)],
+        one[:, : len(RR_FEATURES) + len(MORPHOLOGY_FEATURES)],
+    )
 
 
 def test_paced_records_are_kept_only_when_asked_and_their_leads_are_checked(simulated_mitdb):

@@ -51,6 +51,12 @@ FEATURE_NAMES = (
 )
 
 
+def feature_names(leads: int = 1) -> list[str]:
+    """Column names of :func:`aami_feature_matrix` for items of ``leads`` leads."""
+    morphology = [n if leads == 1 else f"{n}_lead{i}" for i in range(leads) for n in MORPHOLOGY_FEATURES]
+    return [*RR_FEATURES, *morphology, *IRREGULARITY_FEATURES, *(f"{n}_in_record" for n in (*RR_FEATURES, *morphology))]
+
+
 def _correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a - a.mean(axis=1, keepdims=True)
     b = b - b.mean(axis=1, keepdims=True)
@@ -142,20 +148,25 @@ def standardise_by_record(features: Any, records: Any) -> np.ndarray:
 
 
 def aami_feature_matrix(data: TaskData) -> np.ndarray:
-    """The (N, len(FEATURE_NAMES)) features of ``mitbih-aami`` items loaded with ``template=True``.
+    """The features of ``mitbih-aami`` items loaded with ``template=True``: (N, len(FEATURE_NAMES)) for
+    one lead; with more leads the morphology features (and their standardised copies) come once per
+    lead, in lead order (:func:`feature_names`).
 
     Beat positions and records come from the item ids (``record:sample``); the irregularity is
     computed over the record's kept beats (class Q and the first and last beat are not items).
     """
-    if len(data.leads) != 2 or not data.leads[1].endswith(" median"):
+    n_leads = len(data.leads) // 2
+    if len(data.leads) % 2 or not all(name.endswith(" median") for name in data.leads[n_leads:]):
         raise CardiolensError(
-            "aami_feature_matrix needs mitbih-aami items of one lead loaded with template=True "
-            f"(leads [lead, 'lead median']), got leads {data.leads}"
+            "aami_feature_matrix needs mitbih-aami items loaded with template=True "
+            f"(leads [lead, ..., 'lead median', ...]), got leads {data.leads}"
         )
     if data.extra is None or data.extra.shape[1] != len(RR_FEATURES):
         raise CardiolensError("aami_feature_matrix needs the items' RR features (data.extra)")
-    windows = np.stack(data.signals)  # (N, 2, window)
-    morphology = morphology_features(windows[:, 0], windows[:, 1], data.fs)
+    windows = np.stack(data.signals)  # (N, 2 * leads, window): the beats, then their median beats
+    morphology = np.column_stack(
+        [morphology_features(windows[:, i], windows[:, n_leads + i], data.fs) for i in range(n_leads)]
+    )
     records = np.array([i.split(":")[0] for i in data.item_ids.tolist()])
     positions = np.array([int(i.split(":")[1]) for i in data.item_ids.tolist()])
     irregular = np.empty((len(data), len(IRREGULARITY_HALF_WIDTHS)))
@@ -179,6 +190,7 @@ __all__ = [
     "IRREGULARITY_FEATURES",
     "MORPHOLOGY_FEATURES",
     "aami_feature_matrix",
+    "feature_names",
     "morphology_features",
     "rr_irregularity",
     "standardise_by_record",

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 AAMI_TASK_CLASSES = ("N", "S", "V", "F")
 WINDOW_SECONDS = 2.0
 LOCAL_RR_BEATS = 10
+OTHER_LEAD = "other"  # in ``leads``: whatever lead of the record is not asked for by name
 RR_FEATURES = ("log_pre_rr", "log_post_rr", "log_pre_local", "log_post_local", "log_local_rr")
 RECORD_SETS = {
     "DS1": tuple(str(r) for r in DS1),
@@ -203,6 +204,9 @@ def _record_items(
     """Windows, RR features, AAMI classes, beat samples (at 360 Hz) and symbols of one record's kept beats."""
     record = db.load(rid)
     names = [str(x) for x in record.leads or []]
+    named = [ld for ld in leads if ld != OTHER_LEAD]
+    # "other": the record's first lead not asked for by name (MIT-BIH's second lead: V1 in most records)
+    leads = [ld if ld != OTHER_LEAD else next((n for n in names if n not in named), ld) for ld in leads]
     missing = [ld for ld in leads if ld not in names]
     if missing:
         raise DatasetError(f"{db.path(rid)}: record {rid} has no lead {', '.join(missing)} (it has {', '.join(names)})")
@@ -243,7 +247,9 @@ def load_aami(
             record in the folder except the paced ones.
         include_paced: keep the paced records 102 104 107 217 (their paced beats are class Q and are
             dropped either way; 102 and 104 have no MLII).
-        leads: leads by name, in channel order (``("MLII", "V1")`` for two; records lacking one are an error).
+        leads: leads by name, in channel order (``("MLII", "V1")`` for two; records lacking one are an
+            error). ``"other"`` stands for the record's first lead not named: ``("MLII", "other")``
+            reads both leads of every MIT-BIH record whose second lead is V1, V2, V4 or V5.
         train_records, test_records: a fixed split instead of cross-validation: ``info["split"]``
             maps each item to ``"train"`` or ``"test"`` (validation is carved from the training
             records by patient). Both or neither.
@@ -387,6 +393,7 @@ MITBIH_AAMI = register_task(
 __all__ = [
     "AAMI_TASK_CLASSES",
     "MITBIH_AAMI",
+    "OTHER_LEAD",
     "RECORD_SETS",
     "RR_FEATURES",
     "aami_confusion",
