@@ -34,7 +34,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import SHARED_DATA, unpacked, write_result  # noqa: E402
 from cardiolens.errors import CardiolensError  # noqa: E402
 from cardiolens.models import load_model  # noqa: E402
-from cardiolens.tasks.finetune import FinetuneConfig, assign_folds, finetune, summarise  # noqa: E402
+from cardiolens.tasks.finetune import (  # noqa: E402
+    FinetuneConfig,
+    assign_folds,
+    finetune,
+    fraction_of_patients,
+    summarise,
+)
 from cardiolens.tasks.metrics import CINC2017_CLASSES, auroc, bootstrap, cinc2017_score  # noqa: E402
 from cardiolens.tasks.rhythm_features import FEATURE_NAMES, rhythm_feature_matrix  # noqa: E402
 from cardiolens.tasks.suite import get_task, load_task_data  # noqa: E402
@@ -92,6 +98,7 @@ for _fraction in (0.01, 0.1, 0.25, 0.5):
         **EXPERIMENTS["ecgpt-small-linear"],
         "label_fraction": _fraction,
     }
+    EXPERIMENTS[f"rhythm-features-gbm@{_fraction:g}"] = {"feature_model": True, "label_fraction": _fraction}
 DEFAULT = [
     "cnn-scratch",
     "rhythm-features-gbm",
@@ -228,27 +235,39 @@ def feature_row(
     }
 
 
-def run_rhythm_features(data_dir: Path, runs: Path) -> dict:
-    """Boosted trees on :func:`rhythm_feature_matrix` of each record, on the 5 folds every experiment uses."""
-    task = get_task("cinc2017-rhythm")
-    data = load_task_data(task, data_dir, FEATURE_FS, progress=False)
-    folds = assign_folds(data, 5, 0)
-    features = rhythm_feature_matrix(data.signals, FEATURE_FS)
+_FEATURES: dict[str, tuple] = {}  # the records and their features, computed once per invocation
+
+
+def run_rhythm_features(data_dir: Path, runs: Path, name: str = "rhythm-features-gbm", fraction: float = 1.0) -> dict:
+    """Boosted trees on :func:`rhythm_feature_matrix` of each record, on the 5 folds every experiment uses.
+
+    ``fraction``: the labelled share of each fold's training records, drawn as ``finetune`` draws it
+    (``fraction_of_patients``, seed 0 + fold); the trees need no validation split, so they train on
+    all of it (the fine-tuned models use part of the same labels for validation)."""
+    if "cinc2017" not in _FEATURES:
+        task = get_task("cinc2017-rhythm")
+        data = load_task_data(task, data_dir, FEATURE_FS, progress=False)
+        _FEATURES["cinc2017"] = (data, assign_folds(data, 5, 0), rhythm_feature_matrix(data.signals, FEATURE_FS))
+    data, folds, features = _FEATURES["cinc2017"]
     y = np.asarray(data.targets)
     probs = np.zeros((len(data), len(CINC2017_CLASSES)))
     for k in range(5):
         test = folds == k
-        model = boosted_trees().fit(features[~test], y[~test])
+        pool = np.flatnonzero(~test)
+        train = pool[fraction_of_patients(data.groups[pool], fraction, 0 + k)]
+        model = boosted_trees().fit(features[train], y[train])
         probs[np.ix_(test, model.classes_)] = model.predict_proba(features[test])
-    return feature_row(
-        "rhythm-features-gbm",
+    row = feature_row(
+        name,
         data,
         probs,
         folds,
-        runs / "rhythm-features-gbm",
+        runs / name,
         f"none ({len(FEATURE_NAMES)} record features, cardiolens.tasks.rhythm_features, at {FEATURE_FS:g} Hz)",
         "gradient-boosted trees (HistGradientBoostingClassifier)",
     )
+    row["label_fraction"] = fraction
+    return row
 
 
 def run_ensemble(name: str, data_dir: Path, runs: Path) -> dict:
@@ -313,6 +332,7 @@ CURVES = {
     "cnn-scratch": "from-scratch CNN (full fine-tune)",
     "heartgpt-ecg-linear": "HeartGPT ECG-PT, linear probe",
     "ecgpt-small-linear": "ecgpt-small, linear probe",
+    "rhythm-features-gbm": "boosted trees on record features (no pretraining)",
 }
 
 
@@ -419,8 +439,8 @@ def main() -> None:
             print(f"heartgpt-af-head: AF AUROC {new_heartgpt['af_auroc']}", flush=True)
             row = None
         elif EXPERIMENTS[name].get("feature_model"):
-            if name == "rhythm-features-gbm":
-                row = run_rhythm_features(data_dir, args.runs)
+            if name.startswith("rhythm-features-gbm"):
+                row = run_rhythm_features(data_dir, args.runs, name, EXPERIMENTS[name].get("label_fraction", 1.0))
             else:
                 row = run_ensemble(name, data_dir, args.runs)
             row["seconds_this_call"] = time.perf_counter() - started
