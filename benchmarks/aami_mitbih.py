@@ -70,6 +70,7 @@ EXPERIMENTS: dict[str, dict] = {
     "beat-features-gbm": {},
     "beat-features-gbm-unstandardised": {},
     "beat-features-gbm-2leads": {},
+    "beat-features-gbm+cnn-scratch-template": {},
     # 3 epochs of ~40,000 beats fit the CPU budget (a few minutes per fold on one thread)
     "cnn-scratch": {"backbone": "resnet1d", "policy": "full", "epochs": 3, "patience": 1, "batch_size": 128},
     # the same, with the record's median beat as a second channel (loader option template=True)
@@ -90,6 +91,8 @@ DEFAULT = [
     "cnn-scratch",
     "cnn-scratch-template",
     "ecgpt-small-linear",
+    "beat-features-gbm-2leads",
+    "beat-features-gbm+cnn-scratch-template",  # reads the two runs above
 ]
 # experiments that are not fine-tuning runs: scikit-learn models on per-beat features
 FEATURE_MODELS = {
@@ -105,6 +108,12 @@ FEATURE_MODELS = {
         "policy": "gradient-boosted trees (HistGradientBoostingClassifier, class-balanced weights)",
         "features": feature_names(2),
         "leads": ["MLII", OTHER_LEAD],
+    },
+    # the feature model and the best network, averaged (nothing fitted on the test folds)
+    "beat-features-gbm+cnn-scratch-template": {
+        "backbone": "beat-features-gbm + cnn-scratch-template",
+        "policy": "mean of the two models' probabilities",
+        "members": ["beat-features-gbm", "cnn-scratch-template"],
     },
     # ablation: the same without the per-record standardised copies (what standardising adds)
     "beat-features-gbm-unstandardised": {
@@ -135,30 +144,66 @@ def rr_logistic():
 def run_feature_model(
     data, features: np.ndarray, make_model, folds: np.ndarray, test_parts: list, weighted: bool
 ) -> dict:
-    """Fit ``make_model()`` on ``features`` fold by fold (out-of-fold probabilities, scored as the CNN runs are).
+    """Fit ``make_model()`` on ``features`` fold by fold; out-of-fold probabilities, scored as the CNN runs are.
 
     ``weighted``: class-balanced sample weights (for models without a ``class_weight`` option)."""
     y = np.asarray(data.targets)
     k = len(AAMI_TASK_CLASSES)
     probs = np.full((len(data), k), np.nan)
-    per_fold = {}
     for part in test_parts:
         test = folds == part
         train = ~test & (folds != -1)
         model = make_model()
         weights = {"sample_weight": balanced_weights(y[train], k)} if weighted else {}
         model.fit(features[train], y[train], **weights)
-        p = np.zeros((int(test.sum()), k))
-        p[:, model.classes_] = model.predict_proba(features[test])
-        probs[test] = p
-        per_fold[str(part)] = {"n_train": int(train.sum()), "n_test": int(test.sum()), "test": aami_report(y[test], p)}
+        probs[test] = 0.0
+        probs[np.ix_(test, model.classes_)] = model.predict_proba(features[test])
+    return score_out_of_fold(data, probs, folds, test_parts)
+
+
+def score_out_of_fold(data, probs: np.ndarray, folds: np.ndarray, test_parts: list) -> dict:
+    """Pooled scores with intervals, per-fold scores and the confusion matrix of out-of-fold probabilities."""
+    y = np.asarray(data.targets)
+    per_fold = {}
+    for part in test_parts:
+        test = folds == part
+        per_fold[str(part)] = {
+            "n_train": int((~test & (folds != -1)).sum()),
+            "n_test": int(test.sum()),
+            "test": aami_report(y[test], probs[test]),
+        }
     done = np.flatnonzero(~np.isnan(probs).any(axis=1))
     covered = data.subset(done)
     return {
         "oof": summarise(get_task(TASK), covered, probs[done]),
         "folds": per_fold,
         "report": aami_report(covered.targets, probs[done]),
+        "probs": probs,
     }
+
+
+def mean_of_runs(data, runs: Path, members: list[str]) -> np.ndarray:
+    """The unweighted mean of the members' saved out-of-fold probabilities, in ``data``'s item order."""
+    ids = data.item_ids.astype(str).tolist()
+    probs = []
+    for member in members:
+        file = runs / member / "oof.npz"
+        if not file.exists():
+            raise CardiolensError(f"{file} is missing: run --only {member} first")
+        with np.load(file) as z:
+            where = {item: i for i, item in enumerate(z["item_ids"].astype(str).tolist())}
+            if any(i not in where for i in ids):
+                raise CardiolensError(f"{file}: not every beat has out-of-fold probabilities")
+            probs.append(z["probs"][[where[i] for i in ids]])
+    return np.mean(probs, axis=0)
+
+
+def save_oof(data, probs: np.ndarray, folder: Path) -> None:
+    """Out-of-fold probabilities as a fine-tuning run keeps them (``oof.npz``), written atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / ".oof.tmp.npz"
+    np.savez(tmp, item_ids=data.item_ids.astype(str), probs=probs, targets=np.asarray(data.targets))
+    tmp.replace(folder / "oof.npz")
 
 
 def beat_features(data_dir: Path, load_options: dict, data, leads: tuple[str, ...]) -> np.ndarray:
@@ -252,6 +297,9 @@ def main() -> None:
         if name in FEATURE_MODELS:
             if name == "rr-logistic":
                 result = run_feature_model(data, data.extra, rr_logistic, folds, parts, weighted=False)
+            elif "members" in FEATURE_MODELS[name]:
+                probs = mean_of_runs(data, runs, FEATURE_MODELS[name]["members"])
+                result = score_out_of_fold(data, probs, folds, parts)
             else:
                 leads = tuple(FEATURE_MODELS[name].get("leads", ["MLII"]))
                 if leads not in features:
@@ -260,6 +308,7 @@ def main() -> None:
                 result = run_feature_model(
                     data, features[leads][:, columns], boosted_trees, folds, parts, weighted=True
                 )
+            save_oof(data, result["probs"], runs / name)
             rows[name] = {
                 "experiment": name,
                 **FEATURE_MODELS[name],
