@@ -353,7 +353,7 @@ def low_label_figure(result: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = low_label_rows(result)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
     for family, label in CURVES.items():
         mine = [r for r in rows if r["family"] == family]
         if not mine:
@@ -371,7 +371,7 @@ def low_label_figure(result: dict, out: Path) -> None:
     ax.set_ylabel("CinC 2017 challenge score, fold 0 test")
     ax.set_title("Low-label curve (95 % bootstrap intervals)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)  # outside: the curves fill the axes
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
