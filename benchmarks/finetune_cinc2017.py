@@ -251,12 +251,15 @@ def run_rhythm_features(data_dir: Path, runs: Path, name: str = "rhythm-features
     data, folds, features = _FEATURES["cinc2017"]
     y = np.asarray(data.targets)
     probs = np.zeros((len(data), len(CINC2017_CLASSES)))
+    importance = None
     for k in range(5):
         test = folds == k
         pool = np.flatnonzero(~test)
         train = pool[fraction_of_patients(data.groups[pool], fraction, 0 + k)]
         model = boosted_trees().fit(features[train], y[train])
         probs[np.ix_(test, model.classes_)] = model.predict_proba(features[test])
+        if k == 0 and fraction == 1.0:
+            importance = feature_importance(model, features[test], y[test])
     row = feature_row(
         name,
         data,
@@ -267,7 +270,25 @@ def run_rhythm_features(data_dir: Path, runs: Path, name: str = "rhythm-features
         "gradient-boosted trees (HistGradientBoostingClassifier)",
     )
     row["label_fraction"] = fraction
+    if importance is not None:
+        row["feature_importance_fold0"] = importance
     return row
+
+
+def feature_importance(model, features: np.ndarray, targets: np.ndarray, top: int = 15) -> list[dict]:
+    """Permutation importance on fold 0's test records: how much the challenge score drops when one
+    feature's values are shuffled among the records (5 shuffles, seed 0); the ``top`` largest."""
+    from sklearn.inspection import permutation_importance
+
+    def score(estimator, x, y):
+        return cinc2017_score(y, estimator.predict(x))["score"]
+
+    result = permutation_importance(model, features, targets, scoring=score, n_repeats=5, random_state=0)
+    order = np.argsort(result.importances_mean)[::-1][:top]
+    return [
+        {"feature": FEATURE_NAMES[i], "drop": float(result.importances_mean[i]), "sd": float(result.importances_std[i])}
+        for i in order
+    ]
 
 
 def run_ensemble(name: str, data_dir: Path, runs: Path) -> dict:
