@@ -56,6 +56,7 @@ from cardiolens.tasks.tasks_aami import (  # noqa: E402
     AAMI_TASK_CLASSES,
     OTHER_LEAD,
     aami_report,
+    aami_score,
     missing_records,
     record_set,
 )
@@ -142,11 +143,18 @@ def rr_logistic():
 
 
 def run_feature_model(
-    data, features: np.ndarray, make_model, folds: np.ndarray, test_parts: list, weighted: bool
+    data,
+    features: np.ndarray,
+    make_model,
+    folds: np.ndarray,
+    test_parts: list,
+    weighted: bool,
+    names: list[str] | None = None,
 ) -> dict:
     """Fit ``make_model()`` on ``features`` fold by fold; out-of-fold probabilities, scored as the CNN runs are.
 
-    ``weighted``: class-balanced sample weights (for models without a ``class_weight`` option)."""
+    ``weighted``: class-balanced sample weights (for models without a ``class_weight`` option).
+    ``names``: the feature names; given, the first test part also gets permutation importances."""
     y = np.asarray(data.targets)
     k = len(AAMI_TASK_CLASSES)
     probs = np.full((len(data), k), np.nan)
@@ -158,7 +166,28 @@ def run_feature_model(
         model.fit(features[train], y[train], **weights)
         probs[test] = 0.0
         probs[np.ix_(test, model.classes_)] = model.predict_proba(features[test])
-    return score_out_of_fold(data, probs, folds, test_parts)
+        if names is not None and part == test_parts[0]:
+            importance = feature_importance(model, features[test], y[test], names)
+    result = score_out_of_fold(data, probs, folds, test_parts)
+    if names is not None:
+        result["importance"] = importance
+    return result
+
+
+def feature_importance(model, features: np.ndarray, targets: np.ndarray, names: list[str], top: int = 15) -> list:
+    """Permutation importance on one test part: the drop in mean F1 of S and V when one feature is
+    shuffled among the beats (5 shuffles, seed 0); the ``top`` largest."""
+    from sklearn.inspection import permutation_importance
+
+    def score(estimator, x, y):
+        return aami_score(y, estimator.predict(x))["sv_f1"]
+
+    result = permutation_importance(model, features, targets, scoring=score, n_repeats=5, random_state=0)
+    order = np.argsort(result.importances_mean)[::-1][:top]
+    return [
+        {"feature": names[i], "drop": float(result.importances_mean[i]), "sd": float(result.importances_std[i])}
+        for i in order
+    ]
 
 
 def score_out_of_fold(data, probs: np.ndarray, folds: np.ndarray, test_parts: list) -> dict:
@@ -306,7 +335,13 @@ def main() -> None:
                     features[leads] = beat_features(data_dir, load_options, data, leads)
                 columns = [feature_names(len(leads)).index(n) for n in FEATURE_MODELS[name]["features"]]
                 result = run_feature_model(
-                    data, features[leads][:, columns], boosted_trees, folds, parts, weighted=True
+                    data,
+                    features[leads][:, columns],
+                    boosted_trees,
+                    folds,
+                    parts,
+                    weighted=True,
+                    names=FEATURE_MODELS[name]["features"] if name == "beat-features-gbm" else None,
                 )
             save_oof(data, result["probs"], runs / name)
             rows[name] = {
@@ -320,6 +355,8 @@ def main() -> None:
                     for k, f in result["folds"].items()
                 },
             }
+            if "importance" in result:
+                rows[name]["feature_importance_fold0"] = result["importance"]
         else:
             settings = dict(EXPERIMENTS[name])
             options = {**load_options, **settings.pop("load_options", {})}
