@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shlex
@@ -104,3 +105,40 @@ def test_readme_commands_parse(command: str, capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit) as done:
         main([*shlex.split(command)[1:], "--print_config"])
     assert done.value.code in (0, None), capsys.readouterr().err
+
+
+def test_features_csv_has_a_row_per_record_and_tells_an_irregular_rhythm(tmp_path: Path) -> None:
+    fs, n = 250, 250 * 30
+    kernel = np.exp(-0.5 * (np.arange(-12, 13) / 3.0) ** 2)
+    rng = np.random.default_rng(0)
+    for name, gaps in (("regular", np.full(40, 0.8)), ("irregular", rng.uniform(0.45, 1.1, 60))):
+        signal = 0.01 * rng.standard_normal(n)
+        beats = (0.5 + np.concatenate([[0], np.cumsum(gaps)])) * fs
+        for b in beats[beats < n - 13].astype(int):
+            signal[b - 12 : b + 13] += 1.2 * kernel
+        wfdb.wrsamp(
+            name, fs=fs, units=["mV"], sig_name=["II"], p_signal=signal[:, None], fmt=["16"], write_dir=str(tmp_path)
+        )
+    out = tmp_path / "features.csv"
+    assert main(["features", str(tmp_path), "--out", str(out)]) == 0
+    with open(out) as f:
+        rows = {row["record"]: row for row in csv.DictReader(f)}
+    assert set(rows) == {"regular", "irregular"} and rows["regular"]["lead"] == "II"
+    assert float(rows["regular"]["heart_rate_bpm"]) == pytest.approx(75, abs=1)
+    assert float(rows["regular"]["rr_cv"]) < 0.02 < 0.2 < float(rows["irregular"]["rr_cv"])
+
+
+def test_features_refuse_a_ppg_lead_and_name_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fs = 125
+    wfdb.wrsamp(
+        "pleth",
+        fs=fs,
+        units=["NU"],
+        sig_name=["PLETH"],
+        p_signal=np.sin(np.arange(fs * 20) / 10.0)[:, None],
+        fmt=["16"],
+        write_dir=str(tmp_path),
+    )
+    assert main(["features", str(tmp_path / "pleth.hea")]) == 2
+    err = capsys.readouterr().err
+    assert "pleth.hea" in err and "PPG" in err
