@@ -60,7 +60,7 @@ from cardiolens.tasks.tasks_aami import (  # noqa: E402
     missing_records,
     record_set,
 )
-from cardiolens.tasks.trees import balanced_weights, boosted_trees  # noqa: E402
+from cardiolens.tasks.trees import balanced_weights, boosted_trees, permutation_importance_table  # noqa: E402
 
 TASK = "mitbih-aami"
 UNSTANDARDISED = [n for n in FEATURE_NAMES if not n.endswith("_in_record")]
@@ -167,27 +167,14 @@ def run_feature_model(
         probs[test] = 0.0
         probs[np.ix_(test, model.classes_)] = model.predict_proba(features[test])
         if names is not None and part == test_parts[0]:
-            importance = feature_importance(model, features[test], y[test], names)
+            # the drop in mean F1 of S and V when one feature is shuffled among the test beats
+            importance = permutation_importance_table(
+                model, features[test], y[test], lambda t, p: aami_score(t, p)["sv_f1"], names
+            )
     result = score_out_of_fold(data, probs, folds, test_parts)
     if names is not None:
         result["importance"] = importance
     return result
-
-
-def feature_importance(model, features: np.ndarray, targets: np.ndarray, names: list[str], top: int = 15) -> list:
-    """Permutation importance on one test part: the drop in mean F1 of S and V when one feature is
-    shuffled among the beats (5 shuffles, seed 0); the ``top`` largest."""
-    from sklearn.inspection import permutation_importance
-
-    def score(estimator, x, y):
-        return aami_score(y, estimator.predict(x))["sv_f1"]
-
-    result = permutation_importance(model, features, targets, scoring=score, n_repeats=5, random_state=0)
-    order = np.argsort(result.importances_mean)[::-1][:top]
-    return [
-        {"feature": names[i], "drop": float(result.importances_mean[i]), "sd": float(result.importances_std[i])}
-        for i in order
-    ]
 
 
 def score_out_of_fold(data, probs: np.ndarray, folds: np.ndarray, test_parts: list) -> dict:

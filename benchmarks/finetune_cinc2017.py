@@ -22,6 +22,7 @@ Results: benchmarks/results/finetune_cinc2017.json (rewritten after each experim
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -45,7 +46,7 @@ from cardiolens.tasks.metrics import CINC2017_CLASSES, auroc, bootstrap, cinc201
 from cardiolens.tasks.rhythm_features import FEATURE_NAMES, rhythm_feature_matrix  # noqa: E402
 from cardiolens.tasks.suite import get_task, load_task_data  # noqa: E402
 from cardiolens.tasks.tasks_rhythm import heartgpt_af_probabilities  # noqa: E402
-from cardiolens.tasks.trees import boosted_trees  # noqa: E402
+from cardiolens.tasks.trees import boosted_trees, permutation_importance_table  # noqa: E402
 
 HEARTGPT_ECG = SHARED_DATA / "heartgpt" / "ECGPT_560k_iters.zip"
 HEARTGPT_AF = SHARED_DATA / "heartgpt" / "ECGPT_AF_1k_iters.zip"
@@ -235,7 +236,11 @@ def feature_row(
     }
 
 
-_FEATURES: dict[str, tuple] = {}  # the records and their features, computed once per invocation
+@functools.lru_cache(maxsize=1)  # once per invocation, however many experiments read them
+def cinc2017_features(data_dir: Path) -> tuple:
+    """The records at FEATURE_FS, their folds and :func:`rhythm_feature_matrix`."""
+    data = load_task_data(get_task("cinc2017-rhythm"), data_dir, FEATURE_FS, progress=False)
+    return data, assign_folds(data, 5, 0), rhythm_feature_matrix(data.signals, FEATURE_FS)
 
 
 def run_rhythm_features(data_dir: Path, runs: Path, name: str = "rhythm-features-gbm", fraction: float = 1.0) -> dict:
@@ -244,11 +249,7 @@ def run_rhythm_features(data_dir: Path, runs: Path, name: str = "rhythm-features
     ``fraction``: the labelled share of each fold's training records, drawn as ``finetune`` draws it
     (``fraction_of_patients``, seed 0 + fold); the trees need no validation split, so they train on
     all of it (the fine-tuned models use part of the same labels for validation)."""
-    if "cinc2017" not in _FEATURES:
-        task = get_task("cinc2017-rhythm")
-        data = load_task_data(task, data_dir, FEATURE_FS, progress=False)
-        _FEATURES["cinc2017"] = (data, assign_folds(data, 5, 0), rhythm_feature_matrix(data.signals, FEATURE_FS))
-    data, folds, features = _FEATURES["cinc2017"]
+    data, folds, features = cinc2017_features(data_dir)
     y = np.asarray(data.targets)
     probs = np.zeros((len(data), len(CINC2017_CLASSES)))
     importance = None
@@ -259,7 +260,10 @@ def run_rhythm_features(data_dir: Path, runs: Path, name: str = "rhythm-features
         model = boosted_trees().fit(features[train], y[train])
         probs[np.ix_(test, model.classes_)] = model.predict_proba(features[test])
         if k == 0 and fraction == 1.0:
-            importance = feature_importance(model, features[test], y[test])
+            # the drop in challenge score when one feature is shuffled among fold 0's test records
+            importance = permutation_importance_table(
+                model, features[test], y[test], lambda t, p: cinc2017_score(t, p)["score"], FEATURE_NAMES
+            )
     row = feature_row(
         name,
         data,
@@ -273,22 +277,6 @@ def run_rhythm_features(data_dir: Path, runs: Path, name: str = "rhythm-features
     if importance is not None:
         row["feature_importance_fold0"] = importance
     return row
-
-
-def feature_importance(model, features: np.ndarray, targets: np.ndarray, top: int = 15) -> list[dict]:
-    """Permutation importance on fold 0's test records: how much the challenge score drops when one
-    feature's values are shuffled among the records (5 shuffles, seed 0); the ``top`` largest."""
-    from sklearn.inspection import permutation_importance
-
-    def score(estimator, x, y):
-        return cinc2017_score(y, estimator.predict(x))["score"]
-
-    result = permutation_importance(model, features, targets, scoring=score, n_repeats=5, random_state=0)
-    order = np.argsort(result.importances_mean)[::-1][:top]
-    return [
-        {"feature": FEATURE_NAMES[i], "drop": float(result.importances_mean[i]), "sd": float(result.importances_std[i])}
-        for i in order
-    ]
 
 
 def run_ensemble(name: str, data_dir: Path, runs: Path) -> dict:

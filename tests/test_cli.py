@@ -142,3 +142,20 @@ def test_features_refuse_a_ppg_lead_and_name_the_file(tmp_path: Path, capsys: py
     assert main(["features", str(tmp_path / "pleth.hea")]) == 2
     err = capsys.readouterr().err
     assert "pleth.hea" in err and "PPG" in err
+
+
+def test_features_name_the_file_of_a_record_too_short_to_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wfdb.wrsamp(
+        "short",
+        fs=250,
+        units=["mV"],
+        sig_name=["II"],
+        p_signal=np.sin(np.arange(250) / 5.0)[:, None],
+        fmt=["16"],
+        write_dir=str(tmp_path),
+    )
+    assert main(["features", str(tmp_path / "short.hea")]) == 2
+    err = capsys.readouterr().err
+    assert "short.hea" in err and "at least 2 s" in err

@@ -12,7 +12,7 @@ from cardiolens.errors import CardiolensError
 from cardiolens.io import load_record
 from cardiolens.tasks.metrics import auroc
 from cardiolens.tasks.rhythm_features import FEATURE_NAMES, record_features, rhythm_feature_matrix, rr_features
-from cardiolens.tasks.trees import boosted_trees
+from cardiolens.tasks.trees import boosted_trees, permutation_importance_table
 
 FS = 300.0
 
@@ -104,3 +104,15 @@ def test_boosted_trees_on_real_records_separate_af(cinc2017_dir):
     model = boosted_trees().fit(features[train], af[train])
     assert af[~train].sum() >= 10
     assert auroc(af[~train].astype(int), model.predict_proba(features[~train])[:, 1]) > 0.9
+
+
+def test_permutation_importance_ranks_the_feature_the_labels_depend_on_first():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 3))
+    y = (x[:, 1] > 0).astype(int)  # only feature "b" decides
+    model = boosted_trees().fit(x[:300], y[:300])
+    table = permutation_importance_table(
+        model, x[300:], y[300:], lambda t, p: float(np.mean(t == p)), ["a", "b", "c"], top=2
+    )
+    assert [row["feature"] for row in table][0] == "b" and len(table) == 2
+    assert table[0]["drop"] > 0.3 and table[1]["drop"] < 0.05

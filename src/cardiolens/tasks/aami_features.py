@@ -43,18 +43,15 @@ MORPHOLOGY_FEATURES = (
 )
 IRREGULARITY_HALF_WIDTHS = (4, 8, 16)
 IRREGULARITY_FEATURES = tuple(f"rr_irregularity_{h}" for h in IRREGULARITY_HALF_WIDTHS)
-FEATURE_NAMES = (
-    *RR_FEATURES,
-    *MORPHOLOGY_FEATURES,
-    *IRREGULARITY_FEATURES,
-    *(f"{n}_in_record" for n in (*RR_FEATURES, *MORPHOLOGY_FEATURES)),
-)
 
 
 def feature_names(leads: int = 1) -> list[str]:
     """Column names of :func:`aami_feature_matrix` for items of ``leads`` leads."""
     morphology = [n if leads == 1 else f"{n}_lead{i}" for i in range(leads) for n in MORPHOLOGY_FEATURES]
     return [*RR_FEATURES, *morphology, *IRREGULARITY_FEATURES, *(f"{n}_in_record" for n in (*RR_FEATURES, *morphology))]
+
+
+FEATURE_NAMES = tuple(feature_names(1))
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
