@@ -24,6 +24,12 @@ Usage::
     .venv/bin/python benchmarks/beats_detection.py                      # trains what is missing, then scores
     .venv/bin/python benchmarks/beats_detection.py --parts ecg --methods cardiolens neurokit
     .venv/bin/python benchmarks/beats_detection.py --ecg-models ecg-cnn ecg-gpt --ecg-gpt-folds 0
+    .venv/bin/python benchmarks/beats_detection.py --parts ecg --ecg-models ecg-cnn-aug --fusion ecg-cnn-aug \
+        --methods cardiolens          # adds the row ecg-cnn-aug+cardiolens; other rows are kept from the JSON
+
+Fusion (``--fusion RUN``): the classical ``cardiolens`` beats checked and completed by the run's beat
+probability (``tasks_beats.fuse_beats``), its two thresholds chosen per fold on that fold's validation
+records, before any test record is read.
 
 Training runs live in ``runs/beats/<name>`` (``finetune`` resumes them and skips finished folds).
 """
@@ -210,6 +216,44 @@ def paired_difference(a: list[dict], b: list[dict], reps: int, seed: int) -> dic
     return {"f1_difference": round(float(full(ca) - full(cb)), 3), "ci95": [round(float(lo), 3), round(float(hi), 3)]}
 
 
+# -- fusion of a model with the classical detector -------------------------------------------------------
+FUSED_WITH = "cardiolens"  # the classical ecg_peaks method a model's probability checks and completes
+# the two thresholds of tasks_beats.fuse_beats, chosen per fold on its validation records; 0 keeps every
+# classical beat and None adds no model beat, so the grid holds the classical detector alone
+KEEP_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
+ADD_GRID = (None, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5)
+FUSION_RULE = (
+    "tasks_beats.fuse_beats: a cardiolens beat is kept when the model's probability within +-100 ms reaches "
+    "the keeping threshold; a model beat at the adding threshold (locate_beats) is added when no kept "
+    "cardiolens beat lies within 150 ms. Both thresholds chosen per fold on its validation records (whole "
+    "records at 360 Hz, VF excluded, best F1; ties go to the pair nearest the classical detector alone: "
+    "lowest keeping, highest adding threshold)"
+)
+
+
+def choose_fusion(cases: list[dict[str, Any]], model_fs: float) -> dict[str, Any]:
+    """The (keep, add) thresholds of ``fuse_beats`` with the best F1 over ``cases`` (validation records).
+
+    Each case holds the record's reference ``beats``, ``excluded`` spans, ``classical`` beats, the model's
+    ``curve``, the signal ``x`` and ``fs``. Candidates are tried from the classical detector alone outwards
+    (keeping threshold rising, adding threshold falling); a later pair must be strictly better.
+    """
+    from cardiolens.tasks.tasks_beats import fuse_beats
+
+    best: dict[str, Any] = {"f1": -1.0}
+    for keep in KEEP_GRID:
+        for add in ADD_GRID:
+            counts = np.zeros(3, dtype=np.int64)
+            for c in cases:
+                fused = fuse_beats(c["classical"], c["curve"], model_fs, c["x"], c["fs"], keep, add)
+                s = rp.score(c["beats"], fused, c["fs"], c["excluded"])
+                counts += [s["tp"], s["fn"], s["fp"]]
+            f1 = rp.rates(*counts.tolist())["f1"]
+            if f1 > best["f1"]:
+                best = {"keep": keep, "add": add, "f1": round(f1, 3), "tp_fn_fp": counts.tolist()}
+    return best
+
+
 # -- ECG --------------------------------------------------------------------------------------------
 def ecg_part(args: argparse.Namespace, runs: Path) -> dict[str, Any]:
     import neurokit2  # noqa: F401  (imported once, before timing anything)
@@ -217,7 +261,7 @@ def ecg_part(args: argparse.Namespace, runs: Path) -> dict[str, Any]:
     from cardiolens.io import load_record
     from cardiolens.signal.peaks import ecg_peaks
     from cardiolens.tasks.suite import get_task, load_task_data
-    from cardiolens.tasks.tasks_beats import locate_beats
+    from cardiolens.tasks.tasks_beats import fuse_beats, locate_beats
 
     folder = args.mitdb or unpacked("mitdb-ds1.zip") / "mit-bih-arrhythmia-database-1.0.0"
     task = get_task("mitbih-beats")
@@ -249,9 +293,37 @@ def ecg_part(args: argparse.Namespace, runs: Path) -> dict[str, Any]:
             thresholds[name][fold] = threshold_for(model, task, val)
 
     methods = list(dict.fromkeys(args.methods))
-    model_rows = [f"{n}{suffix}" for n in models for suffix in ("", "@0.5")]
+    fusion: dict[str, dict[str, Any]] = {}  # fused method -> the model it fuses and its choices per fold
+    for name in args.fusion:
+        if name not in models:
+            raise SystemExit(f"--fusion {name}: not among --ecg-models")
+        if FUSED_WITH not in methods:
+            raise SystemExit(f"--fusion needs the classical method {FUSED_WITH!r} in --methods")
+        fusion[f"{name}+{FUSED_WITH}"] = {"model": name, "folds": {}}
+    validation_cases: dict[str, dict[str, Any]] = {}  # record -> signal, reference, classical beats
+
+    def validation_case(rid: str) -> dict[str, Any]:
+        if rid not in validation_cases:
+            record = load_record(folder / f"{rid}.hea")
+            x, fs = record.signal[0].astype(np.float64), record.fs
+            beats, episodes = rp.reference_of(record)
+            classical = ecg_peaks(x, fs, method=FUSED_WITH)
+            validation_cases[rid] = {"x": x, "fs": fs, "beats": beats, "excluded": episodes, "classical": classical}
+        return validation_cases[rid]
+
+    for fname, spec in fusion.items():  # chosen on validation records only, before any test record is read
+        for fold, model in models[spec["model"]].items():
+            val = validation_items(data, fold_of, fold, RUNS[spec["model"]])
+            val_records = sorted({i.split(":")[0] for i in val.item_ids.tolist()})
+            cases = [validation_case(rid) for rid in val_records]
+            cases = [{**c, "curve": model_curve(model, c["x"], c["fs"])} for c in cases]
+            spec["folds"][fold] = {"validation_records": val_records, **choose_fusion(cases, model.config.fs)}
+            print(f"{fname} fold {fold}: {spec['folds'][fold]}", file=sys.stderr)
+        thresholds[fname] = {f: {"keep": c["keep"], "add": c["add"]} for f, c in spec["folds"].items()}
+    validation_cases.clear()
+    model_rows = [f"{n}{suffix}" for n in models for suffix in ("", "@0.5")] + list(fusion)
     rows: dict[str, dict[str, list[dict]]] = {m: {v: [] for v in rp.VARIANTS} for m in methods + model_rows}
-    seconds = dict.fromkeys(methods + list(models), 0.0)
+    seconds = dict.fromkeys(methods + list(models) + list(fusion), 0.0)
     names = sorted(record_fold)
     warnings.filterwarnings("ignore", module="neurokit2")
     for name in names:
@@ -274,6 +346,14 @@ def ecg_part(args: argparse.Namespace, runs: Path) -> dict[str, Any]:
             seconds[mname] += time.perf_counter() - t0
             for suffix, t in (("", thresholds[mname][fold]), ("@0.5", 0.5)):
                 found[mname + suffix], _ = locate_beats(curve, model.config.fs, x, fs, t, "ECG")
+            for fname, spec in fusion.items():
+                if spec["model"] == mname:
+                    chosen = spec["folds"][fold]
+                    t0 = time.perf_counter()
+                    found[fname] = fuse_beats(
+                        found[FUSED_WITH], curve, model.config.fs, x, fs, chosen["keep"], chosen["add"]
+                    )
+                    seconds[fname] += time.perf_counter() - t0
         for method, det in found.items():
             for variant in rp.VARIANTS:
                 rows[method][variant].append(scored_row(name, fold, beats, det, fs, exclusions[variant]))
@@ -294,8 +374,10 @@ def ecg_part(args: argparse.Namespace, runs: Path) -> dict[str, Any]:
         if base in seconds:
             entry["seconds"] = round(seconds[base], 3)
         results[method] = entry
+    for fname, spec in fusion.items():  # a fused method's time: the model's, the classical detector's, its own
+        results[fname]["seconds"] = round(seconds[fname] + seconds[spec["model"]] + seconds[FUSED_WITH], 3)
     comparisons = {}
-    for name in models:
+    for name in [*models, *fusion]:
         covered = set(results[name]["records"])
         for variant in ("ec57", "whole_vf_excluded"):
             best = max(
@@ -307,6 +389,11 @@ def ecg_part(args: argparse.Namespace, runs: Path) -> dict[str, Any]:
             a = rows[name][variant]
             b = [r for r in rows[best][variant] if r["record"] in covered]
             comparisons[f"{name} vs {best} ({variant})"] = paired_difference(a, b, args.bootstrap, args.seed)
+            if name in fusion:
+                alone = fusion[name]["model"]
+                comparisons[f"{name} vs {alone} ({variant})"] = paired_difference(
+                    a, rows[alone][variant], args.bootstrap, args.seed
+                )
     return {
         "data": {
             "folder": str(folder),
@@ -323,9 +410,13 @@ def ecg_part(args: argparse.Namespace, runs: Path) -> dict[str, Any]:
             "averaged), beats decoded at the fold's validation threshold (name) or at 0.5 (name@0.5), "
             "refractory 300 ms (shortened for fast rhythms), mapped to 360 Hz and moved onto the R peak within "
             "50 ms (tasks_beats.locate_beats, what detect_beats returns)",
+            "fusion": FUSION_RULE,
             "ci95": f"bootstrap over records ({args.bootstrap} resamples, seed {args.seed}); comparisons paired",
         },
         "thresholds": thresholds,
+        "fusion": {
+            f: {"rule": FUSION_RULE, "keep_grid": KEEP_GRID, "add_grid": ADD_GRID, **spec} for f, spec in fusion.items()
+        },
         "finetune": finetune_results,
         "methods": results,
         "comparisons": comparisons,
@@ -582,6 +673,28 @@ Not a medical device: for research use.
     return save_checkpoint(model, out, card, overwrite=True, extra_files={"split.json": json.dumps(split)})
 
 
+def keep_earlier_entries(now: dict[str, Any], before: dict[str, Any], earlier: dict[str, Any]) -> None:
+    """Add to the ECG part scored now the methods (and their thresholds, fine-tuning runs, fusion choices
+    and comparisons) an earlier run scored and this one did not, each marked with the run it came from."""
+    if before.get("data", {}).get("folds") != now["data"]["folds"]:
+        raise SystemExit("the earlier ECG results used other folds: run every ECG method again")
+    marks = dict(before.get("kept_from_earlier_run", {}))
+    kept = [m for m in before.get("methods", {}) if m not in now["methods"]]
+    order = [*before.get("methods", {}), *(m for m in now["methods"] if m not in before.get("methods", {}))]
+    merged = {**now["methods"], **{m: before["methods"][m] for m in kept}}
+    now["methods"] = {m: merged[m] for m in order}  # the earlier rows' order, new rows last
+    for key in ("thresholds", "finetune", "fusion", "comparisons"):
+        for name, value in before.get(key, {}).items():
+            now.setdefault(key, {})
+            if name not in now[key]:
+                now[key][name] = value
+    for method in kept:
+        marks.setdefault(method, earlier)
+    now["kept_from_earlier_run"] = {m: marks[m] for m in kept}
+    if not kept:
+        now.pop("kept_from_earlier_run")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", nargs="+", default=["ecg", "ppg"], choices=["ecg", "ppg"])
@@ -593,6 +706,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--heartgpt", type=Path, default=None, help="PPGPT_beat_5k_iters.zip (default: ../shared/data/heartgpt)"
     )
     parser.add_argument("--ecg-models", nargs="+", default=["ecg-cnn"], choices=list(ECG_RUNS))
+    parser.add_argument(
+        "--fusion",
+        nargs="*",
+        default=[],
+        choices=list(ECG_RUNS),
+        help=f"ECG runs (among --ecg-models) also scored fused with {FUSED_WITH!r} (row RUN+{FUSED_WITH})",
+    )
     parser.add_argument("--ecg-gpt-folds", type=int, nargs="+", default=[0], help="folds of the (slow) GPT run")
     parser.add_argument("--methods", nargs="+", default=list(rp.DEFAULT_METHODS), help="classical ecg_peaks methods")
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "beats", help="folder of the fine-tuning runs")
@@ -623,12 +743,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         payload["ecg"] = ecg_part(args, args.runs)
     if "ppg" in args.parts:
         payload["ppg"] = ppg_part(args, args.runs)
-    if args.out.is_file():  # a part not run now keeps its earlier result, marked as such
+    if args.out.is_file():  # read again now: what was not run now keeps its earlier result, marked as such
         before = json.loads(args.out.read_text())
+        earlier = {k: before.get(k) for k in ("command", "commit", "date")}
         for part in ("ecg", "ppg"):
             if part not in payload and part in before:
                 payload[part] = before[part]
-                payload[part].setdefault("from_earlier_run", {k: before.get(k) for k in ("command", "commit", "date")})
+                payload[part].setdefault("from_earlier_run", earlier)
+        if "ecg" in args.parts and "ecg" in before:
+            keep_earlier_entries(payload["ecg"], before["ecg"], earlier)
     write_result(payload, args.out)
     if args.ship:
         print(f"shipped {ship_beats_ecg(payload, args.runs, weights, args.ship_run)}")

@@ -17,6 +17,7 @@ from cardiolens.tasks.tasks_beats import (
     complement,
     decode_beats,
     detect_beats,
+    fuse_beats,
     locate_beats,
     ppg_reference,
     refine_beats,
@@ -142,6 +143,29 @@ def test_decoding_threshold_is_chosen_on_validation_items():
     t = choose_threshold(task, [y], [weak])
     assert t <= 0.35
     assert task.score([y], [weak], [t])["f1"] == 1.0
+
+
+def test_fusion_drops_unsupported_classical_beats_and_adds_confident_model_beats():
+    fs, model_fs, n = 360.0, 100.0, 3600  # 10 s
+    r = np.arange(180, 3500, 288)  # R peaks every 800 ms
+    t = np.arange(n)[:, None]
+    ecg = np.exp(-0.5 * ((t - r[None]) / 3.0) ** 2).sum(axis=1)
+    missed, noise = r[4], r[7] + 144  # the classical detector misses a beat and fires between two
+    slightly_off = r[2] + 29  # 80 ms off the R peak: still a beat for the scoring (150 ms)
+    classical = np.sort(np.r_[np.setdiff1d(r, [missed, r[2]]), slightly_off, noise])
+    at = np.round(r * model_fs / fs).astype(int)
+    m = int(n * model_fs / fs)
+    p = np.maximum(bumps(m, np.delete(at, 9), height=0.9), bumps(m, at[[9]], height=0.3))  # beat 9: barely seen
+    fused = fuse_beats(classical, p, model_fs, ecg, fs, keep_threshold=0.1, add_threshold=0.8)
+    assert noise not in fused  # a classical detection the model does not believe in is dropped
+    assert missed in fused  # a beat only the model finds (0.9 >= 0.8) is added, on its R peak
+    assert r[9] in fused and slightly_off in fused  # classical beats with support (0.3, 80 ms away) are kept
+    assert np.array_equal(fused, np.sort(np.r_[np.setdiff1d(r, [r[2]]), slightly_off]))  # and nothing twice
+    # 0 keeps every classical beat and None adds nothing: the classical detector alone
+    assert np.array_equal(fuse_beats(classical, p, model_fs, ecg, fs, 0.0, None), classical)
+    # a model beat under the adding threshold is not added; a keeping threshold over the support drops
+    assert missed not in fuse_beats(classical, p, model_fs, ecg, fs, 0.1, 0.95)
+    assert r[9] not in fuse_beats(classical, p, model_fs, ecg, fs, 0.5, 0.8)
 
 
 def test_items_are_cut_halfway_between_beats_around_excluded_spans():

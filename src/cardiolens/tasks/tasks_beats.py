@@ -715,6 +715,72 @@ def locate_beats(
     return refine_beats(x, fs, samples, modality), confidence
 
 
+# a classical beat within 150 ms of a reference beat lies within 100 ms of that beat's +-50 ms target box
+FUSION_SUPPORT_S = TOLERANCE_S - ECG_HALF_WIDTH_S
+
+
+def fuse_beats(
+    classical: Any,
+    probability: Any,
+    model_fs: float,
+    signal: Any,
+    fs: float,
+    keep_threshold: float,
+    add_threshold: float | None,
+    *,
+    support_s: float = FUSION_SUPPORT_S,
+    gap_s: float = TOLERANCE_S,
+    modality: str = "ECG",
+) -> np.ndarray:
+    """Beats of a classical detector checked and completed by a model's beat probability.
+
+    1. A classical beat is kept when the model's probability within +-``support_s`` of it reaches
+       ``keep_threshold`` (a low threshold: it drops the classical detector's noise and T-wave
+       detections that the model does not believe in at all; 0 keeps every classical beat).
+    2. A beat the model finds at ``add_threshold`` (a high threshold; :func:`locate_beats`) is added
+       when no kept classical beat lies within ``gap_s`` of it (a beat the classical detector missed;
+       None adds nothing).
+
+    Args:
+        classical: beat sample indices at ``fs`` (e.g. ``ecg_peaks(signal, fs)``).
+        probability: the model's per-sample beat probability over the same signal at ``model_fs``.
+        model_fs: the probability's sampling rate in Hz.
+        signal: the signal itself at ``fs`` (added beats are moved onto its peaks).
+        fs: the signal's sampling rate in Hz.
+        keep_threshold, add_threshold: the two thresholds (choose them on validation records).
+        support_s: half width of the window searched for the model's support of a classical beat.
+        gap_s: an added beat must be farther than this from every kept classical beat.
+        modality: ``"ECG"`` or ``"PPG"`` (where added beats are moved, :func:`refine_beats`).
+
+    Returns:
+        Sorted int64 beat sample indices at ``fs``.
+
+    Example:
+        >>> x = np.exp(-0.5 * ((np.arange(3600)[:, None] - [360, 1440, 2520]) / 3) ** 2).sum(1)  # R peaks, 360 Hz
+        >>> p = np.zeros(1000); p[[100, 400, 700]] = 0.9  # the model sees them (100 Hz)
+        >>> fuse_beats([360, 900, 1440], p, 100.0, x, 360.0, 0.1, 0.8).tolist()  # 900: dropped, 2520: added
+        [360, 1440, 2520]
+    """
+    p = np.asarray(probability, dtype=np.float64).reshape(-1)
+    beats = np.asarray(classical, dtype=np.int64).reshape(-1)
+    if p.size == 0:
+        raise CardiolensError("fuse_beats: empty probability curve")
+    at = np.clip(np.round(beats * model_fs / fs).astype(np.int64), 0, p.size - 1)  # beats at the model's rate
+    r = int(round(support_s * model_fs))
+    window = np.clip(at[:, None] + np.arange(-r, r + 1)[None, :], 0, p.size - 1)  # (beats, 2r+1)
+    support = p[window].max(axis=1) if beats.size else np.zeros(0)
+    kept = np.sort(beats[support >= keep_threshold])
+    if add_threshold is None:
+        return kept
+    found, _ = locate_beats(p, model_fs, signal, fs, add_threshold, modality)
+    if kept.size and found.size:
+        pos = np.searchsorted(kept, found)
+        before, after = kept[np.clip(pos - 1, 0, kept.size - 1)], kept[np.clip(pos, 0, kept.size - 1)]
+        nearest = np.minimum(np.abs(found - before), np.abs(after - found))
+        found = found[nearest > gap_s * fs]
+    return np.unique(np.r_[kept, found]).astype(np.int64)
+
+
 def detect_beats(
     model: Any, record: Record, lead: str | None = None, threshold: float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
