@@ -7,7 +7,7 @@ it stopped; finished experiments are read back, not retrained. Scores are out-of
 bootstrap 95 % intervals over records. HeartGPT's published AF model is scored on the same records
 (it was trained on other data, so every record is a test record for it).
 
-Two experiments are not fine-tuning runs: ``rhythm-features-gbm`` fits gradient-boosted trees on 55
+Two experiments are not fine-tuning runs: ``rhythm-features-gbm`` fits gradient-boosted trees on the 102
 rhythm, morphology and signal-quality features of each record (:mod:`cardiolens.tasks.rhythm_features`,
 lead I at its own 300 Hz) on the same folds, and ``cnn-scratch+rhythm-features`` averages its
 out-of-fold probabilities with those of ``cnn-scratch``, unweighted (nothing is fitted on test folds).

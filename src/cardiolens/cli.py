@@ -115,7 +115,7 @@ def peaks(
 
 def features(path: str, lead: str | None = None, out: Path | None = None, fs: float | None = None) -> None:
     """Write record-level rhythm features of an ECG lead as CSV, one row per record: RR irregularity,
-    ectopy, P wave, beat similarity, signal quality (cardiolens.tasks.rhythm_features).
+    ectopy, P wave, beat similarity, the median beat's shape, signal quality (cardiolens.tasks.rhythm_features).
 
     Args:
         path: a record file or a folder of records.

@@ -11,7 +11,18 @@ import pytest
 from cardiolens.errors import CardiolensError
 from cardiolens.io import load_record
 from cardiolens.tasks.metrics import auroc
-from cardiolens.tasks.rhythm_features import FEATURE_NAMES, record_features, rhythm_feature_matrix, rr_features
+from cardiolens.tasks.rhythm_features import (
+    FEATURE_NAMES,
+    QUALITY_FEATURES,
+    TEMPLATE_FEATURES,
+    WINDOW_FEATURES,
+    quality_features,
+    record_features,
+    rhythm_feature_matrix,
+    rr_features,
+    template_features,
+    window_features,
+)
 from cardiolens.tasks.trees import boosted_trees, permutation_importance_table
 
 FS = 300.0
@@ -73,6 +84,53 @@ def test_sinus_rhythm_and_an_af_like_rhythm_are_told_apart_from_the_signal():
     assert _feature(sinus, "p_wave_corr_median") > 0.8 > _feature(af, "p_wave_corr_median")
     assert _feature(sinus, "beat_corr_median") > 0.95 and _feature(sinus, "duration_s") == pytest.approx(seconds)
     assert _feature(sinus, "template_qrs_width_s") < 0.1
+
+
+def test_median_beat_shape_is_read_in_units_of_qrs_height_and_ignores_gain():
+    r_times = np.arange(0.5, 9.5, 0.8)
+    x = _ecg(r_times, 10, p_waves=True)
+    r = np.round(r_times * FS).astype(int)
+    shape = np.asarray(template_features(x, r, FS))
+    at = {name: value for name, value in zip(TEMPLATE_FEATURES, shape, strict=True)}
+    assert len(shape) == 35 and TEMPLATE_FEATURES[0] == "median_beat_at_-250ms" and "median_beat_at_+430ms" in at
+    # QRS range 1: 10 ms either side of the R peak a Gaussian QRS of sd 12 ms is at exp(-0.5 (10/12)^2) = 0.71
+    # of its height (less the baseline, which the window's median sets slightly below 0)
+    assert at["median_beat_at_-10ms"] == pytest.approx(at["median_beat_at_+10ms"], abs=0.01)
+    assert 0.6 < at["median_beat_at_+10ms"] < 0.72
+    # the T wave (+280 ms, a quarter of the QRS) and the P wave (-160 ms, 0.15) stand above the baseline
+    assert 0.18 < at["median_beat_at_+290ms"] < 0.25 and 0.07 < at["median_beat_at_-150ms"] < 0.13
+    assert abs(at["median_beat_at_+90ms"]) < 0.05 and abs(at["median_beat_at_-70ms"]) < 0.05
+    np.testing.assert_allclose(template_features(5 * x, r, FS), shape, rtol=1e-6)  # gain cancels
+    assert np.isnan(template_features(x, r[:2], FS)).all()  # fewer than 3 whole beats: undefined
+
+
+def test_window_features_find_a_paroxysm_in_an_otherwise_regular_record():
+    rng = np.random.default_rng(1)
+    regular, paroxysm = np.full(60, 0.8), rng.uniform(0.4, 1.1, 60)
+    row = dict(zip(WINDOW_FEATURES, window_features(np.r_[regular, paroxysm]), strict=True))
+    assert row["window_irregular_min"] == 0 and row["window_irregular_max"] > 0.7
+    assert 0.3 < row["frac_windows_irregular"] < 0.7  # about half the windows lie in the irregular stretch
+    assert row["window_rmssd_rel_min"] == 0 < row["window_rmssd_rel_max"]
+    steady = dict(zip(WINDOW_FEATURES, window_features(np.full(80, 0.6)), strict=True))
+    assert steady["window_irregular_max"] == 0 and steady["window_heart_rate_cv"] == pytest.approx(0, abs=1e-12)
+    assert np.isnan(window_features(np.full(19, 0.8))).all()  # shorter than one window
+
+
+def test_quality_features_see_detector_disagreement_and_amplitude_jumps():
+    r_times = np.arange(0.5, 29.5, 0.8)
+    clean = _ecg(r_times, 30, p_waves=True)
+    r = np.round(r_times * FS).astype(int)
+    good = dict(zip(QUALITY_FEATURES, quality_features(clean, r, FS), strict=True))
+    assert good["detectors_agree_of_ours"] > 0.95 and good["detectors_agree_of_theirs"] > 0.95
+    assert good["frac_segments_over_3x_amplitude"] == 0 and good["segment_amplitude_cv"] < 0.2
+    # half the R peaks reported in the wrong place, and a 2-s burst ten times the ECG's range
+    wrong = r.copy()
+    wrong[::2] += int(0.4 * FS)
+    burst = clean.copy()
+    burst[int(10 * FS) : int(12 * FS)] += 10 * np.sin(2 * np.pi * 8 * np.arange(int(2 * FS)) / FS)
+    bad = dict(zip(QUALITY_FEATURES, quality_features(burst, wrong, FS), strict=True))
+    assert bad["detectors_agree_of_ours"] < 0.6
+    assert bad["frac_segments_over_3x_amplitude"] == pytest.approx(1 / 15) and bad["segment_amplitude_cv"] > 1
 
 
 def test_rhythm_features_refuse_bad_input():

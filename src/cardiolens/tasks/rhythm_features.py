@@ -11,7 +11,13 @@ features from one lead with the package's own cleaning and R-peak detector:
   region (present and alike from beat to beat in sinus rhythm, absent or replaced by f-waves in AF),
   the T wave, QRS width;
 - signal (:data:`SIGNAL_FEATURES`): the share of power per frequency band, peakedness, steep
-  jumps, clipping: what sets noisy recordings apart.
+  jumps, clipping: what sets noisy recordings apart;
+- the median beat's shape (:data:`TEMPLATE_FEATURES`), read every 20 ms from 250 ms before to 430 ms
+  after the R peak in units of its QRS height (bundle-branch blocks, ST and T changes);
+- rhythm in 20-beat windows (:data:`WINDOW_FEATURES`): the most and least irregular stretch of the
+  record (paroxysmal AF, or an irregular stretch that is noise);
+- agreement of two R-peak detectors and the amplitude of 2-s segments (:data:`QUALITY_FEATURES`):
+  where detectors disagree or the amplitude jumps, the beat features are not to be trusted.
 
 A record with too few beats for a feature gets NaN there; histogram gradient boosting takes NaN as
 a value of its own.
@@ -29,6 +35,7 @@ from tqdm.auto import tqdm
 
 from cardiolens.errors import CardiolensError
 from cardiolens.signal import filters, peaks
+from cardiolens.tasks.metrics import match_peaks
 
 RR_FEATURES = (
     "beats",
@@ -91,7 +98,33 @@ SIGNAL_FEATURES = (
     "duration_s",
     "frac_near_extreme",  # samples within 1 % of the largest deviation: clipping
 )
-FEATURE_NAMES = (*RR_FEATURES, *MORPHOLOGY_FEATURES, *SIGNAL_FEATURES)
+TEMPLATE_TIMES_S = tuple(round(-0.25 + 0.02 * k, 2) for k in range(35))
+TEMPLATE_FEATURES = tuple(f"median_beat_at_{round(1000 * t):+d}ms" for t in TEMPLATE_TIMES_S)
+WINDOW_BEATS, WINDOW_STEP = 20, 5  # RR intervals per window, and between window starts
+WINDOW_FEATURES = (
+    "window_irregular_max",  # share of successive RR differences over 10 % of the window's median RR
+    "window_irregular_min",
+    "frac_windows_irregular",  # windows with more than half their differences over 10 %
+    "window_rmssd_rel_max",
+    "window_rmssd_rel_min",
+    "window_heart_rate_cv",
+)
+QUALITY_FEATURES = (
+    "detectors_agree_of_ours",  # R peaks also found by neurokit2's detector (within 100 ms) / ours
+    "detectors_agree_of_theirs",  # ... / neurokit2's
+    "detectors_count_ratio",
+    "frac_segments_over_3x_amplitude",  # 2-s segments whose range exceeds 3x the median segment's
+    "frac_segments_under_0_3x_amplitude",
+    "segment_amplitude_cv",
+)
+FEATURE_NAMES = (
+    *RR_FEATURES,
+    *MORPHOLOGY_FEATURES,
+    *SIGNAL_FEATURES,
+    *TEMPLATE_FEATURES,
+    *WINDOW_FEATURES,
+    *QUALITY_FEATURES,
+)
 MIN_SECONDS = 2.0
 
 
@@ -148,21 +181,35 @@ def rr_features(rr: Any) -> list[float]:
     ]
 
 
-def morphology_features(x: Any, beats: Any, fs: float) -> list[float]:
-    """:data:`MORPHOLOGY_FEATURES` of a cleaned lead ``x`` and its R peaks (NaN when fewer than 3 whole beats)."""
+def _samples(seconds: float, fs: float) -> int:
+    return int(round(seconds * fs))
+
+
+def _beat_windows(x: Any, beats: Any, fs: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The whole beats of a cleaned lead, R - 0.25 s .. R + 0.45 s, each less its median (beats, samples),
+    and their sample-wise median, the median beat; None when fewer than 3 beats are whole."""
     x = np.asarray(x, dtype=np.float64)
-
-    def samples(seconds: float) -> int:
-        return int(round(seconds * fs))
-
-    pre, post = samples(0.25), samples(0.45)
+    pre, post = _samples(0.25, fs), _samples(0.45, fs)
     r = np.asarray(beats, dtype=np.int64)
     r = r[(r >= pre) & (r < len(x) - post)]
     if len(r) < 3:
-        return [np.nan] * len(MORPHOLOGY_FEATURES)
+        return None
     windows = np.stack([x[i - pre : i + post] for i in r])
     windows = windows - np.median(windows, axis=1, keepdims=True)
-    template = np.median(windows, axis=0)
+    return windows, np.median(windows, axis=0)
+
+
+def morphology_features(x: Any, beats: Any, fs: float) -> list[float]:
+    """:data:`MORPHOLOGY_FEATURES` of a cleaned lead ``x`` and its R peaks (NaN when fewer than 3 whole beats)."""
+    beat_windows = _beat_windows(x, beats, fs)
+    if beat_windows is None:
+        return [np.nan] * len(MORPHOLOGY_FEATURES)
+    windows, template = beat_windows
+
+    def samples(seconds: float) -> int:
+        return _samples(seconds, fs)
+
+    pre = samples(0.25)
     qrs = slice(pre - samples(0.1), pre + samples(0.1))
     height = np.ptp(template[qrs]) + 1e-6
     p_wave = slice(0, pre - samples(0.08))
@@ -219,6 +266,64 @@ def signal_features(raw: Any, cleaned: Any, fs: float) -> list[float]:
     ]
 
 
+def template_features(x: Any, beats: Any, fs: float) -> list[float]:
+    """:data:`TEMPLATE_FEATURES`: the median beat at :data:`TEMPLATE_TIMES_S` from the R peak, over
+    its QRS height (range within 100 ms of the R peak); NaN when fewer than 3 beats are whole."""
+    beat_windows = _beat_windows(x, beats, fs)
+    if beat_windows is None:
+        return [np.nan] * len(TEMPLATE_FEATURES)
+    template = beat_windows[1]
+    pre, qrs = _samples(0.25, fs), _samples(0.1, fs)
+    height = np.ptp(template[pre - qrs : pre + qrs]) + 1e-6
+    at = (np.asarray(TEMPLATE_TIMES_S) + 0.25) * fs  # samples into the window
+    return list(np.interp(at, np.arange(len(template)), template) / height)
+
+
+def window_features(rr: Any) -> list[float]:
+    """:data:`WINDOW_FEATURES` of RR intervals in seconds, over windows of :data:`WINDOW_BEATS`
+    intervals every :data:`WINDOW_STEP` (NaN when the record has fewer than one window)."""
+    rr = np.asarray(rr, dtype=np.float64)
+    if len(rr) < WINDOW_BEATS:
+        return [np.nan] * len(WINDOW_FEATURES)
+    windows = np.lib.stride_tricks.sliding_window_view(rr, WINDOW_BEATS)[::WINDOW_STEP]  # (windows, beats)
+    median = np.median(windows, axis=1)
+    d = np.diff(windows, axis=1)
+    irregular = np.mean(np.abs(d) > 0.1 * median[:, None], axis=1)
+    rmssd = np.sqrt(np.mean(d**2, axis=1)) / median
+    rate = 60 / median
+    return [
+        irregular.max(),
+        irregular.min(),
+        np.mean(irregular > 0.5),
+        rmssd.max(),
+        rmssd.min(),
+        rate.std() / rate.mean(),
+    ]
+
+
+def quality_features(cleaned: Any, beats: Any, fs: float) -> list[float]:
+    """:data:`QUALITY_FEATURES` of a cleaned lead and the R peaks found in it by the default detector."""
+    x = np.asarray(cleaned, dtype=np.float64)
+    ours = np.asarray(beats, dtype=np.int64)
+    try:
+        theirs = np.sort(np.asarray(peaks.ecg_peaks(x, fs, method="neurokit"), dtype=np.int64))
+    except CardiolensError:  # neurokit2 finds nothing in some noise-only records
+        theirs = np.zeros(0, dtype=np.int64)
+    both = match_peaks(ours, theirs, _samples(0.1, fs))[0]
+    segment = _samples(2.0, fs)
+    n = len(x) // segment
+    ranges = np.ptp(x[: n * segment].reshape(n, segment), axis=1) if n else np.array([np.nan])
+    typical = np.median(ranges) + 1e-9
+    return [
+        both / max(len(ours), 1),
+        both / max(len(theirs), 1),
+        len(theirs) / max(len(ours), 1),
+        np.mean(ranges > 3 * typical),
+        np.mean(ranges < 0.3 * typical),
+        np.std(ranges) / typical,
+    ]
+
+
 def record_features(signal: Any, fs: float) -> np.ndarray:
     """The :data:`FEATURE_NAMES` of one single-lead ECG (samples,) or (1, samples), in signal units.
 
@@ -239,7 +344,15 @@ def record_features(signal: Any, fs: float) -> np.ndarray:
         raise CardiolensError("rhythm features: the signal has NaN or infinite samples")
     cleaned = filters.clean_ecg(raw, fs)
     r = np.asarray(peaks.ecg_peaks(cleaned, fs), dtype=np.int64)
-    rows = rr_features(np.diff(r) / fs) + morphology_features(cleaned, r, fs) + signal_features(raw, cleaned, fs)
+    rr = np.diff(r) / fs
+    rows = (
+        rr_features(rr)
+        + morphology_features(cleaned, r, fs)
+        + signal_features(raw, cleaned, fs)
+        + template_features(cleaned, r, fs)
+        + window_features(rr)
+        + quality_features(cleaned, r, fs)
+    )
     return np.asarray(rows, dtype=np.float64)
 
 
@@ -255,11 +368,17 @@ def rhythm_feature_matrix(signals: Sequence[Any], fs: float, progress: bool = Tr
 __all__ = [
     "FEATURE_NAMES",
     "MORPHOLOGY_FEATURES",
+    "QUALITY_FEATURES",
     "RR_FEATURES",
     "SIGNAL_FEATURES",
+    "TEMPLATE_FEATURES",
+    "WINDOW_FEATURES",
     "morphology_features",
+    "quality_features",
     "record_features",
     "rhythm_feature_matrix",
     "rr_features",
     "signal_features",
+    "template_features",
+    "window_features",
 ]
