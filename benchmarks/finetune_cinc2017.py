@@ -43,7 +43,7 @@ from cardiolens.tasks.finetune import (  # noqa: E402
     summarise,
 )
 from cardiolens.tasks.metrics import CINC2017_CLASSES, auroc, bootstrap, cinc2017_score  # noqa: E402
-from cardiolens.tasks.rhythm_features import FEATURE_NAMES, rhythm_feature_matrix  # noqa: E402
+from cardiolens.tasks.rhythm_features import FEATURE_NAMES, MIN_SECONDS, rhythm_feature_matrix  # noqa: E402
 from cardiolens.tasks.suite import get_task, load_task_data  # noqa: E402
 from cardiolens.tasks.tasks_rhythm import heartgpt_af_probabilities  # noqa: E402
 from cardiolens.tasks.trees import boosted_trees, permutation_importance_table  # noqa: E402
@@ -279,6 +279,75 @@ def run_rhythm_features(data_dir: Path, runs: Path, name: str = "rhythm-features
     return row
 
 
+SHIPPED_TREES_FOLD = 0  # as rhythm-ecg: trained on the other folds, so its test fold stays unseen
+
+
+def ship_rhythm_trees(data_dir: Path, runs: Path, result_file: Path, out: Path) -> Path:
+    """Export fold 0's boosted trees as the shipped ``rhythm-ecg-trees`` (a feature-tree model folder).
+
+    The trees are fitted again on the records outside fold 0, exactly as ``rhythm-features-gbm``
+    fitted them; their probabilities on fold 0 must equal the run's out-of-fold ones (checked here),
+    so the scores in the card are this model's."""
+    from cardiolens.tasks.tree_model import RhythmTreeModel, TreeEnsemble, TreeModelConfig, load_tree_model
+
+    data, folds, features = cinc2017_features(data_dir)
+    y = np.asarray(data.targets)
+    test = folds == SHIPPED_TREES_FOLD
+    sklearn_model = boosted_trees().fit(features[~test], y[~test])
+    config = TreeModelConfig(
+        name="rhythm-ecg-trees",
+        task="cinc2017-rhythm",
+        classes=list(CINC2017_CLASSES),
+        fs=FEATURE_FS,
+        leads=["I"],
+        min_samples=int(MIN_SECONDS * FEATURE_FS),
+        features=list(FEATURE_NAMES),
+    )
+    model = RhythmTreeModel(config, TreeEnsemble.from_sklearn(sklearn_model))
+    probs = model.ensemble.predict_proba(features[test])
+    with np.load(runs / "rhythm-features-gbm" / "oof.npz") as z:
+        if z["item_ids"].astype(str).tolist() != data.item_ids.astype(str).tolist():
+            raise CardiolensError("rhythm-features-gbm/oof.npz holds other records: run --only rhythm-features-gbm")
+        oof = z["probs"]
+    if not np.allclose(probs, oof[test], atol=1e-9):
+        raise CardiolensError("the exported trees do not reproduce rhythm-features-gbm's fold 0: run it again first")
+    rows = json.loads(result_file.read_text())["experiments"]
+    row = next(r for r in rows if r["experiment"] == "rhythm-features-gbm")
+    fold_scores = cinc2017_score(y[test], probs.argmax(axis=1))
+    fold_f1 = " / ".join(f"{fold_scores['F1_' + c]:.3f}" for c in CINC2017_CLASSES)
+    score, af = row["challenge_score"], row["af_auroc"]
+    test_ids = data.item_ids[test].astype(str).tolist()
+    card = f"""# rhythm-ecg-trees
+
+Boosted trees for `cinc2017-rhythm` (multiclass: N, A, O, ~) on {len(FEATURE_NAMES)} record features of one
+ECG lead (`cardiolens.tasks.rhythm_features`: RR irregularity over the record and in 20-beat windows,
+ectopy, P wave, beat similarity, the median beat's shape, signal quality), computed at {FEATURE_FS:g} Hz
+from the whole record (at least {MIN_SECONDS:g} s). Saved as arrays (safetensors + JSON; no pickle) and
+evaluated with NumPy (`cardiolens.tasks.tree_model`).
+
+- Trees: scikit-learn `HistGradientBoostingClassifier`, {sklearn_model.n_iter_} rounds, learning rate 0.05,
+  default tree sizes, no class weights (`cardiolens.tasks.trees.boosted_trees`).
+- These trees are fold {SHIPPED_TREES_FOLD}'s: fitted on the other folds ({int((~test).sum())} CinC 2017
+  records, the same records `rhythm-ecg` trained and validated on); its {int(test.sum())} test records are
+  listed in `split.json`.
+- Test scores of this fold: challenge score {fold_scores["score"]:.4f}, F1 N / A / O / ~
+  {fold_f1}.
+- Out-of-fold scores of the whole run (5 folds, 5,000 records, bootstrap 95 % intervals): challenge
+  score {score["value"]:.3f} [{score["low"]:.3f}, {score["high"]:.3f}];
+  AF vs rest AUROC {af["value"]:.3f} [{af["low"]:.3f}, {af["high"]:.3f}].
+- Protocol: stratified 5-fold cross-validation on the provided CinC 2017 records (no patient ids are
+  published); the feature set was designed on these folds (docs/BENCHMARKS.md says how).
+
+Command: `.venv/bin/python benchmarks/finetune_cinc2017.py --ship-trees` (after `--only rhythm-features-gbm`).
+
+Research use only; not a medical device.
+"""
+    model.save(out, card=card, extra_files={"split.json": json.dumps({"test": test_ids}) + "\n"})
+    reloaded = load_tree_model(out)
+    assert np.array_equal(reloaded.ensemble.predict_proba(features[test]), probs)
+    return out
+
+
 def run_ensemble(name: str, data_dir: Path, runs: Path) -> dict:
     """The unweighted mean of the out-of-fold probabilities of the runs ``ENSEMBLES[name]`` (no weight is fitted)."""
     members = ENSEMBLES[name]
@@ -413,6 +482,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "finetune_cinc2017.json")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
     parser.add_argument("--table", action="store_true", help="print the markdown summary of --out and exit")
+    parser.add_argument(
+        "--ship-trees",
+        action="store_true",
+        help="export fold 0's rhythm-features-gbm trees as the shipped rhythm-ecg-trees and exit",
+    )
     args = parser.parse_args()
     if args.table:
         result = json.loads(args.out.read_text())
@@ -437,6 +511,12 @@ def main() -> None:
         return
     if args.list:
         print("\n".join(["heartgpt-af-head", *EXPERIMENTS]))
+        return
+    if args.ship_trees:
+        from cardiolens.models.pretrained import weights_dir
+
+        data_dir = args.data or unpacked("cinc2017-dev.zip") / "training2017"
+        print(ship_rhythm_trees(data_dir, args.runs, args.out, weights_dir() / "rhythm-ecg-trees"))
         return
     torch.set_num_threads(args.threads)
     data_dir = args.data or unpacked("cinc2017-dev.zip") / "training2017"

@@ -164,6 +164,7 @@ def run_demo(out: str | Path = "demo-output", seconds: float = 30.0) -> dict:
     }
     report["beat_model"] = model_report
     report["rhythm"] = _demo_rhythm(record)
+    report["rhythm_trees"] = _demo_rhythm(record, "rhythm-ecg-trees")
     report["generated"] = _demo_continuation(out / "simulated.hea", out)
     (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
     return report
@@ -190,11 +191,12 @@ def _demo_model_beats(record: Record, classical: dict[str, Beats], out: Path) ->
     }
 
 
-def _demo_rhythm(record: Record) -> dict:
-    """Classify the demo's ECG lead with the shipped ``rhythm-ecg`` (CinC 2017 N / A / O / ~)."""
+def _demo_rhythm(record: Record, model: str = "rhythm-ecg") -> dict:
+    """Classify the demo's ECG lead with a shipped CinC 2017 rhythm model (N / A / O / ~): the CNN
+    ``rhythm-ecg`` or the feature trees ``rhythm-ecg-trees``."""
     from cardiolens.tasks.predict import predict_record
 
-    return predict_record("rhythm-ecg", record, lead="II").to_dict()
+    return predict_record(model, record, lead="II").to_dict()
 
 
 def _demo_continuation(path: Path, out: Path, steps: int = 300) -> dict:

@@ -172,11 +172,12 @@ def demo(out: Path = Path("demo-output"), seconds: float = 30.0) -> None:
     for lead, b in report["beats"].items():
         print(f"beats in {lead}: {b['count']} ({b['method']}), heart rate {b['heart_rate_bpm']} bpm")
     print(f"quality: {report['quality']['summary']}")
-    rhythm = report["rhythm"]
-    probs = " ".join(f"{c}={p:.2f}" for c, p in rhythm["probabilities"].items())
-    print(
-        f"rhythm ({rhythm['model']}, lead II): {rhythm['labels'][0]}  {probs}  [{'; '.join(rhythm['preprocessing'])}]"
-    )
+    for rhythm in (report["rhythm"], report["rhythm_trees"]):
+        probs = " ".join(f"{c}={p:.2f}" for c, p in rhythm["probabilities"].items())
+        print(
+            f"rhythm ({rhythm['model']}, lead II): {rhythm['labels'][0]}  {probs}  "
+            f"[{'; '.join(rhythm['preprocessing'])}]"
+        )
     print(f"generated: {report['generated']['summary']}")
     print(f"wrote {out}/record.png, {out}/report.json, {out}/beats_*.csv")
 
@@ -450,7 +451,8 @@ def predict(model: str, path: str, fs: float | None = None, as_json: bool = Fals
     """Labels and probabilities of a fine-tuned model for one record, or for every record of a folder.
 
     Args:
-        model: shipped task model (rhythm-ecg, beats-ecg) or a checkpoint written by cardiolens finetune.
+        model: shipped task model (rhythm-ecg, rhythm-ecg-trees, beats-ecg) or a checkpoint written by
+            cardiolens finetune.
         path: a record file (a WFDB .hea, CSV, NumPy, .mat) or a folder of records.
         fs: sampling rate for formats that do not carry one (NumPy, CSV without a time column).
         as_json: print JSON (one object per record) instead of a table.

@@ -22,6 +22,7 @@ from cardiolens.errors import CardiolensError, ModelInputError, RecordError
 from cardiolens.models import TaskModel, load_model
 from cardiolens.signal.record import Record
 from cardiolens.signal.resample import resample
+from cardiolens.tasks.tree_model import RhythmTreeModel, is_tree_model, load_tree_model
 
 # a single-lead model reads the record's lead of the same name, else the first of these present
 _SINGLE_LEAD_PREFERENCE = ("I", "II", "MLII", "ECG", "V5", "PLETH", "PPG")
@@ -66,6 +67,22 @@ class Prediction:
         return out
 
 
+def load_predictor(model: str | Path | nn.Module | RhythmTreeModel) -> TaskModel | RhythmTreeModel:
+    """What ``cardiolens predict`` runs: a fine-tuned network, or a record-level tree model
+    (:mod:`cardiolens.tasks.tree_model`, e.g. the shipped ``rhythm-ecg-trees``)."""
+    if isinstance(model, RhythmTreeModel):
+        return model
+    if isinstance(model, (str, Path)):
+        from cardiolens.models.pretrained import weights_dir
+
+        shipped = weights_dir() / str(model)
+        if "/" not in str(model) and is_tree_model(shipped):
+            return load_tree_model(shipped)
+        if is_tree_model(model):
+            return load_tree_model(model)
+    return as_task_model(model)
+
+
 def as_task_model(model: str | Path | nn.Module) -> TaskModel:
     """A fine-tuned model from a shipped name, a checkpoint, or an instance; other models are refused."""
     loaded = load_model(model) if isinstance(model, (str, Path)) else model
@@ -78,7 +95,9 @@ def as_task_model(model: str | Path | nn.Module) -> TaskModel:
     return loaded.eval()
 
 
-def model_input(model: TaskModel, record: Record, lead: str | None = None) -> tuple[np.ndarray, list[str]]:
+def model_input(
+    model: TaskModel | RhythmTreeModel, record: Record, lead: str | None = None
+) -> tuple[np.ndarray, list[str]]:
     """The signal as the model reads it, (leads, samples) at the model's rate, and the steps taken.
 
     Raises:
@@ -118,9 +137,9 @@ def model_input(model: TaskModel, record: Record, lead: str | None = None) -> tu
         notes.append(f"resampled from {record.fs:g} Hz to {cfg.fs:g} Hz")
     n = signal.shape[-1]
     if n < cfg.min_samples:
+        reads = f" (it reads windows of {cfg.window / cfg.fs:g} s)" if cfg.window else ""
         raise RecordError(
-            f"{n / cfg.fs:.1f} s of signal is shorter than the {cfg.min_samples / cfg.fs:g} s {cfg.name} needs "
-            f"(it reads windows of {cfg.window / cfg.fs:g} s)",
+            f"{n / cfg.fs:.1f} s of signal is shorter than the {cfg.min_samples / cfg.fs:g} s {cfg.name} needs{reads}",
             source,
         )
     if np.ptp(signal, axis=-1).min() == 0:
@@ -128,11 +147,14 @@ def model_input(model: TaskModel, record: Record, lead: str | None = None) -> tu
     return signal.astype(np.float32), notes
 
 
-def predict_record(model: str | Path | nn.Module, record: Record, lead: str | None = None) -> Prediction:
-    """Classify one record (or find its beats) with a fine-tuned model.
+def predict_record(
+    model: str | Path | nn.Module | RhythmTreeModel, record: Record, lead: str | None = None
+) -> Prediction:
+    """Classify one record (or find its beats) with a fine-tuned model or a record-level tree model.
 
     Args:
-        model: a shipped task model (``rhythm-ecg``), a checkpoint, or a :class:`TaskModel`.
+        model: a shipped task model (``rhythm-ecg``, ``rhythm-ecg-trees``), a checkpoint, a
+            :class:`TaskModel` or a :class:`~cardiolens.tasks.tree_model.RhythmTreeModel`.
         record: the recording.
         lead: for single-lead models, the lead to read (default: the model's lead name, else I, II, ...).
 
@@ -143,7 +165,9 @@ def predict_record(model: str | Path | nn.Module, record: Record, lead: str | No
     """
     from cardiolens.tasks.finetune import predict_items, window_starts
 
-    task_model = as_task_model(model)
+    task_model = load_predictor(model)
+    if isinstance(task_model, RhythmTreeModel):
+        return _predict_with_trees(task_model, record, lead)
     cfg = task_model.config
     signal, notes = model_input(task_model, record, lead)
     n = signal.shape[-1]
@@ -198,6 +222,24 @@ def predict_record(model: str | Path | nn.Module, record: Record, lead: str | No
     )
 
 
+def _predict_with_trees(model: RhythmTreeModel, record: Record, lead: str | None) -> Prediction:
+    cfg = model.config
+    signal, notes = model_input(model, record, lead)
+    notes.append(f"{len(cfg.features)} rhythm features of the whole record ({cfg.feature_set}), boosted trees")
+    p = model.predict_signals([signal[0]])[0]
+    return Prediction(
+        source=str(record.metadata.get("path") or record.metadata.get("record_id") or "record"),
+        model=cfg.name,
+        task=cfg.task,
+        kind=cfg.kind,
+        classes=cfg.classes,
+        probabilities={c: float(v) for c, v in zip(cfg.classes, p, strict=True)},
+        labels=[cfg.classes[int(np.argmax(p))]],
+        windows=1,
+        preprocessing=notes,
+    )
+
+
 def record_files(paths: list[str | Path]) -> list[Path]:
     """The record files named by ``paths``: files as given, folders expanded to their records.
 
@@ -230,16 +272,22 @@ def record_files(paths: list[str | Path]) -> list[Path]:
     return found
 
 
-def predict_paths(model: str | Path | nn.Module, paths: list[str | Path], fs: float | None = None) -> list[Prediction]:
+def predict_paths(
+    model: str | Path | nn.Module | RhythmTreeModel, paths: list[str | Path], fs: float | None = None
+) -> list[Prediction]:
     """:func:`predict_record` over files and folders (each folder expanded to its records)."""
     from cardiolens.io import load_record
 
-    task_model = as_task_model(model)
+    task_model = load_predictor(model)
     return [predict_record(task_model, load_record(p, fs=fs)) for p in record_files(paths)]
 
 
 def evaluate(
-    model: str | Path | nn.Module, dataset: str | Path, *, all_items: bool = False, n_resamples: int = 1000
+    model: str | Path | nn.Module | RhythmTreeModel,
+    dataset: str | Path,
+    *,
+    all_items: bool = False,
+    n_resamples: int = 1000,
 ) -> dict[str, Any]:
     """Score a fine-tuned model on its task's dataset folder, with bootstrap 95 % intervals.
 
@@ -250,7 +298,7 @@ def evaluate(
     from cardiolens.tasks.finetune import predict_items, summarise
     from cardiolens.tasks.suite import get_task, load_task_data
 
-    task_model = as_task_model(model)
+    task_model = load_predictor(model)
     cfg = task_model.config
     task = get_task(cfg.task)
     split = _read_split(model)
@@ -269,8 +317,11 @@ def evaluate(
         scope = "all items (the model records no test fold: if it trained on this data, the score is optimistic)"
     else:
         scope = "all items, including those the model trained on (optimistic)"
-    with torch.inference_mode():
-        probs = predict_items(task_model, data.signals, data.extra, batch_size=64)
+    if isinstance(task_model, RhythmTreeModel):
+        probs = task_model.predict_signals(data.signals)
+    else:
+        with torch.inference_mode():
+            probs = predict_items(task_model, data.signals, data.extra, batch_size=64)
     return {
         "model": cfg.name,
         "task": task.name,
@@ -294,4 +345,13 @@ def _read_split(model: Any) -> list[str] | None:
     return [str(x) for x in json.loads(path.read_text()).get("test", [])]
 
 
-__all__ = ["Prediction", "as_task_model", "evaluate", "model_input", "predict_paths", "predict_record", "record_files"]
+__all__ = [
+    "Prediction",
+    "as_task_model",
+    "evaluate",
+    "load_predictor",
+    "model_input",
+    "predict_paths",
+    "predict_record",
+    "record_files",
+]
