@@ -302,6 +302,7 @@ def ship_rhythm_trees(data_dir: Path, runs: Path, result_file: Path, out: Path) 
         leads=["I"],
         min_samples=int(MIN_SECONDS * FEATURE_FS),
         features=list(FEATURE_NAMES),
+        reference=[None if np.isnan(v) else float(v) for v in np.nanmedian(features[~test], axis=0)],
     )
     model = RhythmTreeModel(config, TreeEnsemble.from_sklearn(sklearn_model))
     probs = model.ensemble.predict_proba(features[test])

@@ -548,10 +548,12 @@ def explain(
     """Explain one window of a recording: PNG figures, summary.json and a self-contained report.html.
 
     Args:
-        model: a shipped model (rhythm-ecg, ecgpt-small, ...), a checkpoint folder, or a HeartGPT .zip.
+        model: a shipped model (rhythm-ecg, rhythm-ecg-trees, ecgpt-small, ...), a checkpoint folder, or a
+            HeartGPT .zip.
         path: the recording (WFDB .hea, CSV, .npy, HeartGPT context CSV, ...).
         method: comma-separated methods (attention, embeddings, physiology, gradcam, hirescam, ig,
-            occlusion, gradrollout, faithfulness, randomization), or auto: every method that applies to the model.
+            occlusion, gradrollout, faithfulness, randomization; features for a tree model), or auto:
+            every method that applies to the model.
         out: folder for the figures, summary.json and report.html.
         lead: lead to explain for a single-lead model (default: the record's preferred ECG lead).
         start: first second of the window (the window is the model's context or input length).
@@ -566,10 +568,9 @@ def explain(
         seed: seed of the random orders and weights of the faithfulness checks.
     """
     from cardiolens.explain import explain_record, summary_lines
-    from cardiolens.models import load_model
 
     report = explain_record(
-        load_model(model),
+        model,
         path,
         method,
         out,

@@ -13,7 +13,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 from cardiolens.analysis import simulated_record
 from cardiolens.cli import main
-from cardiolens.errors import CheckpointError, RecordError
+from cardiolens.errors import CheckpointError, ModelInputError, RecordError
 from cardiolens.models import load_model
 from cardiolens.models.pretrained import weights_dir
 from cardiolens.signal.record import Record
@@ -112,6 +112,88 @@ def test_shipped_rhythm_trees_classify_a_sinus_record_and_state_their_preprocess
     assert main(["predict", "rhythm-ecg-trees", str(path), "--as_json", "true"]) == 0
     (printed,) = json.loads(capsys.readouterr().out)
     assert printed["model"] == "rhythm-ecg-trees" and printed["labels"] == ["N"] and printed["windows"] == 1
+
+
+def _toy_model(tmp_path: Path) -> RhythmTreeModel:
+    """Trees whose class is decided by the first feature alone (the reference: training medians)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((800, len(FEATURE_NAMES)))
+    y = (x[:, 0] > 0).astype(int) * 1  # class A when feature 0 is positive
+    fitted = HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(x, np.where(y == 1, 1, 0))
+    trees = TreeEnsemble.from_sklearn(fitted)
+    reference = [float(v) for v in np.median(x, axis=0)]
+    reference[0] = -1.0  # a typical training record is not AF: its deciding feature is on the other side
+    config = TreeModelConfig(
+        "toy", "cinc2017-af", ["not AF", "AF"], 300.0, ["I"], 600, list(FEATURE_NAMES), reference=reference
+    )
+    return RhythmTreeModel(config, trees)
+
+
+def test_feature_explanation_names_the_deciding_feature_and_beats_random_deletion(tmp_path: Path) -> None:
+    from cardiolens.explain.features import explain_features, feature_groups
+
+    model = _toy_model(tmp_path)
+    row = np.zeros(len(FEATURE_NAMES))
+    row[0] = 2.0  # clearly AF by the rule the trees learned
+    e = explain_features(model, row)
+    assert e.target == "AF" and e.probability > 0.9
+    first = next(iter(e.features))
+    assert first == FEATURE_NAMES[0] and e.features[first]["effect"] > 2  # log-odds fall by more than 2
+    assert all(abs(v["effect"]) < 0.5 for n, v in list(e.features.items())[1:])
+    assert e.groups["RR intervals"] == pytest.approx(e.features[first]["effect"], abs=0.3)
+    assert e.deletion["auc"] < e.deletion["random_auc"]
+    assert sorted(i for g in feature_groups().values() for i in g) == list(range(len(FEATURE_NAMES)))
+    # the other class can be asked for, by name; an unknown one is refused with the classes listed
+    assert explain_features(model, row, target="not AF").target == "not AF"
+    with pytest.raises(ModelInputError, match="unknown class 'O'; toy has not AF, AF"):
+        explain_features(model, row, target="O")
+    with pytest.raises(ModelInputError, match="reads 102 features, got 3"):
+        explain_features(model, row[:3])
+
+
+def test_explain_command_on_the_shipped_trees_writes_a_report_and_refuses_network_methods(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cardiolens.explain import explain_record
+
+    record = simulated_record()
+    lead = record.signal[record.leads.index("II")]
+    path = tmp_path / "sinus.csv"
+    np.savetxt(path, np.c_[np.arange(lead.size) / record.fs, lead], delimiter=",", header="time,II", comments="")
+    assert main(["explain", "rhythm-ecg-trees", str(path), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "rhythm-ecg-trees on" in printed and "features with the largest effect" in printed
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["target"] == "N" and len(summary["features"]["top"]) == 15
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Record features behind the prediction" in html and "http" not in html.split("<body>")[1]
+    assert (tmp_path / "out" / "features.png").stat().st_size > 10_000
+    with pytest.raises(ModelInputError, match="gradcam do\\(es\\) not apply to rhythm-ecg-trees.*available: features"):
+        explain_record("rhythm-ecg-trees", path, "gradcam")
+
+
+def test_shipped_rhythm_trees_explain_af_by_rhythm_and_p_wave(cinc2017_dir: Path) -> None:
+    from cardiolens.datasets import CinC2017
+    from cardiolens.explain.features import explain_features
+    from cardiolens.io import load_record
+    from cardiolens.tasks.rhythm_features import record_features
+
+    model = load_tree_model(weights_dir() / "rhythm-ecg-trees")
+    labels = CinC2017(cinc2017_dir).records.set_index("record_id")["label"]
+    test = json.loads((weights_dir() / "rhythm-ecg-trees" / "split.json").read_text())["test"]
+    af = [r for r in test if labels[r] == "A"][:8]  # records the trees never trained on
+    rhythm_or_p = ("rr_", "drr_", "frac_abs_drr", "window_", "p_wave", "sd1", "rmssd", "median_abs_drr", "heart_rate")
+    called_af = 0
+    for rid in af:
+        record = load_record(cinc2017_dir / f"{rid}.hea")
+        e = explain_features(model, record_features(record.signal[0], record.fs), target="A")
+        if e.probability < 0.5:
+            continue  # missed by the model: its explanation of A says why not, not why
+        called_af += 1
+        top = list(e.features)[:5]
+        assert any(n.startswith(rhythm_or_p) for n in top), (rid, top)
+        assert e.deletion["auc"] < e.deletion["random_auc"], rid
+    assert called_af >= 5
 
 
 def test_shipped_rhythm_trees_reproduce_their_card_on_their_test_fold(cinc2017_dir: Path) -> None:

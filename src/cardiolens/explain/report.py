@@ -117,6 +117,19 @@ def _prediction(adapter: ExplainModel, window: Window, position: int | None, top
     return {adapter.class_name(int(i)): float(probs[i]) for i in order}
 
 
+def _is_task_or_tree(model: str | Path) -> bool:
+    from cardiolens.models.pretrained import weights_dir
+    from cardiolens.tasks.tree_model import is_tree_model
+
+    return is_tree_model(weights_dir() / str(model)) if "/" not in str(model) else is_tree_model(model)
+
+
+def _load(model: str | Path) -> nn.Module:
+    from cardiolens.models import load_model
+
+    return load_model(model)
+
+
 def explain_record(
     model: nn.Module | ExplainModel | str,
     signal: Any,
@@ -166,10 +179,15 @@ def explain_record(
         ModelInputError: a method that does not apply, a token/layer/head that does not exist
             (each listing what is available), or input the model cannot read.
     """
-    if isinstance(model, str | Path):
-        from cardiolens.models import load_model
+    from cardiolens.tasks.predict import load_predictor
+    from cardiolens.tasks.tree_model import RhythmTreeModel
 
-        model = load_model(model)
+    if isinstance(model, str | Path):
+        model = load_predictor(model) if _is_task_or_tree(model) else _load(model)
+    if isinstance(model, RhythmTreeModel):
+        from cardiolens.explain.features import explain_tree_record
+
+        return explain_tree_record(model, signal, methods, out, fs=fs, lead=lead, target=target, seed=seed)
     adapter = as_explainable(model)
     chosen = resolve_methods(adapter, methods)
     window = prepare_window(adapter, signal, fs, lead=lead, start=start)
@@ -455,6 +473,18 @@ def summary_lines(report: ExplainReport) -> list[str]:
         "prediction: " + ", ".join(f"{k} {v:.3f}" for k, v in report.prediction.items()),
         f"explained class: {s['target']}",
     ]
+    if "features" in s:
+        f = s["features"]
+        lines.append(f"p({s['target']}) = {f['probability']:.3f}; features with the largest effect:")
+        lines += [
+            f"  {r['feature']} = {r['value']:.3g} (reference {r['reference']:.3g}): {r['effect']:+.3f}"
+            for r in f["top"][:8]
+        ]
+        lines.append(
+            f"deletion area {f['deletion_auc']:.3f} vs random {f['random_deletion_auc']:.3f}; "
+            f"randomisation Spearman {f['randomisation_spearman']:.2f} (|effects|), "
+            f"{f['randomisation_spearman_signed']:.2f} (signed)"
+        )
     if "attention" in s:
         a = s["attention"]
         share = f"{a['peak_share']:.0%} on beats vs {a['chance']:.0%} by chance"

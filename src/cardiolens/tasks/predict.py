@@ -67,6 +67,11 @@ class Prediction:
         return out
 
 
+def record_source(record: Record) -> str:
+    """How a prediction names its record: the file it was read from, else its id or name."""
+    return str(record.metadata.get("path") or record.source or record.metadata.get("record_id") or record.name)
+
+
 def load_predictor(model: str | Path | nn.Module | RhythmTreeModel) -> TaskModel | RhythmTreeModel:
     """What ``cardiolens predict`` runs: a fine-tuned network, or a record-level tree model
     (:mod:`cardiolens.tasks.tree_model`, e.g. the shipped ``rhythm-ecg-trees``)."""
@@ -104,7 +109,7 @@ def model_input(
         RecordError: a lead the model needs is missing, or the record is shorter than the model's minimum.
     """
     cfg = model.config
-    source = record.metadata.get("path") or record.metadata.get("record_id") or "record"
+    source = record_source(record)
     notes = []
     names = {n.upper(): i for i, n in enumerate(record.leads)}
     if len(cfg.leads) == 1:
@@ -178,7 +183,7 @@ def predict_record(
         + (", probabilities averaged over windows" if cfg.kind != "per-sample" and windows > 1 else "")
     )
     notes.append("each window min-max tokenised per lead" if task_model.tokens else "each window z-scored per lead")
-    source = str(record.metadata.get("path") or record.metadata.get("record_id") or "record")
+    source = record_source(record)
     if cfg.kind == "per-sample":
         # the beat task's own detector: modality check, threshold, and beats moved onto the peaks
         from cardiolens.tasks.tasks_beats import detect_beats
@@ -228,7 +233,7 @@ def _predict_with_trees(model: RhythmTreeModel, record: Record, lead: str | None
     notes.append(f"{len(cfg.features)} rhythm features of the whole record ({cfg.feature_set}), boosted trees")
     p = model.predict_signals([signal[0]])[0]
     return Prediction(
-        source=str(record.metadata.get("path") or record.metadata.get("record_id") or "record"),
+        source=record_source(record),
         model=cfg.name,
         task=cfg.task,
         kind=cfg.kind,
@@ -354,4 +359,5 @@ __all__ = [
     "predict_paths",
     "predict_record",
     "record_files",
+    "record_source",
 ]

@@ -161,6 +161,15 @@ class TreeModelConfig:
     kind: str = "multiclass"
     window: int | None = None  # the whole record is read at once
     thresholds: list[float] | None = None
+    # each feature's median over the training records (None: undefined there); explanations put it
+    # in place of a record's value to ask "what if this feature were typical?"
+    reference: list[float | None] | None = None
+
+    def reference_values(self) -> np.ndarray:
+        """The reference as floats (NaN where undefined); raises when the model was saved without one."""
+        if self.reference is None:
+            raise CheckpointError(f"{self.name} was saved without reference feature values; re-export it")
+        return np.array([np.nan if v is None else v for v in self.reference], dtype=np.float64)
 
 
 class RhythmTreeModel:
