@@ -117,19 +117,6 @@ def _prediction(adapter: ExplainModel, window: Window, position: int | None, top
     return {adapter.class_name(int(i)): float(probs[i]) for i in order}
 
 
-def _is_task_or_tree(model: str | Path) -> bool:
-    from cardiolens.models.pretrained import weights_dir
-    from cardiolens.tasks.tree_model import is_tree_model
-
-    return is_tree_model(weights_dir() / str(model)) if "/" not in str(model) else is_tree_model(model)
-
-
-def _load(model: str | Path) -> nn.Module:
-    from cardiolens.models import load_model
-
-    return load_model(model)
-
-
 def explain_record(
     model: nn.Module | ExplainModel | str,
     signal: Any,
@@ -179,11 +166,13 @@ def explain_record(
         ModelInputError: a method that does not apply, a token/layer/head that does not exist
             (each listing what is available), or input the model cannot read.
     """
-    from cardiolens.tasks.predict import load_predictor
-    from cardiolens.tasks.tree_model import RhythmTreeModel
+    from cardiolens.tasks.tree_model import RhythmTreeModel, find_tree_model, load_tree_model
 
     if isinstance(model, str | Path):
-        model = load_predictor(model) if _is_task_or_tree(model) else _load(model)
+        from cardiolens.models import load_model
+
+        folder = find_tree_model(model)
+        model = load_tree_model(folder) if folder is not None else load_model(model)
     if isinstance(model, RhythmTreeModel):
         from cardiolens.explain.features import explain_tree_record
 

@@ -65,8 +65,9 @@ def load_model(name_or_path: str | Path, map_location: str = "cpu") -> nn.Module
     shipped = weights_dir() / text
     if "/" not in text and (shipped / CONFIG).is_file():
         return load_checkpoint(shipped, map_location)
-    path = shipped if "/" not in text and shipped.is_dir() else Path(name_or_path)
-    if (path / "trees.json").is_file():  # cardiolens.tasks.tree_model.TREES_CONFIG
+    from cardiolens.tasks.tree_model import find_tree_model
+
+    if find_tree_model(text) is not None:
         raise CheckpointError(
             "is a record-level tree model, not a network: use cardiolens predict / evaluate, or "
             "cardiolens.tasks.tree_model.load_tree_model",

@@ -22,7 +22,7 @@ from cardiolens.errors import CardiolensError, ModelInputError, RecordError
 from cardiolens.models import TaskModel, load_model
 from cardiolens.signal.record import Record
 from cardiolens.signal.resample import resample
-from cardiolens.tasks.tree_model import RhythmTreeModel, is_tree_model, load_tree_model
+from cardiolens.tasks.tree_model import RhythmTreeModel, find_tree_model, load_tree_model
 
 # a single-lead model reads the record's lead of the same name, else the first of these present
 _SINGLE_LEAD_PREFERENCE = ("I", "II", "MLII", "ECG", "V5", "PLETH", "PPG")
@@ -77,15 +77,8 @@ def load_predictor(model: str | Path | nn.Module | RhythmTreeModel) -> TaskModel
     (:mod:`cardiolens.tasks.tree_model`, e.g. the shipped ``rhythm-ecg-trees``)."""
     if isinstance(model, RhythmTreeModel):
         return model
-    if isinstance(model, (str, Path)):
-        from cardiolens.models.pretrained import weights_dir
-
-        shipped = weights_dir() / str(model)
-        if "/" not in str(model) and is_tree_model(shipped):
-            return load_tree_model(shipped)
-        if is_tree_model(model):
-            return load_tree_model(model)
-    return as_task_model(model)
+    folder = find_tree_model(model) if isinstance(model, (str, Path)) else None
+    return load_tree_model(folder) if folder is not None else as_task_model(model)
 
 
 def as_task_model(model: str | Path | nn.Module) -> TaskModel:

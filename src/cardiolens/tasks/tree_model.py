@@ -81,8 +81,8 @@ class TreeEnsemble:
                 f"{type(model).__name__}: only a fitted HistGradientBoostingClassifier on numeric features "
                 "can be exported"
             )
-        columns: dict[str, list[np.ndarray]] = {k: [] for k in ("feature", "threshold", "missing_left", "left")}
-        columns.update(right=[], is_leaf=[], value=[])
+        names = ("feature", "threshold", "missing_left", "left", "right", "is_leaf", "value")
+        columns: dict[str, list[np.ndarray]] = {name: [] for name in names}
         roots = np.zeros((len(predictors), len(predictors[0])), dtype=np.int64)
         offset = 0
         for i, trees in enumerate(predictors):
@@ -233,6 +233,16 @@ def is_tree_model(path: str | Path) -> bool:
     return (Path(path) / TREES_CONFIG).is_file()
 
 
+def find_tree_model(name_or_path: str | Path) -> Path | None:
+    """The folder of a tree model named like a shipped model (``rhythm-ecg-trees``) or given as a path; else None."""
+    from cardiolens.models.pretrained import weights_dir
+
+    text = str(name_or_path)
+    if "/" not in text and is_tree_model(weights_dir() / text):
+        return weights_dir() / text
+    return Path(text) if is_tree_model(text) else None
+
+
 def load_tree_model(path: str | Path) -> RhythmTreeModel:
     """A :class:`RhythmTreeModel` from its folder; JSON and safetensors only, never pickle.
 
@@ -262,4 +272,4 @@ def load_tree_model(path: str | Path) -> RhythmTreeModel:
     return RhythmTreeModel(config, TreeEnsemble(arrays))
 
 
-__all__ = ["RhythmTreeModel", "TreeEnsemble", "TreeModelConfig", "is_tree_model", "load_tree_model"]
+__all__ = ["RhythmTreeModel", "TreeEnsemble", "TreeModelConfig", "find_tree_model", "is_tree_model", "load_tree_model"]
