@@ -84,6 +84,20 @@ def test_bad_tree_model_folders_are_refused_with_the_reason(tmp_path: Path) -> N
     (folder / "trees.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="names format 'something-else'"):
         load_tree_model(folder)
+    (folder / "trees.json").write_text("{")
+    with pytest.raises(CheckpointError, match="trees.json is not valid JSON"):
+        load_tree_model(folder)
+    looped = TreeEnsemble.from_sklearn(fitted).arrays()
+    inner = np.flatnonzero(looped["is_leaf"] == 0)[:2]
+    looped["left"][inner[1]] = looped["right"][inner[1]] = inner[1]  # an inner node that links to itself
+    looped["roots"][:] = inner[1]
+    with pytest.raises(CheckpointError, match="never reaches a leaf"):
+        TreeEnsemble(looped).predict_proba(x[:2])
+    wide = TreeEnsemble.from_sklearn(fitted)
+    narrow = TreeModelConfig("narrow", "cinc2017-rhythm", ["N", "A", "O", "~"], 300.0, ["I"], 600, list(FEATURE_NAMES))
+    wide.feature[~wide.is_leaf] = len(FEATURE_NAMES) + 5
+    with pytest.raises(CheckpointError, match="split on features outside 0..101"):
+        RhythmTreeModel(narrow, wide)
     old_features = TreeModelConfig("old", "cinc2017-rhythm", ["N", "A", "O", "~"], 300.0, ["I"], 600, ["rr_cv"])
     with pytest.raises(CheckpointError, match="re-export it"):
         RhythmTreeModel(old_features, TreeEnsemble.from_sklearn(fitted))

@@ -132,6 +132,8 @@ class FeatureExplanation:
     """One record's explanation by a feature model (see the module docstring).
 
     Attributes:
+        target, probability: the class explained and its probability.
+        probabilities: every class's probability, largest first.
         features: feature name -> {value, reference, effect}, largest |effect| first.
         groups: group name -> effect.
         deletion: fractions, curve, random curve, and the areas (``auc``, ``random_auc``; lower is
@@ -143,6 +145,7 @@ class FeatureExplanation:
 
     target: str
     probability: float
+    probabilities: dict[str, float]
     features: dict[str, dict[str, float]]
     groups: dict[str, float]
     deletion: dict[str, Any]
@@ -175,6 +178,7 @@ def explain_features(
     return FeatureExplanation(
         target=model.config.classes[t],
         probability=float(probs[t]),
+        probabilities={model.config.classes[i]: float(probs[i]) for i in np.argsort(-probs, kind="stable")},
         features={
             names[i]: {"value": float(x[i]), "reference": float(reference[i]), "effect": float(effects[i])}
             for i in ranked
@@ -265,8 +269,6 @@ def explain_tree_record(
     source = record_source(record)
     resampled = None if abs(record.fs - cfg.fs) < 1e-6 else record.fs
     window = Window(signal=x, fs=cfg.fs, leads=list(cfg.leads), source=source, resampled_from=resampled)
-    probs = model.ensemble.predict_proba(row[None, :])[0]
-    prediction = {c: float(p) for c, p in sorted(zip(cfg.classes, probs, strict=True), key=lambda kv: -kv[1])}
     d = explanation.deletion
     top_rows = [{"feature": n, **v} for n, v in list(explanation.features.items())[:top]]
     summary = {
@@ -301,7 +303,7 @@ def explain_tree_record(
         model=cfg.name,
         window=window,
         methods=["features"],
-        prediction=prediction,
+        prediction=explanation.probabilities,
         summary=summary,
         results={"features": explanation},
         sections=[

@@ -127,11 +127,17 @@ class TreeEnsemble:
         if x.ndim != 2:
             raise ValueError(f"features must be (samples, features), got shape {x.shape}")
         rows = np.arange(len(x))[:, None]
+        if self.feature.size and x.shape[1] <= self.feature[~self.is_leaf].max(initial=-1):
+            raise ValueError(f"the trees split on feature {self.feature.max()}, the rows have {x.shape[1]} features")
         node = np.broadcast_to(self.roots.ravel(), (len(x), self.roots.size)).copy()  # (samples, trees)
-        while not self.is_leaf[node].all():
+        for _ in range(len(self.feature)):  # a path visits each node at most once
+            if self.is_leaf[node].all():
+                break
             value = x[rows, self.feature[node]]
             go_left = np.where(np.isnan(value), self.missing_left[node], value <= self.threshold[node])
             node = np.where(go_left, self.left[node], self.right[node])  # leaves point at themselves
+        else:
+            raise CheckpointError("the trees' links form a loop: a path never reaches a leaf")
         leaf_values = self.value[node].reshape(len(x), *self.roots.shape)  # (samples, iterations, per iteration)
         return self.baseline + leaf_values.sum(axis=1)
 
@@ -183,6 +189,9 @@ class RhythmTreeModel:
                 f"{config.name}: trained on {len(config.features)} features that are not this version's "
                 f"{len(FEATURE_NAMES)} rhythm features; re-export it with this version of cardiolens"
             )
+        split_on = ensemble.feature[~ensemble.is_leaf]
+        if split_on.size and (split_on.min() < 0 or split_on.max() >= len(config.features)):
+            raise CheckpointError(f"{config.name}: the trees split on features outside 0..{len(config.features) - 1}")
         if ensemble.roots.shape[1] not in (1, len(config.classes)):
             raise CheckpointError(
                 f"{config.name}: {ensemble.roots.shape[1]} trees per round for {len(config.classes)} classes"
