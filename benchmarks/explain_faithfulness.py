@@ -191,11 +191,13 @@ def faithfulness_part(args, model_name: str, db, ids: list[str], labels: dict[st
         if ig is not None:
             row["ig_delta_rel"] = ig.info["delta"] / max(abs(ig.info["score_gap"]), 1e-9)
         if i < args.random_records:
-            row["randomization_spearman_abs"] = {}
+            row["randomization_spearman_abs"], row["randomization_spearman"] = {}, {}
             for a in attrs:
                 kwargs = {"n_steps": args.ig_steps} if a.method == "ig" else {}
                 r = attribute(rand, window, a.method, target=target, **kwargs)
                 row["randomization_spearman_abs"][a.method] = rank_correlation(a.values, r.values)
+                # signed too (Adebayo et al. report both): a map can keep its magnitudes and lose its signs
+                row["randomization_spearman"][a.method] = rank_correlation(a.values, r.values, absolute=False)
         rows.append(row)
         log.info(
             "faithfulness %s %d/%d %s (%s -> %s %.2f): %s  [%.1f s]",
@@ -221,6 +223,7 @@ def faithfulness_part(args, model_name: str, db, ids: list[str], labels: dict[st
         secs = np.array([r["seconds"][m] for r in rows])
         fwd = np.array([r["forward_s"] for r in rows])
         rs = [r["randomization_spearman_abs"][m] for r in rows if "randomization_spearman_abs" in r]
+        signed = [r["randomization_spearman"][m] for r in rows if "randomization_spearman" in r]
         entry = {
             "deletion_auc": ci(dele, args.seed),
             "deletion_margin_over_random": ci(rdel - dele, args.seed),
@@ -231,6 +234,7 @@ def faithfulness_part(args, model_name: str, db, ids: list[str], labels: dict[st
             "deletion_margin_over_random_blocks": ci(bdel - dele, args.seed),
             "insertion_margin_over_random_blocks": ci(ins - bins, args.seed),
             "randomization_spearman_abs": ci(rs, args.seed),
+            "randomization_spearman_signed": ci(signed, args.seed) if signed else None,
             "seconds_per_record_median": float(np.median(secs)),
             "forward_passes_per_record_median": float(np.median(secs / fwd)),
         }
