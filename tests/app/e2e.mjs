@@ -65,10 +65,19 @@ try {
   await page.waitForFunction(`${updates("beats-plot")} >= 1`);
   result.analysis = await page.evaluate(() => {
     const div = document.getElementById("beats-plot");
+    const rhythm = document.getElementById("rhythm-plot"), trees = document.getElementById("trees-report-link");
     return { summary: document.getElementById("analysis-summary").innerText, beatMarkers: div.data[1].x.length,
              beatsNote: document.getElementById("beats-message").innerText, rhythmNote: document.getElementById("rhythm-message").innerText,
-             hrPoints: document.getElementById("hr-plot").data[0].x.length };
+             hrPoints: document.getElementById("hr-plot").data[0].x.length,
+             rhythmModels: rhythm.data.map((d) => d.name), rhythmBarmode: rhythm.layout.barmode,
+             treesReport: trees.classList.contains("disabled") ? null : trees.getAttribute("href") };
   });
+  if (result.analysis.treesReport) {
+    result.analysis.treesReportPage = await page.evaluate(async (href) => {
+      const response = await fetch(href);
+      return { status: response.status, text: (await response.text()).slice(0, 200) };
+    }, result.analysis.treesReport);
+  }
   await page.locator("#analyse").scrollIntoViewIfNeeded();
   await shot(page, "analysis");
 

@@ -422,7 +422,8 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
 
     @app.post("/api/records/{record_id}/analysis", responses=errors, tags=["analysis"])
     async def analysis(body: AnalysisIn, record_id: str = record_id) -> dict[str, Any]:
-        """Beats (with the beat model's confidence when installed), RR and heart-rate series, rhythm probabilities."""
+        """Beats (with the beat model's confidence when installed), RR and heart-rate series, and the rhythm
+        probabilities of both shipped rhythm models: ``rhythm`` (rhythm-ecg) and ``rhythm_trees`` (rhythm-ecg-trees)."""
         entry = store.get(record_id)
         return await compute(services.analyse, entry.record, pool, body.lead)
 
@@ -503,14 +504,22 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
     @app.get("/api/records/{record_id}/explain-report", response_class=HTMLResponse, responses=errors, tags=["explain"])
     async def explain_report(
         record_id: str = record_id,
-        model: Annotated[str | None, Query(description="a shipped GPT (default: the lead's modality)")] = None,
+        model: Annotated[
+            str | None, Query(description="a shipped GPT (default: the lead's modality) or rhythm-ecg-trees")
+        ] = None,
         lead: Annotated[str | None, Query(description="lead to explain")] = None,
         start: Annotated[float, Query(ge=0.0, le=1e7, description="first second of the window")] = 0.0,
         methods: Annotated[
-            str, Query(pattern=r"^[a-z,]{1,100}$", description="comma-separated cardiolens.explain methods")
-        ] = "attention,embeddings,ig",
+            str | None,
+            Query(
+                pattern=r"^[a-z,]{1,100}$",
+                description="comma-separated cardiolens.explain methods (default: attention,embeddings,ig for a "
+                "GPT, features for a tree model)",
+            ),
+        ] = None,
     ) -> HTMLResponse:
-        """The HTML report of cardiolens.explain.explain_record for one window (figures embedded)."""
+        """The HTML report of cardiolens.explain.explain_record for one window (figures embedded); for a tree
+        model, the effects of its record features over the whole record."""
         entry = store.get(record_id)
 
         def run() -> str:
@@ -599,10 +608,11 @@ def operator_models(paths: list[str | Path]) -> dict[str, str]:
     """
     from cardiolens.models import list_pretrained, load_model
 
+    shipped = {*list_pretrained(), *services.shipped_tree_models()}
     out: dict[str, str] = {}
     for path in map(Path, paths):
         name = path.name
-        if name in out or name in list_pretrained():
+        if name in out or name in shipped:
             raise CardiolensError(f"{path}: a model called {name!r} is already offered; rename the folder")
         load_model(path)  # a clear error now if it is not a checkpoint
         out[name] = str(path.resolve())

@@ -5,7 +5,8 @@ Every function calls the same public cardiolens functions as the command line:
 (``cardiolens peaks``), :func:`cardiolens.generate.continue_signal_stream` and
 :func:`cardiolens.generate.write_continuation` (``cardiolens generate``, which continues with the same
 checks and writes the same CSV), ``cardiolens.tasks.predict.predict_record`` (``cardiolens predict``)
-and the model API (:func:`cardiolens.models.load_model`, ``model(tokens, return_attention=True)``).
+and the model API (:func:`cardiolens.models.load_model`, ``model(tokens, return_attention=True)``, and
+:func:`cardiolens.tasks.tree_model.load_tree_model` for the shipped feature-tree models).
 They return JSON-ready dictionaries; the server only moves them over HTTP and runs them off its event
 loop. Only shipped models are offered: :func:`cardiolens.models.load_model` also opens paths, and a
 web client must never name one.
@@ -36,6 +37,7 @@ from cardiolens.signal.record import Record
 log = logging.getLogger(__name__)
 
 RHYTHM_MODEL = "rhythm-ecg"
+RHYTHM_TREES_MODEL = "rhythm-ecg-trees"  # the same CinC 2017 task, boosted trees on 102 record features
 BEAT_MODEL = "beats-ecg"
 RHYTHM_NAMES = {"N": "normal sinus rhythm", "A": "atrial fibrillation", "O": "other rhythm", "~": "too noisy"}
 # points per lead sent to the page for one view; longer spans are reduced to per-bucket min and max
@@ -59,6 +61,23 @@ def _rounded(x: np.ndarray, digits: int = 5) -> list[float]:
 
 
 # -- models -----------------------------------------------------------------------------------------
+def shipped_tree_models() -> list[str]:
+    """Names of the feature-tree models shipped in the weights folder (not torch checkpoints, so
+    :func:`cardiolens.models.list_pretrained` leaves them out)."""
+    from cardiolens.models.pretrained import weights_dir
+    from cardiolens.tasks.tree_model import is_tree_model
+
+    root = weights_dir()
+    return sorted(p.name for p in root.iterdir() if is_tree_model(p)) if root.is_dir() else []
+
+
+def is_tree(model: Any) -> bool:
+    """Whether a loaded model is boosted trees on signal features (no tensors, no attention, no gradients)."""
+    from cardiolens.tasks.tree_model import FeatureTreeModel
+
+    return isinstance(model, FeatureTreeModel)
+
+
 class ModelPool:
     """The shipped models, and the checkpoints the server was started with, each loaded once on first
     use and shared by all requests (inference only).
@@ -76,7 +95,7 @@ class ModelPool:
     def names(self) -> list[str]:
         from cardiolens.models import list_pretrained
 
-        return [*list_pretrained(), *self._extra]
+        return [*list_pretrained(), *shipped_tree_models(), *self._extra]
 
     def get(self, name: str) -> Any:
         """The loaded model called ``name``.
@@ -88,13 +107,21 @@ class ModelPool:
             raise UnknownModel(f"unknown model {name!r}; the server offers {', '.join(self.names()) or 'none'}")
         with self._lock:
             if name not in self._models:
-                from cardiolens.models import load_model
-
-                self._models[name] = load_model(self._extra.get(name, name)).eval()
+                self._models[name] = self._load(name)
             return self._models[name]
 
+    def _load(self, name: str) -> Any:
+        from cardiolens.models import load_model
+        from cardiolens.tasks.tree_model import find_tree_model, load_tree_model
+
+        if name in self._extra:
+            return load_model(self._extra[name]).eval()
+        trees = find_tree_model(name)  # load_model refuses these on purpose: they are not torch checkpoints
+        return load_tree_model(trees) if trees is not None else load_model(name).eval()
+
     def describe(self, name: str) -> dict[str, Any]:
-        """Name, kind (``generative`` or ``predictor``), modality, rate and window of a shipped model."""
+        """Name, kind (``generative`` or ``predictor``), modality, rate and window of a shipped model (a tree
+        model is a predictor with no window: it reads the whole record)."""
         cfg = getattr(self.get(name), "config", None)
         head = getattr(cfg, "head", None)
         fs = getattr(cfg, "fs", None)
@@ -210,8 +237,19 @@ def _predictor(pool: ModelPool, name: str, record: Record, lead: str | None) -> 
     return out, pred
 
 
+def _rhythm(pool: ModelPool, name: str, record: Record, lead: str | None) -> dict[str, Any]:
+    """One rhythm model's output (or why there is none), with each class's name in words."""
+    rhythm, _ = _predictor(pool, name, record, lead)
+    if rhythm.get("ok"):
+        rhythm["names"] = {c: RHYTHM_NAMES.get(c, c) for c in rhythm["classes"]}
+    return rhythm
+
+
 def analyse(record: Record, pool: ModelPool, lead: str | None = None) -> dict[str, Any]:
     """Beats, RR intervals and heart rate of one lead, and the shipped rhythm and beat models' outputs.
+
+    Two rhythm models answer: ``rhythm`` is the CNN ``rhythm-ecg``, ``rhythm_trees`` the boosted trees
+    ``rhythm-ecg-trees`` (the same classes, from named record features), each in the same form.
 
     Beats come from :func:`cardiolens.analysis.find_beats` (as ``cardiolens peaks``); when the shipped
     beat model runs, its beats and their confidence are returned too. A model that is not installed
@@ -242,10 +280,9 @@ def analyse(record: Record, pool: ModelPool, lead: str | None = None) -> dict[st
             "median_bpm": None if math.isnan(beats.heart_rate) else round(beats.heart_rate, 1),
         },
     }
-    rhythm, _ = _predictor(pool, RHYTHM_MODEL, record, lead)
-    if rhythm.get("ok"):
-        rhythm["names"] = {c: RHYTHM_NAMES.get(c, c) for c in rhythm["classes"]}
-    result["rhythm"] = rhythm
+    # the CNN and the feature trees side by side, as `make demo` prints them
+    result["rhythm"] = _rhythm(pool, RHYTHM_MODEL, record, lead)
+    result["rhythm_trees"] = _rhythm(pool, RHYTHM_TREES_MODEL, record, lead)
     beat_model, pred = _predictor(pool, BEAT_MODEL, record, lead)
     if pred is not None:
         found = getattr(pred, "beats", None)
@@ -331,8 +368,19 @@ class AttentionCache:
                 self._items.popitem(last=False)
 
 
+def _refuse_trees(model: Any, model_name: str, missing: str) -> None:
+    """A tree model has no signal to attribute or attend over: say so, and what explains it instead."""
+    if is_tree(model):
+        raise ModelInputError(
+            f"{model_name} is boosted trees on record features: it has no {missing}; its explanation is the "
+            f"feature effects of the explanation report (explain-report?model={model_name}, methods=features), "
+            "or choose a GPT (ecgpt-small, ppgpt-small)"
+        )
+
+
 def _gpt(pool: ModelPool, model_name: str) -> Any:
     model = pool.get(model_name)
+    _refuse_trees(model, model_name, "per-sample attributions")
     if getattr(getattr(model, "config", None), "head", None) != "lm":
         raise ModelInputError(f"{model_name} is not a GPT language model; choose ecgpt-small or ppgpt-small")
     return model
@@ -343,6 +391,7 @@ def _attention_model(pool: ModelPool, model_name: str) -> Any:
     from cardiolens.explain import as_explainable
 
     model = pool.get(model_name)
+    _refuse_trees(model, model_name, "attention")
     if getattr(model.config, "head", None) != "lm" and not as_explainable(model).has_attention:
         raise ModelInputError(f"{model_name} has no attention to draw; choose a GPT (ecgpt-small, ppgpt-small)")
     return model
@@ -542,12 +591,25 @@ def explain_sections(pool: ModelPool) -> dict[str, str | None]:
     return out
 
 
-def explain_report(pool: ModelPool, record: Record, model_name: str, lead: str, start: float, methods: str) -> str:
-    """The self-contained HTML report of :func:`cardiolens.explain.explain_record` for one window."""
+def explain_report(
+    pool: ModelPool, record: Record, model_name: str, lead: str, start: float, methods: str | None = None
+) -> str:
+    """The self-contained HTML report of :func:`cardiolens.explain.explain_record` for one window.
+
+    A GPT's report defaults to attention, embeddings and integrated gradients of the window; a tree
+    model's to its feature effects over the whole record (``start`` does not apply to it).
+    """
     from cardiolens.explain import explain_record, render_html
 
-    model = _gpt(pool, model_name)
-    report = explain_record(model, record, methods=methods, lead=lead, start=start)
+    model = pool.get(model_name)
+    if is_tree(model):
+        wanted = modality(str(model.config.leads[0]))
+        if modality(lead) != wanted:  # the trees would read any lead given to them, a PPG too
+            raise ModelInputError(f"{model_name} reads {wanted}; lead {lead} is {modality(lead)}")
+        report = explain_record(model, record, methods=methods or "features", lead=lead)
+    else:
+        model = _gpt(pool, model_name)
+        report = explain_record(model, record, methods=methods or "attention,embeddings,ig", lead=lead, start=start)
     return render_html(report)
 
 
@@ -698,15 +760,17 @@ def report_html(record: Record, pool: ModelPool, lead: str | None = None) -> str
             ("median heart rate", f"{result['heart_rate']['median_bpm']} bpm"),
         )
     )
-    rhythm = result["rhythm"]
-    if rhythm.get("ok"):
-        rhythm_html = "".join(
-            f"<tr><th>{esc(RHYTHM_NAMES.get(c, c))}</th><td>{p:.3f}</td></tr>"
-            for c, p in rhythm["probabilities"].items()
-        )
-        rhythm_html = f"<table>{rhythm_html}</table>"
-    else:
-        rhythm_html = f"<p>{esc(rhythm.get('message', 'not available'))}</p>"
+    rhythm_html = ""
+    for rhythm in (result["rhythm"], result["rhythm_trees"]):
+        if rhythm.get("ok"):
+            table = "".join(
+                f"<tr><th>{esc(RHYTHM_NAMES.get(c, c))}</th><td>{p:.3f}</td></tr>"
+                for c, p in rhythm["probabilities"].items()
+            )
+            body = f"<table>{table}</table>"
+        else:
+            body = f"<p>{esc(rhythm.get('message', 'not available'))}</p>"
+        rhythm_html += f"<h3>{esc(rhythm['model'])}</h3>{body}"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>cardiolens report: {esc(record.name)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
@@ -714,7 +778,7 @@ th{{text-align:left;padding-right:1em}}img{{max-width:100%}}</style></head>
 <body><h1>cardiolens report: {esc(record.name)}</h1>
 <h2>Record</h2><table>{rows}</table>
 <h2>Signal</h2><img alt="record with beats" src="data:image/png;base64,{figure}">
-<h2>Rhythm ({esc(RHYTHM_MODEL)})</h2>{rhythm_html}
+<h2>Rhythm</h2>{rhythm_html}
 <p><small>Written by cardiolens; figures drawn by cardiolens.plot.plot_record.</small></p>
 </body></html>
 """

@@ -5,6 +5,8 @@ const $ = (id) => document.getElementById(id);
 const state = { record: null, models: [], view: null, attention: null, shift: false, tuned: {}, genAbort: null, busy: 0 };
 const ECG_PINK = "#f3b5b5", ECG_PINK_LIGHT = "#fbe4e4";
 const PLOT_CONFIG = { responsive: true, displaylogo: false, toImageButtonOptions: { format: "png", scale: 2 } };
+// one colour per rhythm model (the CNN, then the feature trees), whichever of them answered
+const RHYTHM_COLOURS = ["#1f6feb", "#b42318"];
 
 // -- small helpers -----------------------------------------------------------------------------------
 class ApiError extends Error {}
@@ -154,6 +156,7 @@ async function setRecord(info) {
   $("shift-button").disabled = !Object.keys(state.tuned).length;
   $("report-link").href = `/api/records/${info.id}/report`;
   $("report-link").classList.remove("disabled");
+  $("trees-report-link").classList.add("disabled");
   $("gen-csv").classList.add("disabled");
   for (const id of ["rhythm-plot", "hr-plot", "beats-plot", "attention-plot", "map-plot", "heads-plot", "similarity-plot", "attr-plot", "shift-plot", "shift-layers-plot", "gen-plot"]) Plotly.purge($(id));
   updateExplainReport();
@@ -222,32 +225,49 @@ async function analyse() {
     say("analysis-message", "");
     drawAnalysis(result);
     $("report-link").href = `/api/records/${rec.id}/report?lead=${encodeURIComponent(lead)}`;
+    // the trees read an ECG lead: on a PPG lead the server picks the record's ECG lead, as the analysis did
+    const trees = result.rhythm_trees;
+    const params = new URLSearchParams({ model: trees.model, ...(result.modality === "ECG" ? { lead: result.lead } : {}) });
+    $("trees-report-link").href = `/api/records/${rec.id}/explain-report?${params}`;
+    $("trees-report-link").classList.toggle("disabled", !trees.ok);
   } catch (err) {
     say("analysis-message", err.message, "error");
   }
 }
 
-function drawAnalysis(result) {
-  const rhythm = result.rhythm, bm = result.beat_model;
-  const hr = result.heart_rate.median_bpm;
-  const top = rhythm.ok ? Object.entries(rhythm.probabilities).sort((a, b) => b[1] - a[1])[0] : null;
-  $("analysis-summary").innerHTML = `<b>${result.beats.count}</b> beats in lead ${esc(result.lead)} (${esc(result.beats.method)}), median heart rate <b>${hr === null ? "–" : hr + " bpm"}</b>` +
-    (top ? `; most likely rhythm: <b>${esc(rhythm.names[top[0]] || top[0])}</b> (${(100 * top[1]).toFixed(0)} %)` : "");
-  $("analysis-summary").classList.remove("hidden");
-
-  // rhythm probabilities
+function drawRhythm(models) {
+  // the rhythm models that answered side by side (grouped bars, one trace each); the others say why not
+  const ready = models.map((r, i) => [r, RHYTHM_COLOURS[i % RHYTHM_COLOURS.length]]).filter(([r]) => r.ok);
   const rdiv = $("rhythm-plot");
-  if (rhythm.ok) {
-    const classes = Object.keys(rhythm.probabilities);
-    Plotly.react(rdiv, [{ type: "bar", x: classes.map((c) => rhythm.names[c] || c), y: classes.map((c) => rhythm.probabilities[c]),
-      marker: { color: classes.map((c) => (c === "A" ? "#b42318" : "#57606a")) } }],
-      { margin: { l: 50, r: 10, t: 10, b: 60 }, yaxis: { title: { text: "probability" }, range: [0, 1] }, height: 260 }, PLOT_CONFIG);
-    $("rhythm-message").textContent = `${rhythm.model}` + (rhythm.preprocessing.length ? ": " + rhythm.preprocessing.join("; ") : "");
+  if (ready.length) {
+    const classes = [...new Set(ready.flatMap(([r]) => Object.keys(r.probabilities)))];
+    const label = (c) => ready.map(([r]) => r.names[c]).find(Boolean) || c;
+    Plotly.react(rdiv, ready.map(([r, colour]) => ({ type: "bar", name: r.model, x: classes.map(label),
+      y: classes.map((c) => r.probabilities[c] ?? 0), marker: { color: colour } })),
+      { margin: { l: 50, r: 10, t: 30, b: 60 }, barmode: "group", showlegend: true, legend: { orientation: "h", y: 1.18 },
+        yaxis: { title: { text: "probability" }, range: [0, 1] }, height: 260 }, PLOT_CONFIG);
   } else {
     Plotly.purge(rdiv);
-    $("rhythm-message").textContent = `Rhythm model unavailable: ${rhythm.message}`;
   }
+  $("rhythm-message").textContent = models.map((r) => (r.ok
+    ? r.model + (r.preprocessing.length ? ": " + r.preprocessing.join("; ") : "")
+    : `${r.model} unavailable: ${r.message}`)).join("\n");
   bump(rdiv);
+}
+
+function mostLikely(rhythm) {
+  const [best, p] = Object.entries(rhythm.probabilities).sort((a, b) => b[1] - a[1])[0];
+  return `<b>${esc(rhythm.names[best] || best)}</b> (${(100 * p).toFixed(0)} %, ${esc(rhythm.model)})`;
+}
+
+function drawAnalysis(result) {
+  const rhythms = [result.rhythm, result.rhythm_trees], bm = result.beat_model;
+  const hr = result.heart_rate.median_bpm;
+  const verdicts = rhythms.filter((r) => r.ok).map(mostLikely);
+  $("analysis-summary").innerHTML = `<b>${result.beats.count}</b> beats in lead ${esc(result.lead)} (${esc(result.beats.method)}), median heart rate <b>${hr === null ? "–" : hr + " bpm"}</b>` +
+    (verdicts.length ? `; most likely rhythm: ${verdicts.join(", ")}` : "");
+  $("analysis-summary").classList.remove("hidden");
+  drawRhythm(rhythms);
 
   // heart rate and RR
   const hdiv = $("hr-plot");
