@@ -85,6 +85,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert rhythm["model"] == "rhythm-ecg" and rhythm["labels"] != ["A"]
     assert sum(rhythm["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     assert "resampled from 500 Hz to 100 Hz" in rhythm["preprocessing"]
+    # the shipped aami-ecg-trees classifies every beat but the first and last: sinus beats are N
+    classes = report["beat_classes"]
+    assert classes["model"] == "aami-ecg-trees" and sum(classes["per_class"].values()) == classes["beats"]
+    assert classes["beats"] >= 20 and classes["per_class"]["N"] >= 0.9 * classes["beats"]
 
 
 def _readme_commands() -> list[str]:

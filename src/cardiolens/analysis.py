@@ -165,6 +165,7 @@ def run_demo(out: str | Path = "demo-output", seconds: float = 30.0) -> dict:
     report["beat_model"] = model_report
     report["rhythm"] = _demo_rhythm(record)
     report["rhythm_trees"] = _demo_rhythm(record, "rhythm-ecg-trees")
+    report["beat_classes"] = _demo_beat_classes(record)
     report["generated"] = _demo_continuation(out / "simulated.hea", out)
     (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
     return report
@@ -197,6 +198,14 @@ def _demo_rhythm(record: Record, model: str = "rhythm-ecg") -> dict:
     from cardiolens.tasks.predict import predict_record
 
     return predict_record(model, record, lead="II").to_dict()
+
+
+def _demo_beat_classes(record: Record) -> dict:
+    """AAMI classes (N / S / V / F) of the demo's ECG beats by the shipped ``aami-ecg-trees``."""
+    from cardiolens.tasks.predict import predict_record
+
+    p = predict_record("aami-ecg-trees", record, lead="II")
+    return {"model": p.model, "lead": "II", "beats": int(len(p.beats)), "per_class": p.extra["beats_per_class"]}
 
 
 def _demo_continuation(path: Path, out: Path, steps: int = 300) -> dict:

@@ -178,6 +178,9 @@ def demo(out: Path = Path("demo-output"), seconds: float = 30.0) -> None:
             f"rhythm ({rhythm['model']}, lead II): {rhythm['labels'][0]}  {probs}  "
             f"[{'; '.join(rhythm['preprocessing'])}]"
         )
+    classes = report["beat_classes"]
+    counts = " ".join(f"{c}={n}" for c, n in classes["per_class"].items())
+    print(f"beat classes ({classes['model']}, lead {classes['lead']}): {classes['beats']} beats  {counts}")
     print(f"generated: {report['generated']['summary']}")
     print(f"wrote {out}/record.png, {out}/report.json, {out}/beats_*.csv")
 
@@ -451,8 +454,8 @@ def predict(model: str, path: str, fs: float | None = None, as_json: bool = Fals
     """Labels and probabilities of a fine-tuned model for one record, or for every record of a folder.
 
     Args:
-        model: shipped task model (rhythm-ecg, rhythm-ecg-trees, beats-ecg) or a checkpoint written by
-            cardiolens finetune.
+        model: shipped task model (rhythm-ecg, rhythm-ecg-trees, beats-ecg, aami-ecg-trees) or a
+            checkpoint written by cardiolens finetune.
         path: a record file (a WFDB .hea, CSV, NumPy, .mat) or a folder of records.
         fs: sampling rate for formats that do not carry one (NumPy, CSV without a time column).
         as_json: print JSON (one object per record) instead of a table.
@@ -468,6 +471,9 @@ def predict(model: str, path: str, fs: float | None = None, as_json: bool = Fals
     for p in predictions:
         if p.kind == "per-sample":
             print(f"{p.source}: {len(p.beats)} beats")
+        elif p.kind == "per-beat":
+            counts = "  ".join(f"{c}={n}" for c, n in p.extra["beats_per_class"].items())
+            print(f"{p.source}: {len(p.beats)} beats classified  {counts}")
         else:
             probs = "  ".join(f"{c}={v:.3f}" for c, v in p.probabilities.items())
             print(f"{p.source}: {','.join(p.labels) or '-'}  {probs}")

@@ -424,10 +424,17 @@ def test_predict_record_states_its_preprocessing_and_refuses_bad_records(sines_r
     )
     with pytest.raises(RecordError, match="lacks V1"):
         predict_record(twelve, Record(np.stack([record.signal[0], record.signal[0]]), 200.0, ["I", "II"]))
+    # an ECG model never reads a PPG lead: it picks the ECG lead, and refuses a PPG-only record or a PPG lead
+    both = Record(np.stack([record.signal[0] * 0.5, record.signal[0]]), 200.0, ["PLETH", "II"])
+    assert any("'II' used as the model's lead 'I'" in s for s in predict_record(model, both).preprocessing)
+    with pytest.raises(RecordError, match="reads ECG and lead 'PLETH' is PPG; the record has no ECG lead"):
+        predict_record(model, Record(record.signal, 200.0, ["PLETH"]))
+    with pytest.raises(RecordError, match="reads ECG and lead 'PLETH' is PPG$"):
+        predict_record(model, both, lead="PLETH")
 
 
 def test_predict_record_with_a_beat_model_refuses_a_ppg_only_record():
     t = np.arange(3000) / 100
     ppg = Record(np.sin(2 * np.pi * 1.2 * t)[None].astype(np.float32), 100.0, ["PLETH"])
-    with pytest.raises(RecordError):
+    with pytest.raises(RecordError, match="beats-ecg reads ECG and lead 'PLETH' is PPG"):
         predict_record("beats-ecg", ppg)

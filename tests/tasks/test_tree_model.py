@@ -116,7 +116,7 @@ def test_shipped_rhythm_trees_classify_a_sinus_record_and_state_their_preprocess
     short = Record(record.signal[:, : int(1.5 * record.fs)], record.fs, record.leads, metadata={"path": "short.csv"})
     with pytest.raises(RecordError, match=r"short\.csv.*shorter than the 2 s rhythm-ecg-trees needs"):
         predict_record("rhythm-ecg-trees", short, lead="II")
-    with pytest.raises(CheckpointError, match="record-level tree model"):
+    with pytest.raises(CheckpointError, match="feature-tree model, not a network"):
         load_model("rhythm-ecg-trees")
     # the command line: a CSV written here, JSON out
     path = tmp_path / "sinus.csv"

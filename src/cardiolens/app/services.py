@@ -372,7 +372,7 @@ def _refuse_trees(model: Any, model_name: str, missing: str) -> None:
     """A tree model has no signal to attribute or attend over: say so, and what explains it instead."""
     if is_tree(model):
         raise ModelInputError(
-            f"{model_name} is boosted trees on record features: it has no {missing}; its explanation is the "
+            f"{model_name} is boosted trees on signal features: it has no {missing}; its explanation is the "
             f"feature effects of the explanation report (explain-report?model={model_name}, methods=features), "
             "or choose a GPT (ecgpt-small, ppgpt-small)"
         )
@@ -597,7 +597,8 @@ def explain_report(
     """The self-contained HTML report of :func:`cardiolens.explain.explain_record` for one window.
 
     A GPT's report defaults to attention, embeddings and integrated gradients of the window; a tree
-    model's to its feature effects over the whole record (``start`` does not apply to it).
+    model's to its feature effects over the whole record (for the beat classifier ``aami-ecg-trees``,
+    of the beat nearest ``start`` seconds; 0: its first beat not called N).
     """
     from cardiolens.explain import explain_record, render_html
 
@@ -606,7 +607,7 @@ def explain_report(
         wanted = modality(str(model.config.leads[0]))
         if modality(lead) != wanted:  # the trees would read any lead given to them, a PPG too
             raise ModelInputError(f"{model_name} reads {wanted}; lead {lead} is {modality(lead)}")
-        report = explain_record(model, record, methods=methods or "features", lead=lead)
+        report = explain_record(model, record, methods=methods or "features", lead=lead, start=start)
     else:
         model = _gpt(pool, model_name)
         report = explain_record(model, record, methods=methods or "attention,embeddings,ig", lead=lead, start=start)

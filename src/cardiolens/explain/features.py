@@ -1,15 +1,16 @@
-"""Explanations of record-level feature models (``rhythm-ecg-trees``): which named features moved a prediction.
+"""Explanations of feature-tree models (``rhythm-ecg-trees``, ``aami-ecg-trees``): the features behind a prediction.
 
-A tree model reads numbers a cardiologist can name (RR irregularity, P-wave correlation, heart rate),
-so its explanation is a list of those numbers, not a map over samples. For one record and one class:
+A tree model reads numbers a cardiologist can name (RR irregularity, P-wave correlation, heart rate,
+a beat's prematurity), so its explanation is a list of those numbers, not a map over samples. For
+one record (or, for a beat model, one beat) and one class:
 
 - **feature effects**: for each feature, how much the log-odds of the class fall when that feature
-  alone is set to its reference value (the median over the model's training records) -- "this record
+  alone is set to its reference value (the median over the model's training items) -- "this record
   is called AF because its RR intervals are this irregular". Log-odds rather than probability, so
   that a confident prediction (p = 0.999) still shows which features carry it;
-- **group effects**: the same for whole groups (RR, morphology, signal, median-beat shape, 20-beat
-  windows, signal quality), since correlated features share their effect and one of them alone
-  may show little;
+- **group effects**: the same for whole groups (for the rhythm model: RR, morphology, signal,
+  median-beat shape, 20-beat windows, signal quality), since correlated features share their effect
+  and one of them alone may show little;
 - **faithfulness**: the deletion curve (features set to their reference, largest effect first)
   against random orders, and a model-randomisation check (the effects of a copy of the model whose
   leaf values are shuffled should not resemble the model's own).
@@ -23,29 +24,41 @@ from typing import Any
 
 import numpy as np
 
-from cardiolens.errors import ModelInputError
-from cardiolens.tasks.tree_model import RhythmTreeModel, TreeEnsemble
+from cardiolens.errors import ModelInputError, RecordError
+from cardiolens.tasks.tree_model import BeatTreeModel, FeatureTreeModel, TreeEnsemble
 
 
-def feature_groups() -> dict[str, list[int]]:
-    """Column indices of each group of :data:`~cardiolens.tasks.rhythm_features.FEATURE_NAMES`."""
-    from cardiolens.tasks import rhythm_features as rf
+def feature_groups(model: FeatureTreeModel | None = None) -> dict[str, list[int]]:
+    """Column indices of each group of the model's features (default: the rhythm model's)."""
+    if isinstance(model, BeatTreeModel):
+        from cardiolens.tasks import aami_features as af
 
+        parts = (
+            ("RR intervals", af.RR_FEATURES),
+            ("beat against the median beat", af.MORPHOLOGY_FEATURES),
+            ("RR irregularity", af.IRREGULARITY_FEATURES),
+            ("RR, unusual for the record", af.RR_FEATURES),
+            ("shape, unusual for the record", af.MORPHOLOGY_FEATURES),
+        )
+    else:
+        from cardiolens.tasks import rhythm_features as rf
+
+        parts = (
+            ("RR intervals", rf.RR_FEATURES),
+            ("beat morphology", rf.MORPHOLOGY_FEATURES),
+            ("signal", rf.SIGNAL_FEATURES),
+            ("median-beat shape", rf.TEMPLATE_FEATURES),
+            ("20-beat windows", rf.WINDOW_FEATURES),
+            ("signal quality", rf.QUALITY_FEATURES),
+        )
     groups, start = {}, 0
-    for name, names in (
-        ("RR intervals", rf.RR_FEATURES),
-        ("beat morphology", rf.MORPHOLOGY_FEATURES),
-        ("signal", rf.SIGNAL_FEATURES),
-        ("median-beat shape", rf.TEMPLATE_FEATURES),
-        ("20-beat windows", rf.WINDOW_FEATURES),
-        ("signal quality", rf.QUALITY_FEATURES),
-    ):
+    for name, names in parts:
         groups[name] = list(range(start, start + len(names)))
         start += len(names)
     return groups
 
 
-def _target_index(model: RhythmTreeModel, target: int | str | None, probs: np.ndarray) -> int:
+def _target_index(model: FeatureTreeModel, target: int | str | None, probs: np.ndarray) -> int:
     classes = model.config.classes
     if target is None:
         return int(np.argmax(probs))
@@ -129,7 +142,7 @@ def _area(x: np.ndarray, y: np.ndarray) -> float:
 
 @dataclass
 class FeatureExplanation:
-    """One record's explanation by a feature model (see the module docstring).
+    """One record's (or beat's) explanation by a feature model (see the module docstring).
 
     Attributes:
         target, probability: the class explained and its probability.
@@ -154,9 +167,9 @@ class FeatureExplanation:
 
 
 def explain_features(
-    model: RhythmTreeModel, row: Any, target: int | str | None = None, steps: int = 20, seed: int = 0
+    model: FeatureTreeModel, row: Any, target: int | str | None = None, steps: int = 20, seed: int = 0
 ) -> FeatureExplanation:
-    """Explain the prediction of ``model`` for one record's feature row (see the module docstring).
+    """Explain the prediction of ``model`` for one feature row, a record's or a beat's (see the module docstring).
 
     Raises:
         ModelInputError: a feature row of the wrong length, or a class the model does not have.
@@ -183,7 +196,7 @@ def explain_features(
             names[i]: {"value": float(x[i]), "reference": float(reference[i]), "effect": float(effects[i])}
             for i in ranked
         },
-        groups=group_effects(model.ensemble, x, reference, t, feature_groups()),
+        groups=group_effects(model.ensemble, x, reference, t, feature_groups(model)),
         deletion={
             "fractions": fractions,
             "curve": curve,
@@ -196,8 +209,13 @@ def explain_features(
     )
 
 
-def plot_feature_effects(explanation: FeatureExplanation, top: int = 15, out: str | Path | None = None) -> Any:
-    """Horizontal bars of the ``top`` feature effects (with each record value and reference) and the deletion curve."""
+def plot_feature_effects(
+    explanation: FeatureExplanation, top: int = 15, out: str | Path | None = None, item: str = "record"
+) -> Any:
+    """Horizontal bars of the ``top`` feature effects (with each value and reference) and the deletion curve.
+
+    ``item`` names what was explained (``record`` or ``beat``) in the axis label.
+    """
     import matplotlib.pyplot as plt
 
     items = list(explanation.features.items())[:top][::-1]
@@ -206,7 +224,7 @@ def plot_feature_effects(explanation: FeatureExplanation, top: int = 15, out: st
     ax.barh(range(len(items)), effects, color=["#c0392b" if e > 0 else "#2471a3" for e in effects])
     ax.set_yticks(range(len(items)), [f"{n} = {v['value']:.3g} (ref {v['reference']:.3g})" for n, v in items])
     ax.axvline(0, color="k", lw=0.8)
-    ax.set_xlabel(f"log-odds of {explanation.target}: record less record with the feature at its reference")
+    ax.set_xlabel(f"log-odds of {explanation.target}: {item} less {item} with the feature at its reference")
     ax.set_title(f"features behind p({explanation.target}) = {explanation.probability:.3f}")
     d = explanation.deletion
     ax2.plot(d["fractions"], d["curve"], label=f"largest effect first (area {d['auc']:.3f})", color="#c0392b")
@@ -222,7 +240,7 @@ def plot_feature_effects(explanation: FeatureExplanation, top: int = 15, out: st
 
 
 def explain_tree_record(
-    model: RhythmTreeModel,
+    model: FeatureTreeModel,
     signal: Any,
     methods: str | list[str] | None = None,
     out: str | Path | None = None,
@@ -230,17 +248,21 @@ def explain_tree_record(
     fs: float | None = None,
     lead: str | None = None,
     target: int | str | None = None,
+    beat_time: float | None = None,
     top: int = 15,
     seed: int = 0,
 ) -> Any:
-    """:func:`cardiolens.explain.explain_record` for a record-level feature model: one method, ``features``.
+    """:func:`cardiolens.explain.explain_record` for a feature-tree model: one method, ``features``.
 
-    The whole record is read (the model's features are record-level); the report has the feature
-    effects (figure and table), the group effects and the faithfulness numbers.
+    The whole record is read (the features compare with the record's own rhythm and median beat).
+    A record-level model explains the record; a beat model explains one beat: the one nearest
+    ``beat_time`` seconds, by default the first beat it does not call N (else the first beat). The
+    report has the feature effects (figure and table), the group effects and the faithfulness numbers.
 
     Raises:
         ModelInputError: a method other than ``features`` (the message lists it), or a bad class.
-        RecordError: a record the model cannot read (missing lead, too short, NaN), naming the file.
+        RecordError: a record the model cannot read (missing lead, too short, NaN, too few beats),
+            naming the file.
     """
     from cardiolens.explain.adapter import Window
     from cardiolens.explain.report import ExplainReport, Section, _png, write_report
@@ -264,9 +286,14 @@ def explain_tree_record(
         raise ModelInputError("a tree model is explained on a Record or a record file")
     x, notes = model_input(model, record, lead)
     cfg = model.config
-    row = record_features(x[0], cfg.fs)
-    explanation = explain_features(model, row, target, seed=seed)
     source = record_source(record)
+    item = "beat" if isinstance(model, BeatTreeModel) else "record"
+    if item == "beat":
+        row, beat_s, note = _beat_row(model, x, beat_time, source)
+        notes.append(note)
+    else:
+        row, beat_s = record_features(x[0], cfg.fs), None
+    explanation = explain_features(model, row, target, seed=seed)
     resampled = None if abs(record.fs - cfg.fs) < 1e-6 else record.fs
     window = Window(signal=x, fs=cfg.fs, leads=list(cfg.leads), source=source, resampled_from=resampled)
     d = explanation.deletion
@@ -279,6 +306,7 @@ def explain_tree_record(
         "leads": list(cfg.leads),
         "resampled_from": resampled,
         "target": explanation.target,
+        "explained": item if beat_s is None else f"the beat at {beat_s:.3f} s",
         "preprocessing": notes,
         "features": {
             "probability": explanation.probability,
@@ -290,10 +318,10 @@ def explain_tree_record(
             "randomisation_spearman_signed": explanation.randomisation_signed,
         },
     }
-    figure = _png(plot_feature_effects(explanation, top))
+    figure = _png(plot_feature_effects(explanation, top, item=item))
     text = (
         f"Each bar: how much the log-odds of {explanation.target} fall when that feature alone is set to its "
-        f"median over the training records. Deletion (features set to their reference, largest effect first): area "
+        f"median over the training {item}s. Deletion (features set to their reference, largest effect first): area "
         f"{d['auc']:.3f} against {d['random_auc']:.3f} for random orders (lower is more faithful). "
         f"Model randomisation (leaf values shuffled): Spearman {explanation.randomisation:.2f} between the "
         f"two models' |effects|, {explanation.randomisation_signed:.2f} between the signed effects (near 0 is "
@@ -308,7 +336,11 @@ def explain_tree_record(
         results={"features": explanation},
         sections=[
             Section(
-                "Record features behind the prediction", text, {"features.png": figure}, {"top features": top_rows}
+                f"{item.capitalize()} features behind the prediction"
+                + ("" if beat_s is None else f" (the beat at {beat_s:.3f} s)"),
+                text,
+                {"features.png": figure},
+                {"top features": top_rows},
             ),
             Section(
                 "Feature groups",
@@ -320,6 +352,31 @@ def explain_tree_record(
     if out is not None:
         report.files = write_report(report, out)
     return report
+
+
+def _beat_row(
+    model: BeatTreeModel, x: np.ndarray, beat_time: float | None, source: str
+) -> tuple[np.ndarray, float, str]:
+    """The feature row of the beat to explain, its time in seconds, and a note saying how it was chosen."""
+    from cardiolens.signal.peaks import ecg_peaks
+    from cardiolens.tasks.aami_features import record_beat_features
+
+    fs = model.config.fs
+    beats = np.asarray(ecg_peaks(x[0], fs), dtype=np.int64)
+    if len(beats) < 3:
+        raise RecordError(f"{len(beats)} beats found; explaining a beat needs at least 3", source)
+    rows, kept = record_beat_features(x, fs, beats, fs)
+    times = beats[kept] / fs
+    if beat_time is not None:
+        i = int(np.argmin(np.abs(times - beat_time)))
+        how = f"the classified beat nearest {beat_time:g} s"
+    else:
+        calls = model.ensemble.predict_proba(rows).argmax(axis=1)
+        normal = model.config.classes.index("N") if "N" in model.config.classes else -1
+        unusual = np.flatnonzero(calls != normal)
+        i = int(unusual[0]) if len(unusual) else 0
+        how = "the first beat not called N" if len(unusual) else "the first classified beat (every beat is called N)"
+    return rows[i], float(times[i]), f"beat at {times[i]:.3f} s explained ({how}; {len(kept)} beats classified)"
 
 
 __all__ = [

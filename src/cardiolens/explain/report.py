@@ -151,7 +151,8 @@ def explain_record(
         out: folder for PNGs, ``summary.json`` and ``report.html`` (nothing is written when None).
         fs: sampling rate of an array or of a file without one.
         lead: lead to explain for a single-lead model.
-        start: first second of the window.
+        start: first second of the window; for a beat model (``aami-ecg-trees``), the time of the
+            beat to explain (0: the first beat it does not call N).
         target: class to explain (index or name; default: the predicted class).
         token: the query token whose attention is drawn (-1: the last, which a last-token classifier reads).
         layer, head: draw that layer's (and head's) attention of ``token`` instead of the rollout.
@@ -166,17 +167,19 @@ def explain_record(
         ModelInputError: a method that does not apply, a token/layer/head that does not exist
             (each listing what is available), or input the model cannot read.
     """
-    from cardiolens.tasks.tree_model import RhythmTreeModel, find_tree_model, load_tree_model
+    from cardiolens.tasks.tree_model import FeatureTreeModel, find_tree_model, load_tree_model
 
     if isinstance(model, str | Path):
         from cardiolens.models import load_model
 
         folder = find_tree_model(model)
         model = load_tree_model(folder) if folder is not None else load_model(model)
-    if isinstance(model, RhythmTreeModel):
+    if isinstance(model, FeatureTreeModel):
         from cardiolens.explain.features import explain_tree_record
 
-        return explain_tree_record(model, signal, methods, out, fs=fs, lead=lead, target=target, seed=seed)
+        return explain_tree_record(
+            model, signal, methods, out, fs=fs, lead=lead, target=target, beat_time=start or None, seed=seed
+        )
     adapter = as_explainable(model)
     chosen = resolve_methods(adapter, methods)
     window = prepare_window(adapter, signal, fs, lead=lead, start=start)

@@ -69,7 +69,7 @@ def load_model(name_or_path: str | Path, map_location: str = "cpu") -> nn.Module
 
     if find_tree_model(text) is not None:
         raise CheckpointError(
-            "is a record-level tree model, not a network: use cardiolens predict / evaluate, or "
+            "is a feature-tree model, not a network: use cardiolens predict / evaluate / explain, or "
             "cardiolens.tasks.tree_model.load_tree_model",
             text,
         )

@@ -26,7 +26,7 @@ import numpy as np
 
 from cardiolens.errors import CardiolensError
 from cardiolens.tasks.suite import TaskData
-from cardiolens.tasks.tasks_aami import RR_FEATURES
+from cardiolens.tasks.tasks_aami import RR_FEATURES, WINDOW_SECONDS, beat_windows, median_beat, rr_features
 
 MORPHOLOGY_FEATURES = (
     "corr_qrs",  # correlation with the median beat over R +- 0.1 s
@@ -129,7 +129,11 @@ def rr_irregularity(samples: Any, half_widths: Sequence[int] = IRREGULARITY_HALF
         raise CardiolensError("rr_irregularity: need at least 2 strictly increasing beat positions")
     rr = np.diff(t, prepend=t[0] - np.median(np.diff(t)))
     change = np.abs(np.diff(np.log(rr), prepend=np.log(rr[0])))
-    return np.column_stack([np.convolve(change, np.ones(2 * h + 1) / (2 * h + 1), mode="same") for h in half_widths])
+    # a centred moving sum with zeros past the ends, over 2h + 1 beats; padding first keeps one value
+    # per beat when a record has fewer beats than the window (np.convolve's "same" would not)
+    return np.column_stack(
+        [np.convolve(np.pad(change, h), np.ones(2 * h + 1) / (2 * h + 1), mode="valid") for h in half_widths]
+    )
 
 
 def standardise_by_record(features: Any, records: Any) -> np.ndarray:
@@ -170,7 +174,11 @@ def aami_feature_matrix(data: TaskData) -> np.ndarray:
     for r in dict.fromkeys(records.tolist()):
         k = np.flatnonzero(records == r)
         irregular[k] = rr_irregularity(positions[k])
-    rr = np.asarray(data.extra, dtype=np.float64)
+    return _feature_columns(np.asarray(data.extra, dtype=np.float64), morphology, irregular, records)
+
+
+def _feature_columns(rr: np.ndarray, morphology: np.ndarray, irregular: np.ndarray, records: Any) -> np.ndarray:
+    """The columns of :data:`FEATURE_NAMES` in order: raw features, then RR and morphology standardised per record."""
     return np.column_stack(
         [
             rr,
@@ -182,6 +190,44 @@ def aami_feature_matrix(data: TaskData) -> np.ndarray:
     )
 
 
+def record_beat_features(signal: Any, fs: float, beats: Any, beats_fs: float) -> tuple[np.ndarray, np.ndarray]:
+    """:data:`FEATURE_NAMES` of the beats of one single-lead recording, as the AAMI trees read them.
+
+    The same features :func:`aami_feature_matrix` gives the ``mitbih-aami`` items, computed from a
+    signal and beat times instead of a MIT-BIH folder: every beat enters the RR intervals and the
+    median beat, and every beat with both RR intervals is classified (not the first and the last).
+
+    Args:
+        signal: (samples,) or (1, samples), one ECG lead at ``fs`` (MIT-BIH's trees read 250 Hz).
+        fs: its sampling rate.
+        beats: R-peak positions as sample indices at ``beats_fs``, increasing, at least 3 (the
+            record's own rate keeps the RR intervals as precise as the detector made them).
+        beats_fs: the rate of ``beats``.
+
+    Returns:
+        ``(features, kept)``: (beats kept, len(FEATURE_NAMES)) float64 and the indices into
+        ``beats`` of the beats they describe.
+
+    Raises:
+        CardiolensError: a signal that is not one lead, fewer than 3 beats, or positions that do not increase.
+    """
+    x = np.asarray(signal, dtype=np.float64)
+    if x.ndim == 2 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim != 1:
+        raise CardiolensError(f"record_beat_features needs one lead, (samples,) or (1, samples); got {x.shape}")
+    samples = np.asarray(beats, dtype=np.int64)
+    rr = rr_features(samples, beats_fs).astype(np.float64)
+    kept = np.flatnonzero(np.isfinite(rr).all(axis=1))
+    centres = np.round(samples * fs / beats_fs).astype(np.int64)  # as the mitbih-aami items place them
+    windows = beat_windows(x[None], centres, int(round(WINDOW_SECONDS * fs)))
+    typical = median_beat(windows)[0]  # every beat enters the median beat
+    beats = windows[kept, 0]
+    morphology = morphology_features(beats, np.broadcast_to(typical, beats.shape), fs)
+    one_record = np.zeros(len(kept), dtype=np.int64)
+    return _feature_columns(rr[kept], morphology, rr_irregularity(samples[kept]), one_record), kept
+
+
 __all__ = [
     "FEATURE_NAMES",
     "IRREGULARITY_FEATURES",
@@ -189,6 +235,7 @@ __all__ = [
     "aami_feature_matrix",
     "feature_names",
     "morphology_features",
+    "record_beat_features",
     "rr_irregularity",
     "standardise_by_record",
 ]

@@ -241,10 +241,22 @@ def match_peaks(reference: Any, detected: Any, tolerance: int) -> tuple[int, np.
         >>> match_peaks(np.array([100, 300, 500]), np.array([104, 290, 800]), 20)[0]
         2
     """
+    ref_i, det_i = matched_pairs(reference, detected, tolerance)
+    offsets = np.asarray(detected, dtype=np.int64)[det_i] - np.asarray(reference, dtype=np.int64)[ref_i]
+    return len(ref_i), offsets
+
+
+def matched_pairs(reference: Any, detected: Any, tolerance: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs :func:`match_peaks` counts: (indices into ``reference``, indices into ``detected``), closest first.
+
+    Example:
+        >>> matched_pairs(np.array([100, 300, 500]), np.array([104, 290, 800]), 20)
+        (array([0, 1]), array([0, 1]))
+    """
     reference = np.asarray(reference, dtype=np.int64)
     detected = np.asarray(detected, dtype=np.int64)
     if reference.size == 0 or detected.size == 0:
-        return 0, np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     j = np.searchsorted(detected, reference)
     pairs = []
     for k in (j - 1, j, j + 1):  # the nearest detections on either side are the only candidates
@@ -257,14 +269,15 @@ def match_peaks(reference: Any, detected: Any, tolerance: int) -> tuple[int, np.
     candidates = candidates[np.lexsort((candidates[:, 2], candidates[:, 1], candidates[:, 0]))]
     used_ref: set[int] = set()
     used_det: set[int] = set()
-    offsets = []
+    kept = []
     for _, r, d in candidates.tolist():
         if r in used_ref or d in used_det:
             continue
         used_ref.add(r)
         used_det.add(d)
-        offsets.append(detected[d] - reference[r])
-    return len(offsets), np.asarray(offsets, dtype=np.int64)
+        kept.append((r, d))
+    out = np.asarray(kept, dtype=np.int64).reshape(-1, 2)
+    return out[:, 0], out[:, 1]
 
 
 def bootstrap_scores(
@@ -324,6 +337,7 @@ __all__ = [
     "fmax",
     "macro_f1",
     "match_peaks",
+    "matched_pairs",
     "per_class_auroc",
     "sensitivity_ppv",
 ]

@@ -20,9 +20,16 @@ from torch import nn
 
 from cardiolens.errors import CardiolensError, ModelInputError, RecordError
 from cardiolens.models import TaskModel, load_model
+from cardiolens.signal.leads import modality
 from cardiolens.signal.record import Record
 from cardiolens.signal.resample import resample
-from cardiolens.tasks.tree_model import RhythmTreeModel, find_tree_model, load_tree_model
+from cardiolens.tasks.tree_model import (
+    BeatTreeModel,
+    FeatureTreeModel,
+    RhythmTreeModel,
+    find_tree_model,
+    load_tree_model,
+)
 
 # a single-lead model reads the record's lead of the same name, else the first of these present
 _SINGLE_LEAD_PREFERENCE = ("I", "II", "MLII", "ECG", "V5", "PLETH", "PPG")
@@ -36,14 +43,20 @@ class Prediction:
         source: the record (file or id).
         model: the model's name.
         task: the task the model was trained for.
-        kind: ``multiclass``, ``binary``, ``multilabel`` or ``per-sample``.
+        kind: ``multiclass``, ``binary``, ``multilabel``, ``per-sample`` (beat detection) or
+            ``per-beat`` (beat classification).
         classes: output names.
-        probabilities: record-level probability of each class (per-sample tasks: the mean).
-        labels: the predicted classes (arg-max, or those over their thresholds).
+        probabilities: record-level probability of each class (per-sample tasks: the mean;
+            per-beat: the mean over the classified beats).
+        labels: the predicted classes (arg-max, or those over their thresholds; per-beat: the
+            classes given to at least one beat).
         windows: windows of ``window`` samples the record was cut into.
         preprocessing: every step applied (lead chosen, resampling, windowing).
-        beats: per-sample tasks: detected beats as sample indices at the record's own rate.
-        confidence: per-sample tasks: the model's probability at each beat.
+        beats: per-sample and per-beat tasks: beats as sample indices at the record's own rate.
+        confidence: per-sample tasks: the model's probability at each beat; per-beat: the
+            probability of the class each beat was given.
+        extra: per-beat: ``beat_labels`` (a class per beat), ``beat_probabilities`` (a row per
+            beat, in the order of ``classes``) and ``beats_per_class``.
     """
 
     source: str
@@ -72,10 +85,10 @@ def record_source(record: Record) -> str:
     return str(record.metadata.get("path") or record.source or record.metadata.get("record_id") or record.name)
 
 
-def load_predictor(model: str | Path | nn.Module | RhythmTreeModel) -> TaskModel | RhythmTreeModel:
-    """What ``cardiolens predict`` runs: a fine-tuned network, or a record-level tree model
-    (:mod:`cardiolens.tasks.tree_model`, e.g. the shipped ``rhythm-ecg-trees``)."""
-    if isinstance(model, RhythmTreeModel):
+def load_predictor(model: str | Path | nn.Module | FeatureTreeModel) -> TaskModel | FeatureTreeModel:
+    """What ``cardiolens predict`` runs: a fine-tuned network, or a tree model
+    (:mod:`cardiolens.tasks.tree_model`: the shipped ``rhythm-ecg-trees`` and ``aami-ecg-trees``)."""
+    if isinstance(model, FeatureTreeModel):
         return model
     folder = find_tree_model(model) if isinstance(model, (str, Path)) else None
     return load_tree_model(folder) if folder is not None else as_task_model(model)
@@ -94,7 +107,7 @@ def as_task_model(model: str | Path | nn.Module) -> TaskModel:
 
 
 def model_input(
-    model: TaskModel | RhythmTreeModel, record: Record, lead: str | None = None
+    model: TaskModel | FeatureTreeModel, record: Record, lead: str | None = None
 ) -> tuple[np.ndarray, list[str]]:
     """The signal as the model reads it, (leads, samples) at the model's rate, and the steps taken.
 
@@ -106,13 +119,22 @@ def model_input(
     notes = []
     names = {n.upper(): i for i, n in enumerate(record.leads)}
     if len(cfg.leads) == 1:
+        wanted = modality(cfg.leads[0])  # an ECG model must not read a PPG lead, nor the reverse
         if lead is not None:
             index = record.lead_index(lead)
         elif cfg.leads[0].upper() in names:
             index = names[cfg.leads[0].upper()]
         else:
-            index = next((names[p] for p in _SINGLE_LEAD_PREFERENCE if p in names), 0)
+            same_kind = [i for i, n in enumerate(record.leads) if modality(n) == wanted]
+            preferred = [names[p] for p in _SINGLE_LEAD_PREFERENCE if p in names and names[p] in same_kind]
+            index = (preferred or same_kind or [0])[0]
         chosen = record.leads[index]
+        if modality(chosen) != wanted:
+            raise RecordError(
+                f"{cfg.name} reads {wanted} and lead {chosen!r} is {modality(chosen)}"
+                + ("" if lead is not None else f"; the record has no {wanted} lead ({', '.join(record.leads)})"),
+                source,
+            )
         if chosen.upper() != cfg.leads[0].upper():
             notes.append(f"lead {chosen!r} used as the model's lead {cfg.leads[0]!r}")
         else:
@@ -146,13 +168,14 @@ def model_input(
 
 
 def predict_record(
-    model: str | Path | nn.Module | RhythmTreeModel, record: Record, lead: str | None = None
+    model: str | Path | nn.Module | FeatureTreeModel, record: Record, lead: str | None = None
 ) -> Prediction:
-    """Classify one record (or find its beats) with a fine-tuned model or a record-level tree model.
+    """Classify one record, find its beats or classify its beats, with a fine-tuned model or a tree model.
 
     Args:
-        model: a shipped task model (``rhythm-ecg``, ``rhythm-ecg-trees``), a checkpoint, a
-            :class:`TaskModel` or a :class:`~cardiolens.tasks.tree_model.RhythmTreeModel`.
+        model: a shipped task model (``rhythm-ecg``, ``rhythm-ecg-trees``, ``beats-ecg``,
+            ``aami-ecg-trees``), a checkpoint, a :class:`TaskModel` or a
+            :class:`~cardiolens.tasks.tree_model.FeatureTreeModel`.
         record: the recording.
         lead: for single-lead models, the lead to read (default: the model's lead name, else I, II, ...).
 
@@ -166,6 +189,8 @@ def predict_record(
     task_model = load_predictor(model)
     if isinstance(task_model, RhythmTreeModel):
         return _predict_with_trees(task_model, record, lead)
+    if isinstance(task_model, BeatTreeModel):
+        return _classify_beats(task_model, record, lead)
     cfg = task_model.config
     signal, notes = model_input(task_model, record, lead)
     n = signal.shape[-1]
@@ -238,6 +263,44 @@ def _predict_with_trees(model: RhythmTreeModel, record: Record, lead: str | None
     )
 
 
+def _classify_beats(model: BeatTreeModel, record: Record, lead: str | None) -> Prediction:
+    from cardiolens.signal.peaks import DEFAULT_ECG_METHOD, ecg_peaks
+
+    cfg = model.config
+    source = record_source(record)
+    signal, notes = model_input(model, record, lead)
+    beats = np.asarray(ecg_peaks(signal[0], cfg.fs), dtype=np.int64)  # at cfg.fs
+    if len(beats) < 3:
+        raise RecordError(f"{len(beats)} beats found; classifying beats needs at least 3", source)
+    probs, kept = model.predict_beats(signal, beats, cfg.fs)
+    notes.append(
+        f"{len(beats)} R peaks found by the {DEFAULT_ECG_METHOD!r} detector; each beat described by "
+        f"{len(cfg.features)} features against the record's median beat and rhythm ({cfg.feature_set}), "
+        "boosted trees; the first and last beat are not classified (one RR interval is missing)"
+    )
+    chosen = probs.argmax(axis=1)
+    beat_labels = [cfg.classes[k] for k in chosen]
+    counts = {c: int(np.sum(chosen == k)) for k, c in enumerate(cfg.classes)}
+    return Prediction(
+        source=source,
+        model=cfg.name,
+        task=cfg.task,
+        kind="per-beat",
+        classes=cfg.classes,
+        probabilities={c: float(v) for c, v in zip(cfg.classes, probs.mean(axis=0), strict=True)},
+        labels=[c for c in cfg.classes if counts[c]],
+        windows=1,
+        preprocessing=notes,
+        beats=np.round(beats[kept] * record.fs / cfg.fs).astype(np.int64),  # at the record's rate
+        confidence=probs[np.arange(len(chosen)), chosen],
+        extra={
+            "beat_labels": beat_labels,
+            "beat_probabilities": np.round(probs, 4).tolist(),
+            "beats_per_class": counts,
+        },
+    )
+
+
 def record_files(paths: list[str | Path]) -> list[Path]:
     """The record files named by ``paths``: files as given, folders expanded to their records.
 
@@ -271,7 +334,7 @@ def record_files(paths: list[str | Path]) -> list[Path]:
 
 
 def predict_paths(
-    model: str | Path | nn.Module | RhythmTreeModel, paths: list[str | Path], fs: float | None = None
+    model: str | Path | nn.Module | FeatureTreeModel, paths: list[str | Path], fs: float | None = None
 ) -> list[Prediction]:
     """:func:`predict_record` over files and folders (each folder expanded to its records)."""
     from cardiolens.io import load_record
@@ -281,7 +344,7 @@ def predict_paths(
 
 
 def evaluate(
-    model: str | Path | nn.Module | RhythmTreeModel,
+    model: str | Path | nn.Module | FeatureTreeModel,
     dataset: str | Path,
     *,
     all_items: bool = False,
@@ -303,10 +366,14 @@ def evaluate(
     options = {}
     if split and not all_items and "records" in inspect.signature(task.load).parameters:
         options["records"] = split  # read only the test records
+    if isinstance(task_model, BeatTreeModel):
+        options["template"] = True  # its features compare each beat with its record's median beat
     data = load_task_data(task, dataset, cfg.fs, **options)
     scope = "all items"
     if split and not all_items:
-        keep = np.flatnonzero(np.isin(data.item_ids.astype(str), split))
+        ids = data.item_ids.astype(str)
+        # a split lists items, or records for tasks whose items are "record:beat" (mitbih-aami)
+        keep = np.flatnonzero(np.isin(ids, split) | np.isin([i.split(":")[0] for i in ids], split))
         if not len(keep):
             raise CardiolensError(f"none of the {len(split)} test items of {cfg.name} are in {dataset}")
         data = data.subset(keep)
@@ -317,6 +384,10 @@ def evaluate(
         scope = "all items, including those the model trained on (optimistic)"
     if isinstance(task_model, RhythmTreeModel):
         probs = task_model.predict_signals(data.signals)
+    elif isinstance(task_model, BeatTreeModel):
+        from cardiolens.tasks.aami_features import aami_feature_matrix
+
+        probs = task_model.ensemble.predict_proba(aami_feature_matrix(data))  # at the annotated beats
     else:
         with torch.inference_mode():
             probs = predict_items(task_model, data.signals, data.extra, batch_size=64)

@@ -1,4 +1,4 @@
-"""Record-level models made of boosted trees on record features, saved without pickle.
+"""Models made of boosted trees on signal features (per record or per beat), saved without pickle.
 
 A scikit-learn model is normally saved with pickle, which runs code when it is loaded, and ties the
 file to the scikit-learn version that wrote it. The boosted trees of :mod:`cardiolens.tasks.trees`
@@ -7,15 +7,18 @@ keeps exactly those arrays, writes them with safetensors like every other cardio
 predicts with a few vectorised NumPy steps: the same probabilities as scikit-learn's
 ``predict_proba`` (tested to 1e-12), on any scikit-learn version, or none.
 
-:class:`RhythmTreeModel` is such an ensemble plus what a prediction needs to state: the task, the
-classes, the lead, the sampling rate the features are computed at, and the feature names
-(:mod:`cardiolens.tasks.rhythm_features`). ``cardiolens predict`` and ``cardiolens evaluate`` accept
-it wherever they accept a fine-tuned network (the shipped ``rhythm-ecg-trees``).
+:class:`FeatureTreeModel` is such an ensemble plus what a prediction needs to state: the task, the
+classes, the lead, the sampling rate the features are computed at, and the feature names. Two kinds:
+:class:`RhythmTreeModel` classifies a whole record from :mod:`cardiolens.tasks.rhythm_features` (the
+shipped ``rhythm-ecg-trees``; ``cardiolens predict`` and ``cardiolens evaluate`` accept it wherever they
+accept a fine-tuned network), :class:`BeatTreeModel` classifies each beat from
+:mod:`cardiolens.tasks.aami_features` (the shipped ``aami-ecg-trees``; ``cardiolens predict``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import shutil
 import tempfile
@@ -178,16 +181,22 @@ class TreeModelConfig:
         return np.array([np.nan if v is None else v for v in self.reference], dtype=np.float64)
 
 
-class RhythmTreeModel:
-    """Boosted trees on :func:`~cardiolens.tasks.rhythm_features.record_features` of one ECG lead."""
+class FeatureTreeModel:
+    """Boosted trees over a named feature set, with what a prediction needs to state.
+
+    Subclasses say which features they read (``FEATURE_SET``, a module with ``FEATURE_NAMES``) and
+    how to compute them from a signal; the checks, saving and loading are shared.
+    """
+
+    FEATURE_SET = ""
 
     def __init__(self, config: TreeModelConfig, ensemble: TreeEnsemble):
-        from cardiolens.tasks.rhythm_features import FEATURE_NAMES
-
-        if list(config.features) != list(FEATURE_NAMES):
+        names = importlib.import_module(self.FEATURE_SET).FEATURE_NAMES
+        if config.feature_set != self.FEATURE_SET or list(config.features) != list(names):
             raise CheckpointError(
-                f"{config.name}: trained on {len(config.features)} features that are not this version's "
-                f"{len(FEATURE_NAMES)} rhythm features; re-export it with this version of cardiolens"
+                f"{config.name}: trained on {len(config.features)} features of {config.feature_set} that are not "
+                f"this version's {len(names)} features of {self.FEATURE_SET}; "
+                "re-export it with this version of cardiolens"
             )
         split_on = ensemble.feature[~ensemble.is_leaf]
         if split_on.size and (split_on.min() < 0 or split_on.max() >= len(config.features)):
@@ -198,12 +207,6 @@ class RhythmTreeModel:
             )
         self.config = config
         self.ensemble = ensemble
-
-    def predict_signals(self, signals: Any) -> np.ndarray:
-        """(records, classes) probabilities of single-lead signals at ``config.fs``, each (samples,) or (1, samples)."""
-        from cardiolens.tasks.rhythm_features import rhythm_feature_matrix
-
-        return self.ensemble.predict_proba(rhythm_feature_matrix(list(signals), self.config.fs, progress=False))
 
     def save(self, path: str | Path, card: str | None = None, extra_files: dict[str, str] | None = None) -> Path:
         """Write the model as a folder (``trees.json``, ``trees.safetensors``, optional card), atomically."""
@@ -237,8 +240,41 @@ class RhythmTreeModel:
         return path
 
 
+class RhythmTreeModel(FeatureTreeModel):
+    """Boosted trees on :func:`~cardiolens.tasks.rhythm_features.record_features` of one ECG lead, per record."""
+
+    FEATURE_SET = "cardiolens.tasks.rhythm_features"
+
+    def predict_signals(self, signals: Any) -> np.ndarray:
+        """(records, classes) probabilities of single-lead signals at ``config.fs``, each (samples,) or (1, samples)."""
+        from cardiolens.tasks.rhythm_features import rhythm_feature_matrix
+
+        return self.ensemble.predict_proba(rhythm_feature_matrix(list(signals), self.config.fs, progress=False))
+
+
+class BeatTreeModel(FeatureTreeModel):
+    """Boosted trees on :func:`~cardiolens.tasks.aami_features.record_beat_features`: one prediction per beat."""
+
+    FEATURE_SET = "cardiolens.tasks.aami_features"
+
+    def predict_beats(self, signal: Any, beats: Any, beats_fs: float) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities of a recording's beats: ``(probs (kept, classes), kept)``.
+
+        Args:
+            signal: one ECG lead at ``config.fs``, (samples,) or (1, samples).
+            beats: R-peak positions (sample indices at ``beats_fs``), at least 3.
+            beats_fs: their rate.
+
+        ``kept`` indexes ``beats``: every beat but the first and the last, whose RR intervals are undefined.
+        """
+        from cardiolens.tasks.aami_features import record_beat_features
+
+        features, kept = record_beat_features(signal, self.config.fs, beats, beats_fs)
+        return self.ensemble.predict_proba(features), kept
+
+
 def is_tree_model(path: str | Path) -> bool:
-    """Whether ``path`` is a folder written by :meth:`RhythmTreeModel.save`."""
+    """Whether ``path`` is a folder written by :meth:`FeatureTreeModel.save`."""
     return (Path(path) / TREES_CONFIG).is_file()
 
 
@@ -252,8 +288,8 @@ def find_tree_model(name_or_path: str | Path) -> Path | None:
     return Path(text) if is_tree_model(text) else None
 
 
-def load_tree_model(path: str | Path) -> RhythmTreeModel:
-    """A :class:`RhythmTreeModel` from its folder; JSON and safetensors only, never pickle.
+def load_tree_model(path: str | Path) -> FeatureTreeModel:
+    """A :class:`RhythmTreeModel` or :class:`BeatTreeModel` from its folder; JSON and safetensors only, never pickle.
 
     Raises:
         CheckpointError: not such a folder, another format, or weights that do not match their digest.
@@ -278,7 +314,19 @@ def load_tree_model(path: str | Path) -> RhythmTreeModel:
         config = TreeModelConfig(**meta["config"])
     except (SafetensorError, TypeError, KeyError) as exc:
         raise CheckpointError(f"cannot read the model ({exc})", path) from None
-    return RhythmTreeModel(config, TreeEnsemble(arrays))
+    kinds = {cls.FEATURE_SET: cls for cls in (RhythmTreeModel, BeatTreeModel)}
+    if config.feature_set not in kinds:
+        raise CheckpointError(f"reads features of {config.feature_set!r}; this version knows {', '.join(kinds)}", path)
+    return kinds[config.feature_set](config, TreeEnsemble(arrays))
 
 
-__all__ = ["RhythmTreeModel", "TreeEnsemble", "TreeModelConfig", "find_tree_model", "is_tree_model", "load_tree_model"]
+__all__ = [
+    "BeatTreeModel",
+    "FeatureTreeModel",
+    "RhythmTreeModel",
+    "TreeEnsemble",
+    "TreeModelConfig",
+    "find_tree_model",
+    "is_tree_model",
+    "load_tree_model",
+]
