@@ -70,7 +70,11 @@ try {
              beatsNote: document.getElementById("beats-message").innerText, rhythmNote: document.getElementById("rhythm-message").innerText,
              hrPoints: document.getElementById("hr-plot").data[0].x.length,
              rhythmModels: rhythm.data.map((d) => d.name), rhythmBarmode: rhythm.layout.barmode,
-             treesReport: trees.classList.contains("disabled") ? null : trees.getAttribute("href") };
+             treesReport: trees.classList.contains("disabled") ? null : trees.getAttribute("href"),
+             // the aami-ecg-trees markers: one trace per class present, its class in `meta`
+             beatClasses: div.data.filter((d) => d.meta).map((d) => ({ cls: d.meta, name: d.name, markers: d.x.length,
+                                                                        symbol: d.marker.symbol, hover: d.text[0] || "" })),
+             showLegend: div.layout.showlegend, beatClassesNote: document.getElementById("beat-classes-message").innerText };
   });
   if (result.analysis.treesReport) {
     result.analysis.treesReportPage = await page.evaluate(async (href) => {

@@ -13,7 +13,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from cardiolens.io import load_record
+from cardiolens.tasks.predict import predict_record
 
 from .conftest import TUNED
 
@@ -83,6 +87,7 @@ def test_page_end_to_end(live_server, cinc2017_dir):
     assert analysis["rhythmModels"] == ["rhythm-ecg", "rhythm-ecg-trees"] and analysis["rhythmBarmode"] == "group"
     assert "rhythm-ecg-trees" in analysis["summary"] and "rhythm-ecg-trees" in analysis["rhythmNote"]
     assert analysis["treesReportPage"]["status"] == 200 and "rhythm-ecg-trees" in analysis["treesReportPage"]["text"]
+    assert_beat_classes_drawn(analysis, hea)
 
     attention = result["attention"]
     assert attention["changed"], "moving the head slider did not change the attention plot"
@@ -105,3 +110,23 @@ def test_page_end_to_end(live_server, cinc2017_dir):
     assert result["consoleErrors"] == []
     names = sorted(p.name for p in ARTIFACTS.glob("*.png"))
     assert len(names) == 7, names
+
+
+def assert_beat_classes_drawn(analysis: dict, hea: Path) -> None:
+    """The page shows the classes aami-ecg-trees gives the record's (only) lead when called directly:
+    counts in the summary, one marker trace per class present (S, V, F shaped apart), words on hover."""
+    record = load_record(hea)
+    expected = predict_record("aami-ecg-trees", record)
+    counts = expected.extra["beats_per_class"]
+    assert "beats: " + ", ".join(f"{c} {n}" for c, n in counts.items()) + " (aami-ecg-trees)" in analysis["summary"]
+    assert "aami-ecg-trees" in analysis["beatClassesNote"] and "unavailable" not in analysis["beatClassesNote"]
+    drawn = {trace["cls"]: trace for trace in analysis["beatClasses"]}
+    assert sorted(drawn) == sorted(c for c, n in counts.items() if n) and analysis["showLegend"]
+    in_view = expected.beats / record.fs <= min(record.duration, 60)  # the page shows the first minute
+    labels = np.asarray(expected.extra["beat_labels"])
+    words = {"N": "normal", "S": "supraventricular ectopic", "V": "ventricular ectopic", "F": "fusion"}
+    for cls, trace in drawn.items():
+        assert trace["markers"] == int(np.sum(in_view & (labels == cls))), cls
+        assert words[cls] in trace["name"] and trace["hover"].startswith(f"{cls} {words[cls]}, confidence ")
+    ectopic = [drawn[c]["symbol"] for c in "SVF" if c in drawn]
+    assert len(set(ectopic)) == len(ectopic) and drawn.get("N", {}).get("symbol") not in ectopic

@@ -39,7 +39,9 @@ log = logging.getLogger(__name__)
 RHYTHM_MODEL = "rhythm-ecg"
 RHYTHM_TREES_MODEL = "rhythm-ecg-trees"  # the same CinC 2017 task, boosted trees on 102 record features
 BEAT_MODEL = "beats-ecg"
+BEAT_CLASS_MODEL = "aami-ecg-trees"  # AAMI class of every detected beat, boosted trees on beat features
 RHYTHM_NAMES = {"N": "normal sinus rhythm", "A": "atrial fibrillation", "O": "other rhythm", "~": "too noisy"}
+BEAT_CLASS_NAMES = {"N": "normal", "S": "supraventricular ectopic", "V": "ventricular ectopic", "F": "fusion"}
 # points per lead sent to the page for one view; longer spans are reduced to per-bucket min and max
 DEFAULT_MAX_POINTS = 6000
 # side of the aggregate attention map sent to the page (block means of the T x T matrix)
@@ -205,11 +207,14 @@ def signal_view(
 
 
 # -- analysis ---------------------------------------------------------------------------------------
-def _predictor(pool: ModelPool, name: str, record: Record, lead: str | None) -> tuple[dict[str, Any], Any]:
+def _predictor(
+    pool: ModelPool, name: str, record: Record, lead: str | None, *, exact_lead: bool = False
+) -> tuple[dict[str, Any], Any]:
     """Run a shipped fine-tuned model through ``cardiolens.tasks.predict.predict_record``, or say why not.
 
     ``lead`` is passed on when it is an ECG lead (the shipped task models read ECG); otherwise the
-    model picks its lead from the record, as ``cardiolens predict`` does.
+    model picks its lead from the record, as ``cardiolens predict`` does. With ``exact_lead`` the
+    model reads ``lead`` or refuses it: its output is drawn on that lead, never on another one.
     """
     if name not in pool.names():
         return {"model": name, "available": False, "message": f"the model {name} is not installed"}, None
@@ -218,7 +223,8 @@ def _predictor(pool: ModelPool, name: str, record: Record, lead: str | None) -> 
     except ImportError as exc:
         return {"model": name, "available": False, "message": f"prediction is unavailable ({exc})"}, None
     try:
-        pred = predict.predict_record(pool.get(name), record, lead=lead if lead and modality(lead) == "ECG" else None)
+        given = lead if exact_lead or (lead and modality(lead) == "ECG") else None
+        pred = predict.predict_record(pool.get(name), record, lead=given)
     except CardiolensError as exc:
         return {"model": name, "available": True, "ok": False, "message": str(exc)}, None
     except Exception as exc:  # noqa: BLE001  one model failing must not fail the whole analysis
@@ -245,6 +251,28 @@ def _rhythm(pool: ModelPool, name: str, record: Record, lead: str | None) -> dic
     return rhythm
 
 
+def _beat_classes(pool: ModelPool, record: Record, lead: str) -> dict[str, Any]:
+    """The AAMI class of every classified beat of ``lead`` (``aami-ecg-trees``), or why there is none.
+
+    Per beat only its time, value, class and confidence: the page draws those, and the whole
+    probability matrix would multiply the payload for nothing it shows.
+    """
+    out, pred = _predictor(pool, BEAT_CLASS_MODEL, record, lead, exact_lead=True)
+    if pred is None:
+        return out
+    samples = np.asarray(pred.beats, dtype=np.int64).reshape(-1)
+    x = record.signal[record.lead_index(lead)]
+    out["names"] = {c: BEAT_CLASS_NAMES.get(c, c) for c in out["classes"]}
+    out["beats"] = {
+        "times": _rounded(samples / record.fs, 7),
+        "values": _rounded(x[np.clip(samples, 0, record.n_samples - 1)]),
+        "classes": [str(c) for c in pred.extra["beat_labels"]],
+        "confidence": np.round(np.asarray(pred.confidence, dtype=np.float64), 3).tolist(),
+    }
+    out["counts"] = {str(c): int(n) for c, n in pred.extra["beats_per_class"].items()}
+    return out
+
+
 def analyse(record: Record, pool: ModelPool, lead: str | None = None) -> dict[str, Any]:
     """Beats, RR intervals and heart rate of one lead, and the shipped rhythm and beat models' outputs.
 
@@ -254,6 +282,7 @@ def analyse(record: Record, pool: ModelPool, lead: str | None = None) -> dict[st
     Beats come from :func:`cardiolens.analysis.find_beats` (as ``cardiolens peaks``); when the shipped
     beat model runs, its beats and their confidence are returned too. A model that is not installed
     or refuses the record is reported with its message, never as an error of the whole analysis.
+    ``beat_classes`` is the AAMI class (N, S, V, F) of each beat of the lead from ``aami-ecg-trees``.
     """
     lead = lead or default_lead(record)
     record.lead_index(lead)  # a RecordError naming the leads when there is no such lead
@@ -300,6 +329,7 @@ def analyse(record: Record, pool: ModelPool, lead: str | None = None) -> dict[st
             "confidence": _rounded(confidence[: samples.size], 3) if confidence.size else [],
         }
     result["beat_model"] = beat_model
+    result["beat_classes"] = _beat_classes(pool, record, lead)
     return result
 
 

@@ -7,6 +7,14 @@ const ECG_PINK = "#f3b5b5", ECG_PINK_LIGHT = "#fbe4e4";
 const PLOT_CONFIG = { responsive: true, displaylogo: false, toImageButtonOptions: { format: "png", scale: 2 } };
 // one colour per rhythm model (the CNN, then the feature trees), whichever of them answered
 const RHYTHM_COLOURS = ["#1f6feb", "#b42318"];
+// beat classes of aami-ecg-trees: Okabe-Ito colours and a shape each, so colour is never the only cue;
+// N beats get a faint ring only (they are most beats), which still carries their hover text
+const BEAT_CLASS_MARKERS = {
+  N: { symbol: "circle-open", color: "#8c959f", size: 14 },
+  S: { symbol: "triangle-up", color: "#0072B2", size: 13 },
+  V: { symbol: "diamond", color: "#D55E00", size: 13 },
+  F: { symbol: "square", color: "#CC79A7", size: 12 },
+};
 
 // -- small helpers -----------------------------------------------------------------------------------
 class ApiError extends Error {}
@@ -161,6 +169,7 @@ async function setRecord(info) {
   for (const id of ["rhythm-plot", "hr-plot", "beats-plot", "attention-plot", "map-plot", "heads-plot", "similarity-plot", "attr-plot", "shift-plot", "shift-layers-plot", "gen-plot"]) Plotly.purge($(id));
   updateExplainReport();
   for (const id of ["analysis-message", "explain-message", "gen-message"]) say(id, "");
+  for (const id of ["beats-message", "beat-classes-message"]) $(id).textContent = "";
   $("analysis-summary").classList.add("hidden");
   syncModels();
   $("view-controls").classList.toggle("hidden", info.duration_s <= 60);
@@ -260,12 +269,26 @@ function mostLikely(rhythm) {
   return `<b>${esc(rhythm.names[best] || best)}</b> (${(100 * p).toFixed(0)} %, ${esc(rhythm.model)})`;
 }
 
+// one marker trace per class that has beats (a legend entry each), limited to the beats in view
+function beatClassTraces(classified, inView) {
+  const beats = classified.beats, keep = inView(beats.times);
+  return classified.classes.filter((c) => classified.counts[c] && BEAT_CLASS_MARKERS[c]).map((c) => {
+    const mine = keep.filter((i) => beats.classes[i] === c), look = BEAT_CLASS_MARKERS[c];
+    return { x: mine.map((i) => beats.times[i]), y: mine.map((i) => beats.values[i]), mode: "markers", meta: c,
+      name: `${c} ${classified.names[c]} (${classified.counts[c]})`,
+      marker: { symbol: look.symbol, size: look.size, color: look.color, line: { color: c === "N" ? look.color : "#111", width: 1 } },
+      text: mine.map((i) => `${c} ${classified.names[c]}, confidence ${beats.confidence[i].toFixed(3)}`),
+      hovertemplate: "%{text}<br>%{x:.3f} s<extra></extra>" };
+  });
+}
+
 function drawAnalysis(result) {
-  const rhythms = [result.rhythm, result.rhythm_trees], bm = result.beat_model;
+  const rhythms = [result.rhythm, result.rhythm_trees], bm = result.beat_model, classified = result.beat_classes;
   const hr = result.heart_rate.median_bpm;
   const verdicts = rhythms.filter((r) => r.ok).map(mostLikely);
+  const perClass = classified.ok ? `; beats: ${classified.classes.map((c) => `${esc(c)} ${classified.counts[c]}`).join(", ")} (${esc(classified.model)})` : "";
   $("analysis-summary").innerHTML = `<b>${result.beats.count}</b> beats in lead ${esc(result.lead)} (${esc(result.beats.method)}), median heart rate <b>${hr === null ? "–" : hr + " bpm"}</b>` +
-    (verdicts.length ? `; most likely rhythm: ${verdicts.join(", ")}` : "");
+    (verdicts.length ? `; most likely rhythm: ${verdicts.join(", ")}` : "") + perClass;
   $("analysis-summary").classList.remove("hidden");
   drawRhythm(rhythms);
 
@@ -301,8 +324,16 @@ function drawAnalysis(result) {
     $("beats-message").textContent = `Beats from the ${result.beats.method} detector (no confidence: ` +
       (bm.available === false || !bm.ok ? `beat model unavailable: ${bm.message}` : "the beat model found none") + ").";
   }
+  traces[0].showlegend = false;  // the lead's name is on its axis
+  const classTraces = classified.ok ? beatClassTraces(classified, inView) : [];
+  traces.push(...classTraces);
+  $("beat-classes-message").textContent = classified.ok
+    ? `Beat classes of ${classified.model} (AAMI: N normal, S supraventricular ectopic, V ventricular ectopic, F fusion); `
+      + "hover a marker for its class and confidence. The first and last beat are not classified."
+    : `${classified.model} unavailable: ${classified.message}`;
   const bdiv = $("beats-plot");
-  Plotly.react(bdiv, traces, { margin: { l: 70, r: 20, t: 10, b: 45 }, height: 280, showlegend: false,
+  Plotly.react(bdiv, traces, { margin: { l: 70, r: 20, t: classTraces.length ? 30 : 10, b: 45 }, height: 300,
+    showlegend: classTraces.length > 0, legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" },
     xaxis: timeAxis({ range: [lo, hi] }), yaxis: valueAxis(lead.units, lead.name) }, PLOT_CONFIG);
   bump(bdiv);
 }
