@@ -216,6 +216,17 @@ def test_csv_irregular_time(tmp_path: Path) -> None:
         load_record(path)
 
 
+def test_csv_with_one_row_or_time_going_back(tmp_path: Path) -> None:
+    one = tmp_path / "one.csv"
+    one.write_text("time,II\n0.0,1.0\n")
+    with pytest.raises(RecordError, match="one.csv: 1 row of samples: a recording needs at least 2"):
+        load_record(one)
+    back = tmp_path / "back.csv"
+    back.write_text("time,II\n" + "\n".join(f"{0.8 - 0.004 * i:.3f},{i % 7}" for i in range(200)))
+    with pytest.raises(RecordError, match="time column 'time' is not strictly increasing"):
+        load_record(back)
+
+
 def test_csv_with_text_in_it(tmp_path: Path) -> None:
     path = tmp_path / "text.csv"
     path.write_text("II,V1\n0.1,0.2\n0.3,oops\n0.5,0.6\n")

@@ -140,7 +140,9 @@ def read_csv(
     if time_idx is not None:
         t = values.iloc[:, time_idx].to_numpy(dtype=np.float64)
         step = np.diff(t)
-        if len(t) < 2 or np.any(~np.isfinite(t)) or np.any(step <= 0):
+        if len(t) < 2:
+            raise RecordError(f"{len(t)} row of samples: a recording needs at least 2", path)
+        if np.any(~np.isfinite(t)) or np.any(step <= 0):
             raise RecordError(f"time column {names[time_idx]!r} is not strictly increasing", path)
         median = float(np.median(step))
         if np.max(np.abs(step - median)) > 0.01 * median:
