@@ -177,6 +177,9 @@ def test_explain_a_beat_of_a_real_record(mitdb_dir: Path, tmp_path: Path, capsys
         "shape, unusual for the record",
     }
     assert summary["features"]["deletion_auc"] < summary["features"]["random_deletion_auc"]
+    # the beat is drawn over the record's median beat, with the RR intervals around it
+    assert (tmp_path / "out" / "beat.png").stat().st_size > 10_000
+    assert "The beat against the record" in (tmp_path / "out" / "report.html").read_text()
     # a chosen time explains the beat nearest it
     assert main(["explain", "aami-ecg-trees", str(record), "--start", "10", "--out", str(tmp_path / "at10")]) == 0
     at10 = json.loads((tmp_path / "at10" / "summary.json").read_text())

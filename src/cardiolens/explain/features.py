@@ -289,7 +289,8 @@ def explain_tree_record(
     source = record_source(record)
     item = "beat" if isinstance(model, BeatTreeModel) else "record"
     if item == "beat":
-        row, beat_s, note = _beat_row(model, x, beat_time, source)
+        row, beat, beats, note = _beat_row(model, x, beat_time, source)
+        beat_s = beat / cfg.fs
         notes.append(note)
     else:
         row, beat_s = record_features(x[0], cfg.fs), None
@@ -349,15 +350,63 @@ def explain_tree_record(
             ),
         ],
     )
+    if beat_s is not None:
+        report.sections.insert(
+            1,
+            Section(
+                "The beat against the record",
+                "Left: the beat explained (red) over the record's median beat (grey), the comparison its shape "
+                "features make, from 0.25 s before to 0.45 s after the R peak. Right: the beats around it, with "
+                "each RR interval in ms; its prematurity features compare its RR with these and with the record's.",
+                {"beat.png": _png(plot_beat_context(x[0], cfg.fs, beats, beat))},
+            ),
+        )
     if out is not None:
         report.files = write_report(report, out)
     return report
 
 
+def plot_beat_context(signal: Any, fs: float, beats: Any, beat: int, seconds: float = 8.0) -> Any:
+    """The beat at sample ``beat`` over the record's median beat, and the ``seconds`` around it with RR intervals.
+
+    ``signal`` is one lead at ``fs``; ``beats`` every detected R peak (samples), ``beat`` among them.
+    """
+    import matplotlib.pyplot as plt
+
+    from cardiolens.tasks.tasks_aami import WINDOW_SECONDS, beat_windows, median_beat
+
+    x = np.asarray(signal, dtype=np.float64)
+    beats = np.asarray(beats, dtype=np.int64)
+    half = int(round(WINDOW_SECONDS * fs)) // 2
+    windows = beat_windows(x[None], beats, 2 * half)  # the windows the shape features compare
+    typical = median_beat(windows)[0]
+    mine = windows[int(np.flatnonzero(beats == beat)[0]), 0]
+    t = (np.arange(2 * half) - half) / fs
+    shown = (t >= -0.25) & (t <= 0.45)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 3.2), width_ratios=(1, 2.2))
+    ax.plot(t[shown], typical[shown], color="grey", lw=2, label="record's median beat")
+    ax.plot(t[shown], mine[shown], color="#c0392b", lw=1.4, label="this beat")
+    ax.axvline(0, color="k", lw=0.5, ls=":")
+    ax.set_xlabel("s from the R peak")
+    ax.legend(fontsize=8)
+    lo, hi = max(0, beat - int(seconds / 2 * fs)), min(len(x), beat + int(seconds / 2 * fs))
+    ax2.plot(np.arange(lo, hi) / fs, x[lo:hi], color="k", lw=0.8)
+    near = beats[(beats >= lo) & (beats < hi)]
+    ax2.plot(near / fs, x[near], "o", color="grey", ms=4)
+    ax2.plot([beat / fs], [x[beat]], "o", color="#c0392b", ms=7)
+    top = x[lo:hi].max()
+    for a, b in zip(near[:-1], near[1:], strict=True):
+        ax2.annotate(f"{1000 * (b - a) / fs:.0f}", ((a + b) / 2 / fs, top), ha="center", va="bottom", fontsize=7)
+    ax2.set_xlabel("s")
+    ax2.set_title("RR intervals (ms)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def _beat_row(
     model: BeatTreeModel, x: np.ndarray, beat_time: float | None, source: str
-) -> tuple[np.ndarray, float, str]:
-    """The feature row of the beat to explain, its time in seconds, and a note saying how it was chosen."""
+) -> tuple[np.ndarray, int, np.ndarray, str]:
+    """The feature row of the beat to explain, its sample, every detected beat, and a note saying how it was chosen."""
     from cardiolens.signal.peaks import ecg_peaks
     from cardiolens.tasks.aami_features import record_beat_features
 
@@ -376,7 +425,8 @@ def _beat_row(
         unusual = np.flatnonzero(calls != normal)
         i = int(unusual[0]) if len(unusual) else 0
         how = "the first beat not called N" if len(unusual) else "the first classified beat (every beat is called N)"
-    return rows[i], float(times[i]), f"beat at {times[i]:.3f} s explained ({how}; {len(kept)} beats classified)"
+    note = f"beat at {times[i]:.3f} s explained ({how}; {len(kept)} beats classified)"
+    return rows[i], int(beats[kept[i]]), beats, note
 
 
 __all__ = [
@@ -387,6 +437,7 @@ __all__ = [
     "feature_effects",
     "feature_groups",
     "group_effects",
+    "plot_beat_context",
     "plot_feature_effects",
     "shuffled_leaves",
 ]
