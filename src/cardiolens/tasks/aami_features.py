@@ -194,7 +194,7 @@ def record_beat_features(signal: Any, fs: float, beats: Any, beats_fs: float) ->
     """:data:`FEATURE_NAMES` of the beats of one single-lead recording, as the AAMI trees read them.
 
     The same features :func:`aami_feature_matrix` gives the ``mitbih-aami`` items, computed from a
-    signal and beat times instead of a MIT-BIH folder: every beat enters the RR intervals and the
+    signal and beat positions instead of a MIT-BIH folder: every beat enters the RR intervals and the
     median beat, and every beat with both RR intervals is classified (not the first and the last).
 
     Args:
@@ -222,8 +222,8 @@ def record_beat_features(signal: Any, fs: float, beats: Any, beats_fs: float) ->
     centres = np.round(samples * fs / beats_fs).astype(np.int64)  # as the mitbih-aami items place them
     windows = beat_windows(x[None], centres, int(round(WINDOW_SECONDS * fs)))
     typical = median_beat(windows)[0]  # every beat enters the median beat
-    beats = windows[kept, 0]
-    morphology = morphology_features(beats, np.broadcast_to(typical, beats.shape), fs)
+    classified = windows[kept, 0]
+    morphology = morphology_features(classified, np.broadcast_to(typical, classified.shape), fs)
     one_record = np.zeros(len(kept), dtype=np.int64)
     return _feature_columns(rr[kept], morphology, rr_irregularity(samples[kept]), one_record), kept
 

@@ -10,9 +10,9 @@ predicts with a few vectorised NumPy steps: the same probabilities as scikit-lea
 :class:`FeatureTreeModel` is such an ensemble plus what a prediction needs to state: the task, the
 classes, the lead, the sampling rate the features are computed at, and the feature names. Two kinds:
 :class:`RhythmTreeModel` classifies a whole record from :mod:`cardiolens.tasks.rhythm_features` (the
-shipped ``rhythm-ecg-trees``; ``cardiolens predict`` and ``cardiolens evaluate`` accept it wherever they
-accept a fine-tuned network), :class:`BeatTreeModel` classifies each beat from
-:mod:`cardiolens.tasks.aami_features` (the shipped ``aami-ecg-trees``; ``cardiolens predict``).
+shipped ``rhythm-ecg-trees``), :class:`BeatTreeModel` each beat from :mod:`cardiolens.tasks.aami_features`
+(the shipped ``aami-ecg-trees``). ``cardiolens predict``, ``evaluate`` and ``explain`` accept both
+wherever they accept a fine-tuned network.
 """
 
 from __future__ import annotations
