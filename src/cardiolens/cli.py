@@ -450,7 +450,7 @@ def _print_scores(scores: dict) -> None:
             print(f"  {name}: {value['value']:.4f} [{value['low']:.4f}, {value['high']:.4f}]")
 
 
-def predict(model: str, path: str, fs: float | None = None, as_json: bool = False) -> None:
+def predict(model: str, path: str, fs: float | None = None, as_json: bool = False, out: Path | None = None) -> None:
     """Labels and probabilities of a fine-tuned model for one record, or for every record of a folder.
 
     Args:
@@ -459,10 +459,15 @@ def predict(model: str, path: str, fs: float | None = None, as_json: bool = Fals
         path: a record file (a WFDB .hea, CSV, NumPy, .mat) or a folder of records.
         fs: sampling rate for formats that do not carry one (NumPy, CSV without a time column).
         as_json: print JSON (one object per record) instead of a table.
+        out: also write the predictions to this folder: predictions.json, predictions.csv (a row per
+            record) and, for beat models, <record>_beats.csv (a row per beat).
     """
-    from cardiolens.tasks.predict import predict_paths
+    from cardiolens.tasks.predict import predict_paths, write_predictions
 
     predictions = predict_paths(model, [path], fs=fs)
+    if out is not None:
+        written = write_predictions(predictions, out)
+        print(f"wrote {len(written)} files to {out}", file=sys.stderr)
     if as_json:
         print(json.dumps([p.to_dict() for p in predictions], indent=2))
         return

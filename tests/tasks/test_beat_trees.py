@@ -186,3 +186,27 @@ def test_explain_a_beat_of_a_real_record(mitdb_dir: Path, tmp_path: Path, capsys
     assert abs(float(at10["explained"].split()[3]) - 10) < 1.0
     assert "Beat features behind the prediction" in (tmp_path / "at10" / "report.html").read_text()
     capsys.readouterr()
+
+
+def test_predict_writes_a_csv_row_per_beat_and_per_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import csv
+
+    folder = _toy_beat_model(tmp_path)
+    times, x = _regular_with_one_early_wide_beat()
+    path = tmp_path / "sim.csv"
+    np.savetxt(path, np.c_[np.arange(x.size) / FS, x], delimiter=",", header="time,MLII", comments="")
+    assert main(["predict", str(folder), str(path), "--out", str(tmp_path / "out")]) == 0
+    assert "beats classified" in capsys.readouterr().out
+    with open(tmp_path / "out" / "sim_beats.csv") as f:
+        beats = list(csv.DictReader(f))
+    assert list(beats[0]) == ["sample", "time_s", "confidence", "class", "p_N", "p_S", "p_V"]
+    assert len(times) - 4 <= len(beats) <= len(times)
+    for row in beats:
+        assert float(row["time_s"]) == pytest.approx(int(row["sample"]) / FS, abs=1e-4)
+        probs = [float(row[f"p_{c}"]) for c in "NSV"]
+        assert sum(probs) == pytest.approx(1, abs=1e-3) and row["class"] == "NSV"[int(np.argmax(probs))]
+    with open(tmp_path / "out" / "predictions.csv") as f:
+        (record,) = list(csv.DictReader(f))
+    assert record["source"].endswith("sim.csv") and int(record["beats"]) == len(beats)
+    saved = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert saved[0]["kind"] == "per-beat" and saved[0]["fs"] == pytest.approx(FS)

@@ -57,6 +57,7 @@ class Prediction:
             probability of the class each beat was given.
         extra: per-beat: ``beat_labels`` (a class per beat), ``beat_probabilities`` (a row per
             beat, in the order of ``classes``) and ``beats_per_class``.
+        fs: the record's sampling rate (the rate of ``beats``).
     """
 
     source: str
@@ -71,6 +72,7 @@ class Prediction:
     beats: np.ndarray | None = None
     confidence: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    fs: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k not in ("beats", "confidence")}
@@ -217,6 +219,7 @@ def predict_record(
             labels=[],
             windows=windows,
             preprocessing=notes,
+            fs=record.fs,
             beats=beats,
             confidence=confidence,
         )
@@ -242,6 +245,7 @@ def predict_record(
         labels=labels,
         windows=windows,
         preprocessing=notes,
+        fs=record.fs,
     )
 
 
@@ -260,6 +264,7 @@ def _predict_with_trees(model: RhythmTreeModel, record: Record, lead: str | None
         labels=[cfg.classes[int(np.argmax(p))]],
         windows=1,
         preprocessing=notes,
+        fs=record.fs,
     )
 
 
@@ -291,6 +296,7 @@ def _classify_beats(model: BeatTreeModel, record: Record, lead: str | None) -> P
         labels=[c for c in cfg.classes if counts[c]],
         windows=1,
         preprocessing=notes,
+        fs=record.fs,
         beats=np.round(beats[kept] * record.fs / cfg.fs).astype(np.int64),  # at the record's rate
         confidence=probs[np.arange(len(chosen)), chosen],
         extra={
@@ -299,6 +305,59 @@ def _classify_beats(model: BeatTreeModel, record: Record, lead: str | None) -> P
             "beats_per_class": counts,
         },
     )
+
+
+def write_predictions(predictions: list[Prediction], folder: str | Path) -> list[Path]:
+    """Write predictions as files a spreadsheet or pandas reads; returns the paths written.
+
+    - ``predictions.json``: everything, one object per record (as ``--as_json`` prints);
+    - ``predictions.csv``: a row per record: source, labels, each class's probability, and the
+      number of beats for beat models;
+    - ``<record>_beats.csv`` for beat models: a row per beat with its sample, time, confidence, and
+      for beat classifiers its class and each class's probability.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [folder / "predictions.json"]
+    written[0].write_text(json.dumps([p.to_dict() for p in predictions], indent=2) + "\n")
+    classes = list(dict.fromkeys(c for p in predictions for c in p.classes))
+    rows = ["source,model,labels," + ",".join(f"p_{c}" for c in classes) + ",beats"]
+    used: set[str] = set()
+    for p in predictions:
+        probs = ",".join(f"{p.probabilities[c]:.6g}" if c in p.probabilities else "" for c in classes)
+        beats = "" if p.beats is None else str(len(p.beats))
+        rows.append(f"{_csv_text(p.source)},{p.model},{';'.join(p.labels)},{probs},{beats}")
+        if p.beats is not None:
+            written.append(_write_beats(p, folder, used))
+    (folder / "predictions.csv").write_text("\n".join(rows) + "\n")
+    written.insert(1, folder / "predictions.csv")
+    return written
+
+
+def _csv_text(text: str) -> str:
+    return f'"{text}"' if "," in text or '"' in text else text
+
+
+def _write_beats(p: Prediction, folder: Path, used: set[str]) -> Path:
+    """``<record>_beats.csv`` of one beat prediction (a suffix keeps two records of the same name apart)."""
+    stem = Path(p.source).stem or "record"
+    name, k = stem, 1
+    while name in used:
+        k += 1
+        name = f"{stem}-{k}"
+    used.add(name)
+    per_beat = p.kind == "per-beat"
+    header = ["sample", "time_s", "confidence"] + (["class", *(f"p_{c}" for c in p.classes)] if per_beat else [])
+    lines = [",".join(header)]
+    confidence = p.confidence if p.confidence is not None else np.full(len(p.beats), np.nan)
+    for i, (sample, sure) in enumerate(zip(p.beats.tolist(), confidence.tolist(), strict=True)):
+        cells = [str(sample), "" if not p.fs else f"{sample / p.fs:.4f}", f"{sure:.4f}"]
+        if per_beat:
+            cells += [p.extra["beat_labels"][i], *(f"{v:.4f}" for v in p.extra["beat_probabilities"][i])]
+        lines.append(",".join(cells))
+    path = folder / f"{name}_beats.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def record_files(paths: list[str | Path]) -> list[Path]:
@@ -424,4 +483,5 @@ __all__ = [
     "predict_record",
     "record_files",
     "record_source",
+    "write_predictions",
 ]
