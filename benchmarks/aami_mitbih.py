@@ -365,6 +365,8 @@ package's detector, then classifies them.
   (record 124), normal beats of changing shape called V (records 108, 203).
 - 22 patients is a small training set: expect lower scores on other populations and lead placements than
   MLII.
+- Class Q (paced and unclassifiable beats) is not a class here, as in the benchmark: every beat of a paced
+  record, and every detection in noise or ventricular flutter, is given N, S, V or F.
 
 Command: `.venv/bin/python benchmarks/aami_mitbih.py --ship-trees` (after `--only beat-features-gbm`).
 
