@@ -74,6 +74,21 @@ def test_ectopic_beats_of_a_real_record_are_classified_as_the_library_does(mitdb
     assert classified["counts"]["V"] > 0
 
 
+@pytest.mark.realdata
+def test_the_record_report_lists_the_ectopic_beats_with_their_times(mitdb_dir):
+    from cardiolens.io import load_record
+
+    record = load_record(mitdb_dir / "119.hea").crop(0, 60)
+    pool = services.ModelPool()
+    classified = services.analyse(record, pool, "MLII")["beat_classes"]
+    text = services.report_html(record, pool, "MLII")
+    assert "<h2>Beat classes (AAMI)</h2>" in text
+    beats = classified["beats"]
+    first_v = next(t for t, c in zip(beats["times"], beats["classes"], strict=True) if c == "V")
+    assert f"<th>V (ventricular ectopic)</th><td>{classified['counts']['V']}</td>" in text
+    assert f"{first_v:.2f} s" in text and f"{classified['counts']['N']} beats N (normal)" in text
+
+
 def test_a_ppg_lead_is_refused_with_a_message_not_a_failed_analysis(client, example):
     # the example's PLETH lead: beat classes belong to the analysed lead, never to the record's ECG
     result = analysis(client, example["id"], lead="PLETH")

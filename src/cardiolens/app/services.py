@@ -758,7 +758,7 @@ def _png(fig: Any) -> str:
 
 
 def report_html(record: Record, pool: ModelPool, lead: str | None = None) -> str:
-    """A self-contained HTML report of a record: summary, quality, beats figure, rhythm, heart rate.
+    """A self-contained HTML report of a record: summary, quality, beats figure, rhythm, beat classes, heart rate.
 
     Figures are embedded PNGs drawn by :func:`cardiolens.plot.plot_record` (as ``cardiolens plot``),
     so the report opens anywhere without a network.
@@ -802,6 +802,28 @@ def report_html(record: Record, pool: ModelPool, lead: str | None = None) -> str
         else:
             body = f"<p>{esc(rhythm.get('message', 'not available'))}</p>"
         rhythm_html += f"<h3>{esc(rhythm['model'])}</h3>{body}"
+    classified = result["beat_classes"]
+    if classified.get("ok"):
+        beats = classified["beats"]
+
+        def when(c: str, shown: int = 20) -> str:
+            times = [t for t, k in zip(beats["times"], beats["classes"], strict=True) if k == c]
+            return ", ".join(f"{t:.2f} s" for t in times[:shown]) + (" ..." if len(times) > shown else "")
+
+        # the counts, and when each ectopic beat occurred (the N beats are most of them)
+        table = "".join(
+            f"<tr><th>{esc(c)} ({esc(classified['names'][c])})</th><td>{classified['counts'][c]}</td>"
+            f"<td>{esc(when(c))}</td></tr>"
+            for c in classified["classes"]
+            if c != "N"
+        )
+        beat_html = (
+            f"<p>{classified['counts'].get('N', 0)} beats N (normal); the others, with their times:</p>"
+            f"<table>{table}</table><p><small>{esc(classified['model'])}; the first and last beat are not "
+            "classified.</small></p>"
+        )
+    else:
+        beat_html = f"<p>{esc(classified.get('message', 'not available'))}</p>"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>cardiolens report: {esc(record.name)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
@@ -810,6 +832,7 @@ th{{text-align:left;padding-right:1em}}img{{max-width:100%}}</style></head>
 <h2>Record</h2><table>{rows}</table>
 <h2>Signal</h2><img alt="record with beats" src="data:image/png;base64,{figure}">
 <h2>Rhythm</h2>{rhythm_html}
+<h2>Beat classes (AAMI)</h2>{beat_html}
 <p><small>Written by cardiolens; figures drawn by cardiolens.plot.plot_record.</small></p>
 </body></html>
 """
