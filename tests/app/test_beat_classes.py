@@ -3,6 +3,7 @@ in a compact form, and a message instead of a failed analysis where the model ca
 
 from __future__ import annotations
 
+import html
 import json
 
 import numpy as np
@@ -120,3 +121,15 @@ def test_a_missing_model_is_reported_not_fatal(client, example, monkeypatch):
     classified = analysis(client, example["id"], lead="II")["beat_classes"]
     assert classified["available"] is False
     assert MODEL in classified["message"] and "not installed" in classified["message"]
+
+
+def test_explain_report_explains_the_beat_nearest_start(client, example):
+    url = f"/api/records/{example['id']}/explain-report"
+    response = client.get(url, params={"model": MODEL, "lead": "II", "start": 12.0})
+    assert response.status_code == 200, response.text
+    text = html.unescape(response.text)
+    assert "Beat features behind the prediction (the beat at " in text and "The beat against the record" in text
+    explained = float(text.split("(the beat at ")[1].split(" s)")[0])
+    assert abs(explained - 12.0) < 1.0  # one beat period of the 72 bpm example
+    refused = client.get(url, params={"model": MODEL, "lead": "PLETH"})
+    assert refused.status_code == 422 and "reads ECG" in refused.text

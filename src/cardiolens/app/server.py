@@ -506,10 +506,19 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
     async def explain_report(
         record_id: str = record_id,
         model: Annotated[
-            str | None, Query(description="a shipped GPT (default: the lead's modality) or rhythm-ecg-trees")
+            str | None,
+            Query(description="a shipped GPT (default: the lead's modality), rhythm-ecg-trees or aami-ecg-trees"),
         ] = None,
         lead: Annotated[str | None, Query(description="lead to explain")] = None,
-        start: Annotated[float, Query(ge=0.0, le=1e7, description="first second of the window")] = 0.0,
+        start: Annotated[
+            float,
+            Query(
+                ge=0.0,
+                le=1e7,
+                description="first second of the window; for aami-ecg-trees the time of the beat to explain "
+                "(0: its first beat not called N)",
+            ),
+        ] = 0.0,
         methods: Annotated[
             str | None,
             Query(
