@@ -137,6 +137,25 @@ def test_predict_names_each_beat_of_a_simulated_record(tmp_path: Path) -> None:
 
 
 # -- the shipped model on real MIT-BIH records of its test fold ---------------------------------------
+@pytest.mark.parametrize("rid", ["109", "201"])
+def test_beat_features_of_a_recording_equal_the_benchmarks(mitdb_dir: Path, rid: str) -> None:
+    # the trees were trained on aami_feature_matrix; predict computes record_beat_features: they must agree
+    from cardiolens.datasets import MITBIH
+    from cardiolens.signal.resample import resample
+    from cardiolens.tasks.aami_features import aami_feature_matrix
+    from cardiolens.tasks.suite import get_task, load_task_data
+
+    db = MITBIH(mitdb_dir)
+    beats = db.beats(rid)
+    assert not (beats["aami"] == "Q").any()  # then every annotated beat is an item of the task
+    data = load_task_data(get_task("mitbih-aami"), mitdb_dir, FS, progress=False, template=True, records=[rid])
+    record = db.load(rid)
+    x = resample(record.signal[list(record.leads).index("MLII")][None], record.fs, FS)[0]
+    rows, kept = record_beat_features(x, FS, beats["sample"].to_numpy(), record.fs)
+    np.testing.assert_allclose(rows, aami_feature_matrix(data), rtol=0, atol=1e-9)
+    assert len(kept) == len(beats) - 2
+
+
 def test_shipped_aami_trees_find_the_ventricular_beats_of_a_test_record(mitdb_dir: Path) -> None:
     from cardiolens.datasets import MITBIH
     from cardiolens.tasks.metrics import matched_pairs
