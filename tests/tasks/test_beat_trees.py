@@ -229,3 +229,9 @@ def test_predict_writes_a_csv_row_per_beat_and_per_record(tmp_path: Path, capsys
     assert record["source"].endswith("sim.csv") and int(record["beats"]) == len(beats)
     saved = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert saved[0]["kind"] == "per-beat" and saved[0]["fs"] == pytest.approx(FS)
+    # two records of the same name (from different folders) get a beat file each
+    from cardiolens.tasks.predict import predict_paths, write_predictions
+
+    twice = predict_paths(folder, [path, path])
+    names = [f.name for f in write_predictions(twice, tmp_path / "twice")]
+    assert names == ["predictions.json", "predictions.csv", "sim_beats.csv", "sim-2_beats.csv"]

@@ -316,48 +316,48 @@ def write_predictions(predictions: list[Prediction], folder: str | Path) -> list
     - ``<record>_beats.csv`` for beat models: a row per beat with its sample, time, confidence, and
       for beat classifiers its class and each class's probability.
     """
+    import pandas as pd
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    written = [folder / "predictions.json"]
-    written[0].write_text(json.dumps([p.to_dict() for p in predictions], indent=2) + "\n")
-    classes = list(dict.fromkeys(c for p in predictions for c in p.classes))
-    rows = ["source,model,labels," + ",".join(f"p_{c}" for c in classes) + ",beats"]
-    used: set[str] = set()
+    (folder / "predictions.json").write_text(json.dumps([p.to_dict() for p in predictions], indent=2) + "\n")
+    table = pd.DataFrame(
+        [
+            {
+                "source": p.source,
+                "model": p.model,
+                "labels": ";".join(p.labels),
+                **{f"p_{c}": v for c, v in p.probabilities.items()},
+                "beats": None if p.beats is None else len(p.beats),
+            }
+            for p in predictions
+        ]
+    )
+    table.to_csv(folder / "predictions.csv", index=False)
+    written = [folder / "predictions.json", folder / "predictions.csv"]
+    stems: list[str] = []
     for p in predictions:
-        probs = ",".join(f"{p.probabilities[c]:.6g}" if c in p.probabilities else "" for c in classes)
-        beats = "" if p.beats is None else str(len(p.beats))
-        rows.append(f"{_csv_text(p.source)},{p.model},{';'.join(p.labels)},{probs},{beats}")
         if p.beats is not None:
-            written.append(_write_beats(p, folder, used))
-    (folder / "predictions.csv").write_text("\n".join(rows) + "\n")
-    written.insert(1, folder / "predictions.csv")
+            stem = Path(p.source).stem or "record"
+            # a suffix keeps two records of the same name (from different folders) apart
+            name = stem if stem not in stems else f"{stem}-{stems.count(stem) + 1}"
+            stems.append(stem)
+            written.append(folder / f"{name}_beats.csv")
+            _beat_table(p).to_csv(written[-1], index=False, float_format="%.4f")
     return written
 
 
-def _csv_text(text: str) -> str:
-    return f'"{text}"' if "," in text or '"' in text else text
+def _beat_table(p: Prediction) -> Any:
+    """A row per beat: sample, time, confidence; for a beat classifier also the class and each probability."""
+    import pandas as pd
 
-
-def _write_beats(p: Prediction, folder: Path, used: set[str]) -> Path:
-    """``<record>_beats.csv`` of one beat prediction (a suffix keeps two records of the same name apart)."""
-    stem = Path(p.source).stem or "record"
-    name, k = stem, 1
-    while name in used:
-        k += 1
-        name = f"{stem}-{k}"
-    used.add(name)
-    per_beat = p.kind == "per-beat"
-    header = ["sample", "time_s", "confidence"] + (["class", *(f"p_{c}" for c in p.classes)] if per_beat else [])
-    lines = [",".join(header)]
-    confidence = p.confidence if p.confidence is not None else np.full(len(p.beats), np.nan)
-    for i, (sample, sure) in enumerate(zip(p.beats.tolist(), confidence.tolist(), strict=True)):
-        cells = [str(sample), "" if not p.fs else f"{sample / p.fs:.4f}", f"{sure:.4f}"]
-        if per_beat:
-            cells += [p.extra["beat_labels"][i], *(f"{v:.4f}" for v in p.extra["beat_probabilities"][i])]
-        lines.append(",".join(cells))
-    path = folder / f"{name}_beats.csv"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    table = pd.DataFrame({"sample": p.beats, "time_s": p.beats / p.fs if p.fs else np.nan, "confidence": p.confidence})
+    if p.kind == "per-beat":
+        table["class"] = p.extra["beat_labels"]
+        probs = np.asarray(p.extra["beat_probabilities"], dtype=np.float64).reshape(len(p.beats), len(p.classes))
+        for k, c in enumerate(p.classes):
+            table[f"p_{c}"] = probs[:, k]
+    return table
 
 
 def record_files(paths: list[str | Path]) -> list[Path]:

@@ -201,7 +201,10 @@ def _beat_windows(x: Any, beats: Any, fs: float) -> tuple[np.ndarray, np.ndarray
 
 def morphology_features(x: Any, beats: Any, fs: float) -> list[float]:
     """:data:`MORPHOLOGY_FEATURES` of a cleaned lead ``x`` and its R peaks (NaN when fewer than 3 whole beats)."""
-    beat_windows = _beat_windows(x, beats, fs)
+    return _morphology(_beat_windows(x, beats, fs), fs)
+
+
+def _morphology(beat_windows: tuple[np.ndarray, np.ndarray] | None, fs: float) -> list[float]:
     if beat_windows is None:
         return [np.nan] * len(MORPHOLOGY_FEATURES)
     windows, template = beat_windows
@@ -269,7 +272,10 @@ def signal_features(raw: Any, cleaned: Any, fs: float) -> list[float]:
 def template_features(x: Any, beats: Any, fs: float) -> list[float]:
     """:data:`TEMPLATE_FEATURES`: the median beat at :data:`TEMPLATE_TIMES_S` from the R peak, over
     its QRS height (range within 100 ms of the R peak); NaN when fewer than 3 beats are whole."""
-    beat_windows = _beat_windows(x, beats, fs)
+    return _template(_beat_windows(x, beats, fs), fs)
+
+
+def _template(beat_windows: tuple[np.ndarray, np.ndarray] | None, fs: float) -> list[float]:
     if beat_windows is None:
         return [np.nan] * len(TEMPLATE_FEATURES)
     template = beat_windows[1]
@@ -345,11 +351,12 @@ def record_features(signal: Any, fs: float) -> np.ndarray:
     cleaned = filters.clean_ecg(raw, fs)
     r = np.asarray(peaks.ecg_peaks(cleaned, fs), dtype=np.int64)
     rr = np.diff(r) / fs
+    beat_windows = _beat_windows(cleaned, r, fs)  # read once for the morphology and the median-beat shape
     rows = (
         rr_features(rr)
-        + morphology_features(cleaned, r, fs)
+        + _morphology(beat_windows, fs)
         + signal_features(raw, cleaned, fs)
-        + template_features(cleaned, r, fs)
+        + _template(beat_windows, fs)
         + window_features(rr)
         + quality_features(cleaned, r, fs)
     )

@@ -157,7 +157,7 @@ class TreeEnsemble:
 
 @dataclass
 class TreeModelConfig:
-    """What a record-level tree model reads and predicts (the fields ``model_input`` checks a record against)."""
+    """What a tree model reads and predicts, per record or per beat (what ``model_input`` checks a record against)."""
 
     name: str
     task: str
@@ -170,8 +170,8 @@ class TreeModelConfig:
     kind: str = "multiclass"
     window: int | None = None  # the whole record is read at once
     thresholds: list[float] | None = None
-    # each feature's median over the training records (None: undefined there); explanations put it
-    # in place of a record's value to ask "what if this feature were typical?"
+    # each feature's median over the training items (None: undefined there); explanations put it
+    # in place of an item's value to ask "what if this feature were typical?"
     reference: list[float | None] | None = None
 
     def reference_values(self) -> np.ndarray:
