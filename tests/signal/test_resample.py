@@ -102,3 +102,12 @@ def test_resample_record_moves_annotations_onto_the_same_beats(fs_in: float, fs_
 def test_resample_record_same_rate_is_a_no_op() -> None:
     rec = Record(np.zeros((1, 100)) + 1, 100)
     assert resample_record(rec, 100) is rec
+
+
+def test_a_rate_far_above_the_target_is_refused_by_name() -> None:
+    # 1e9 -> 300 Hz rounds to a ratio of 0 within max_denominator: scipy would fail without saying why
+    with pytest.raises(RecordError, match="cannot go from 1e\\+09 Hz to 300 Hz"):
+        resample(np.zeros(1000), 1e9, 300)
+    rec = Record(np.zeros((1, 1000)), fs=1e9, leads=["I"], name="fast")
+    with pytest.raises(RecordError, match="fast: resample: cannot go"):
+        resample_record(rec, 300)

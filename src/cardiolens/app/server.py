@@ -144,7 +144,7 @@ class AttributionIn(BaseModel):
     lead: str | None = Field(None, description="lead to explain (default: the record's default lead)")
     start: float = Field(0.0, ge=0.0, le=1e7, description="seconds into the record where the window starts")
     method: str = Field(
-        "ig", pattern=r"^(ig|occlusion|attention|gradrollout|gradcam|hirescam)$", description="attribution method"
+        "ig", pattern=r"^(ig|occlusion|attention|gradrollout)$", description="attribution method (of a GPT)"
     )
 
 
@@ -190,7 +190,7 @@ class BodyLimit:
             except ValueError:
                 too_big = True
             if too_big:
-                detail = f"the upload is larger than the server's limit of {limit / 1e6:.0f} MB"
+                detail = f"the upload is larger than the server's limit of {limit / 2**20:.0f} MiB"
                 response = JSONResponse({"detail": detail}, status_code=413, headers={"Connection": "close"})
                 await response(scope, receive, send)
                 return
@@ -203,7 +203,7 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise HTTPException(413, f"the upload is larger than the server's limit of {limit / 1e6:.0f} MB")
+                raise HTTPException(413, f"the upload is larger than the server's limit of {limit / 2**20:.0f} MiB")
             return message
 
         await self.app(scope, counted, send)
@@ -317,12 +317,23 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
 
     def check_size(record: Record) -> None:
         limits = settings.limits
-        if record.n_samples > limits.max_samples or record.n_samples * record.n_channels > limits.max_values:
+        if not limits.min_fs <= record.fs <= limits.max_fs:
+            raise UploadError(
+                f"{record.name}: a sampling rate of {record.fs:g} Hz is outside what the web app analyses "
+                f"({limits.min_fs:g} to {limits.max_fs:g} Hz); check the rate in the file or the one sent with it",
+                422,
+            )
+        if (
+            record.n_samples > limits.max_samples
+            or record.n_samples * record.n_channels > limits.max_values
+            or record.duration > limits.max_duration_s
+        ):
             raise UploadError(
                 f"{record.name}: {record.n_samples} samples x {record.n_channels} leads "
                 f"({record.duration / 60:.1f} min) "
                 f"is longer than the web app takes ({limits.max_samples} samples per lead, {limits.max_values} in "
-                "all); crop it first (cardiolens.Record.crop) or use the Python API",
+                f"all, {limits.max_duration_s / 3600:g} h); crop it first (cardiolens.Record.crop) or use the "
+                "Python API",
                 413,
             )
 
@@ -339,6 +350,8 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
             log.warning("reading upload %s failed", path.name, exc_info=True)
             raise UploadError(f"{path.name}: cannot be read as a record ({type(exc).__name__}: {exc})", 422) from None
         check_size(record)
+        # messages name the file as the client sent it, never the server's folders
+        record.source = path.relative_to(folder)
         return record
 
     # -- API ---------------------------------------------------------------------------------------
@@ -383,7 +396,7 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
             ),
         ],
         fs: Annotated[
-            float | None, Form(gt=0, le=1e6, description="sampling rate, for CSV/NumPy that carry none")
+            float | None, Form(gt=0, le=100_000.0, description="sampling rate, for CSV/NumPy that carry none")
         ] = None,
     ) -> dict[str, Any]:
         """Upload a record; it is kept in the server's temporary store until it expires or is deleted."""
@@ -410,8 +423,10 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
     @app.get("/api/records/{record_id}/signal", responses=errors, tags=["records"])
     async def get_signal(
         record_id: str = record_id,
-        start: Annotated[float, Query(ge=0.0, description="first second")] = 0.0,
-        duration: Annotated[float | None, Query(gt=0.0, description="seconds (default: to the end)")] = None,
+        start: Annotated[float, Query(ge=0.0, allow_inf_nan=False, description="first second")] = 0.0,
+        duration: Annotated[
+            float | None, Query(gt=0.0, allow_inf_nan=False, description="seconds (default: to the end)")
+        ] = None,
         max_points: Annotated[
             int, Query(ge=100, le=200_000, description="points per lead")
         ] = services.DEFAULT_MAX_POINTS,
@@ -467,6 +482,8 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
         def run() -> dict[str, Any]:
             tuned = services.tuned_gpts(pool)
             name = body.model or next(iter(tuned), None)
+            if name is None:
+                raise services.UnknownModel("no installed model is fine-tuned from a shipped GPT")
             if name not in tuned:
                 offered = ", ".join(tuned) or "none is installed"
                 raise services.UnknownModel(f"{name!r} is not fine-tuned from a shipped GPT; offered: {offered}")
@@ -645,7 +662,7 @@ def serve(
         host: address to bind (default loopback only: the app has no authentication).
         port: port to listen on.
         ttl_minutes: minutes a record is kept after its last use.
-        max_upload_mb: largest upload accepted, in MB.
+        max_upload_mb: largest upload accepted, in MiB (2**20 bytes).
         threads: torch threads.
         log_level: uvicorn's log level.
         models: checkpoint folders offered beside the shipped models, each under its folder's name.

@@ -21,6 +21,7 @@ import io
 import logging
 import math
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from cardiolens.analysis import default_lead, describe_record, find_beats
-from cardiolens.errors import CardiolensError, ModelInputError
+from cardiolens.errors import CardiolensError, ModelInputError, RecordError
 from cardiolens.signal.leads import modality
 from cardiolens.signal.record import Record
 
@@ -176,8 +177,11 @@ def signal_view(
     """
     fs = record.fs
     n = record.n_samples
+    if start >= record.duration:
+        raise RecordError(f"start {start:g} s is past the end of the record ({record.duration:.2f} s)", record.name)
     i0 = int(np.clip(round(start * fs), 0, max(n - 1, 0)))
-    i1 = n if duration is None else int(np.clip(round((start + duration) * fs), i0 + 1, n))
+    stop = record.duration if duration is None else min(start + duration, record.duration)
+    i1 = int(np.clip(round(stop * fs), i0 + 1, n))
     span = i1 - i0
     bucket = max(1, math.ceil(span / max(max_points // 2, 1))) if span > max_points else 1
     leads = []
@@ -500,7 +504,9 @@ def attention_view(maps: AttentionMaps, layer: int | None, head: int | None, tok
         raise ModelInputError(f"{maps.model} has no layer {layer}: it has {L} (0..{L - 1})")
     if head is not None and not 0 <= head < H:
         raise ModelInputError(f"{maps.model} has no head {head}: it has {H} per layer (0..{H - 1})")
-    token = int(np.clip(token, 0, T - 1))
+    if not -1 <= token < T:
+        raise ModelInputError(f"token {token} is outside the window of {T} tokens (0..{T - 1}, or -1 for the last)")
+    token = T - 1 if token == -1 else token
     matrix = maps.mean(layer, head)  # (T, T)
     row = matrix[token, : token + 1]  # (token + 1,)
     small = _block_mean(matrix, MAP_SIDE)
@@ -731,7 +737,8 @@ def _generation_events(
         done = write_continuation(
             record,
             stream.result,
-            folder / "generated",
+            # a folder per run: an earlier run's download ids must keep giving that run's files
+            folder / "generated" / uuid.uuid4().hex,
             lead=index,
             model_label=model_name,
             greedy=greedy,

@@ -42,12 +42,19 @@ class UploadLimits:
         max_files: files in one upload, counting the members of a zip.
         max_samples: samples per lead of a record.
         max_values: samples of all leads together.
+        min_fs, max_fs: sampling rates accepted, whether sent with the upload or read from the file
+            (pulse detection needs about 18 Hz; a rate far outside ECG/PPG practice is a wrong header).
+        max_duration_s: length of a record; the models resample to a few hundred Hz, so a long
+            record at a low rate would otherwise cost gigabytes however few samples it holds.
     """
 
     max_bytes: int = 64 * 1024 * 1024
     max_files: int = 32
     max_samples: int = 2_000_000
     max_values: int = 16_000_000
+    min_fs: float = 20.0
+    max_fs: float = 100_000.0
+    max_duration_s: float = 4 * 3600.0
 
 
 def safe_name(client_name: str | None) -> str:
@@ -138,7 +145,8 @@ def _unzip(archive: Path, folder: Path, limits: UploadLimits) -> list[Path]:
         declared = sum(m.file_size for m in members)
         if declared > limits.max_bytes:
             raise UploadError(
-                f"{archive.name}: {declared / 1e6:.0f} MB once unpacked; the limit is {limits.max_bytes / 1e6:.0f} MB",
+                f"{archive.name}: {declared / 2**20:.0f} MiB once unpacked; "
+                f"the limit is {limits.max_bytes / 2**20:.0f} MiB",
                 413,
             )
         written: list[Path] = []

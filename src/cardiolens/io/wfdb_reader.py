@@ -61,6 +61,15 @@ def read_header(hea: Path) -> wfdb.Record:
     first = next((ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")), "")
     if not re.match(r"^\S+(/\d+)?\s+\d+", first):
         raise RecordError("not a WFDB header: its first line must be 'name n_signals [fs [n_samples]]'", hea)
+    fields = first.split()
+    if len(fields) > 2:  # wfdb falls back to 250 Hz on a rate it cannot parse: refuse it instead
+        rate = re.split(r"[/(]", fields[2])[0]
+        try:
+            fs = float(rate)
+        except ValueError:
+            fs = float("nan")
+        if not (np.isfinite(fs) and fs > 0):
+            raise RecordError(f"header gives no valid sampling rate ({fields[2]!r})", hea)
     try:
         return wfdb.rdheader(str(hea.with_suffix("")))
     except Exception as exc:  # wfdb raises bare ValueError/IndexError on malformed headers

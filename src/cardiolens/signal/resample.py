@@ -60,7 +60,8 @@ def resample(x: Any, fs_in: float, fs_out: float, *, max_denominator: int = 1000
         integer input comes back as float64). Equal rates return the input unchanged.
 
     Raises:
-        RecordError: NaN/inf or empty input, or rates that are not positive numbers.
+        RecordError: NaN/inf or empty input, rates that are not positive numbers, or a rate more than
+            ``max_denominator`` times the wanted one.
 
     Example:
         >>> resample(np.zeros(3000), 300, 100).shape
@@ -74,6 +75,12 @@ def resample(x: Any, fs_in: float, fs_out: float, *, max_denominator: int = 1000
     if np.isclose(fs_in, fs_out, rtol=1e-9):
         return original
     up, down = rate_ratio(fs_in, fs_out, max_denominator)
+    if up < 1:  # the ratio rounds to 0: more than max_denominator times fewer samples
+        raise RecordError(
+            f"resample: cannot go from {fs_in:g} Hz to {fs_out:g} Hz (more than {max_denominator}x fewer samples); "
+            "check the recording's sampling rate",
+            where,
+        )
     achieved = fs_in * up / down
     if not np.isclose(achieved, fs_out, rtol=1e-9):
         log.info("resample %g -> %g Hz approximated as %d/%d (%.9g Hz)", fs_in, fs_out, up, down, achieved)

@@ -167,11 +167,11 @@ async function setRecord(info) {
   $("trees-report-link").classList.add("disabled");
   $("gen-csv").classList.add("disabled");
   for (const id of ["rhythm-plot", "hr-plot", "beats-plot", "attention-plot", "map-plot", "heads-plot", "similarity-plot", "attr-plot", "shift-plot", "shift-layers-plot", "gen-plot"]) Plotly.purge($(id));
-  updateExplainReport();
   for (const id of ["analysis-message", "explain-message", "gen-message"]) say(id, "");
-  for (const id of ["beats-message", "beat-classes-message"]) $(id).textContent = "";
+  for (const id of ["beats-message", "beat-classes-message", "rhythm-message", "attributions-message"]) $(id).textContent = "";
   $("analysis-summary").classList.add("hidden");
   syncModels();
+  updateExplainReport();  // after syncModels: the link names the model chosen for this record's leads
   $("view-controls").classList.toggle("hidden", info.duration_s <= 60);
   $("view-start").value = 0;
   await showSignal(0, Math.min(info.duration_s, 60));
