@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cardiolens.errors import RecordError
 from cardiolens.signal import filters, peaks, quality
 from cardiolens.signal.leads import PREFERRED_ECG_LEADS, modality
 from cardiolens.signal.record import Record
@@ -19,12 +20,14 @@ log = logging.getLogger(__name__)
 
 
 def default_lead(record: Record) -> str:
-    """The lead beat finding uses when none is named: a preferred ECG lead, else the first lead."""
+    """The lead beat finding uses when none is named: a preferred ECG lead, else the first ECG or PPG
+    lead (BIDMC lists RESP first), else the first lead."""
     names = {name.upper(): name for name in record.leads}
     for preferred in PREFERRED_ECG_LEADS:
         if preferred in names:
             return names[preferred]
-    return record.leads[0]
+    heart = [lead for lead, unit in zip(record.leads, record.units, strict=True) if modality(lead, unit) != "other"]
+    return (heart or record.leads)[0]
 
 
 @dataclass
@@ -70,8 +73,15 @@ def find_beats(record: Record, lead: str | None = None, method: str | None = Non
         method: detector name (default: the package default for the lead's modality).
     """
     lead = lead or default_lead(record)
-    x = record.signal[record.lead_index(lead)]
-    kind = modality(lead)
+    index = record.lead_index(lead)
+    x = record.signal[index]
+    kind = modality(lead, record.units[index])
+    if kind == "other":
+        raise RecordError(
+            f"lead {lead!r} ({record.units[index]}) is not an ECG or PPG lead: beats are found in ECG and PPG leads "
+            f"(leads here: {', '.join(record.leads)})",
+            record.source or record.name,
+        )
     if kind == "PPG":
         method = method or peaks.DEFAULT_PPG_METHOD
         found = peaks.ppg_peaks(x, record.fs, method=method)
@@ -82,12 +92,9 @@ def find_beats(record: Record, lead: str | None = None, method: str | None = Non
 
 
 def clean(record: Record) -> Record:
-    """Band-limit every lead with the default pipeline of its modality (ECG or PPG)."""
-    rows = [
-        filters.clean_ppg(x, record.fs) if modality(lead) == "PPG" else filters.clean_ecg(x, record.fs)
-        for lead, x in zip(record.leads, record.signal, strict=True)
-    ]
-    return record.replace(signal=np.vstack(rows), metadata={**record.metadata, "cleaned": True})
+    """Band-limit every lead with the default pipeline of its modality (:func:`cardiolens.signal.filters.clean`:
+    ECG and PPG filtered, other signals such as respiration kept as they are)."""
+    return filters.clean(record)
 
 
 def describe_record(record: Record) -> dict:

@@ -91,3 +91,19 @@ def test_attention_shift_without_any_fine_tuned_gpt(client, example):
     response = client.post(f"/api/records/{example['id']}/attention-shift", json={})
     assert response.status_code == 404
     assert response.json()["detail"] == "no installed model is fine-tuned from a shipped GPT"
+
+
+def test_respiration_is_not_read_as_ecg(client):
+    t = np.arange(60 * 125) / 125
+    resp = np.sin(2 * np.pi * 0.25 * t)
+    pleth = np.sin(2 * np.pi * 1.2 * t) ** 2
+    body = "RESP,PLETH\n" + "\n".join(f"{r:.5f},{p:.5f}" for r, p in zip(resp, pleth, strict=True))
+    record = upload(client, ("bidmc_like.csv", body.encode()), fs=125).json()
+    assert record["modalities"] == ["other", "PPG"] and record["default_lead"] == "PLETH"
+    url = f"/api/records/{record['id']}"
+    beats = client.post(f"{url}/analysis", json={"lead": "RESP"})
+    assert beats.status_code == 422 and "'RESP' (unknown) is not an ECG or PPG lead" in beats.json()["detail"]
+    attention = client.post(f"{url}/attention", json={"lead": "RESP", "model": "ecgpt-small"})
+    assert attention.status_code == 422 and "neither ECG nor PPG" in attention.json()["detail"]
+    generation = client.post(f"{url}/generate", json={"lead": "RESP", "model": "ecgpt-small", "steps": 10})
+    assert generation.status_code == 422, generation.text

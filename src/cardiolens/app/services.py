@@ -149,7 +149,7 @@ def record_summary(record: Record) -> dict[str, Any]:
     """:func:`describe_record` (as ``cardiolens info --as_json``) plus each lead's modality."""
     info = describe_record(record)
     info.pop("source", None)  # a server path means nothing to the client
-    info["modalities"] = [modality(lead) for lead in record.leads]
+    info["modalities"] = [modality(lead, unit) for lead, unit in zip(record.leads, record.units, strict=True)]
     info["default_lead"] = default_lead(record)
     return info
 
@@ -193,7 +193,7 @@ def signal_view(
             index = i0 + local
         else:
             values = part
-        leads.append({"name": name, "units": unit, "modality": modality(name), "values": _rounded(values)})
+        leads.append({"name": name, "units": unit, "modality": modality(name, unit), "values": _rounded(values)})
     return {
         "fs": fs,
         "start": i0 / fs,

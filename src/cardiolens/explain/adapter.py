@@ -504,11 +504,14 @@ def prepare_window(
     for name, unit in zip(record.leads, record.units, strict=True):
         # lead_modality calls every unknown name ECG, so only a clearly named lead is refused
         kind = "ECG" if name.upper() in ECG_LEAD_NAMES else lead_modality(name, unit)
-        if (adapter.modality == "ECG" and kind == "PPG") or (
-            adapter.modality == "PPG" and name.upper() in ECG_LEAD_NAMES
+        if (
+            kind == "other"  # respiration, pressures: no heart model reads them
+            or (adapter.modality == "ECG" and kind == "PPG")
+            or (adapter.modality == "PPG" and name.upper() in ECG_LEAD_NAMES)
         ):
             raise ModelInputError(
-                f"{where}: lead {name!r} is {kind}, but {adapter.name!r} is a model of {adapter.modality}"
+                f"{where}: lead {name!r} is {kind if kind != 'other' else 'neither ECG nor PPG'}, "
+                f"but {adapter.name!r} is a model of {adapter.modality}"
             )
     x = np.asarray(record.signal, dtype=np.float64)
     rate = float(record.fs)

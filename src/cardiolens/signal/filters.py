@@ -29,33 +29,11 @@ from scipy import signal as sps
 from scipy.ndimage import median_filter
 
 from cardiolens.errors import RecordError
-from cardiolens.signal.leads import PPG_LEAD_NAMES
+from cardiolens.signal.leads import OTHER_SIGNAL_NAMES, modality
 from cardiolens.signal.record import Record
 
-# Signals recorded beside heart leads that are neither ECG nor PPG (BIDMC, MIMIC, polysomnography).
-OTHER_SIGNAL_NAMES = frozenset(
-    {"RESP", "RESPIRATION", "ABP", "ART", "CVP", "PAP", "ICP", "SPO2", "SAO2", "CO2", "ETCO2", "TEMP", "EEG", "EOG"}
-    | {"EMG", "THOR", "ABDO", "FLOW", "AIRFLOW", "HR", "PULSE RATE", "NBP", "UAP"}
-)
-
-
-def lead_modality(lead: str, unit: str | None = None) -> str:
-    """Classify a lead as ``"ECG"``, ``"PPG"`` or ``"other"`` from its name (and unit).
-
-    Args:
-        lead: lead name (``II``, ``MLII``, ``PLETH``, ``RESP``, ...).
-        unit: the lead's unit; a pressure unit (``mmHg``) marks a non-heart signal.
-
-    Returns:
-        ``"PPG"`` for photoplethysmogram names, ``"other"`` for respiration, pressures and other
-        non-heart signals, ``"ECG"`` for everything else (like :func:`cardiolens.signal.leads.modality`).
-    """
-    name = str(lead).strip().upper()
-    if name in PPG_LEAD_NAMES:
-        return "PPG"
-    if name in OTHER_SIGNAL_NAMES or (unit or "").strip() in ("mmHg", "%", "degC"):
-        return "other"
-    return "ECG"
+# the lead classification lives in cardiolens.signal.leads; the name is kept for existing callers
+lead_modality = modality
 
 
 def describe(x: Any) -> str:

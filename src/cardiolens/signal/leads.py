@@ -7,6 +7,30 @@ PPG_LEAD_NAMES = {"PLETH", "PPG", "PULSE", "BVP", "SPO2WAVE", "IR", "RED"}
 PREFERRED_ECG_LEADS = ("II", "MLII", "I", "ECG", "V5", "V1")
 
 
-def modality(lead: str) -> str:
-    """'PPG' for photoplethysmogram lead names (PLETH, PPG, ...), 'ECG' otherwise."""
-    return "PPG" if lead.upper() in PPG_LEAD_NAMES else "ECG"
+# Signals recorded beside heart leads that are neither ECG nor PPG (BIDMC, MIMIC, polysomnography).
+OTHER_SIGNAL_NAMES = frozenset(
+    {"RESP", "RESPIRATION", "ABP", "ART", "CVP", "PAP", "ICP", "SPO2", "SAO2", "CO2", "ETCO2", "TEMP", "EEG", "EOG"}
+    | {"EMG", "THOR", "ABDO", "FLOW", "AIRFLOW", "HR", "PULSE RATE", "NBP", "UAP"}
+)
+# Units of signals that are not heart leads whatever their name.
+OTHER_SIGNAL_UNITS = ("mmHg", "%", "degC")
+
+
+def modality(lead: str, unit: str | None = None) -> str:
+    """Classify a lead as ``"ECG"``, ``"PPG"`` or ``"other"`` from its name (and unit).
+
+    Args:
+        lead: lead name (``II``, ``MLII``, ``PLETH``, ``RESP``, ...).
+        unit: the lead's unit, when known; a pressure unit (``mmHg``) marks a non-heart signal.
+
+    Returns:
+        ``"PPG"`` for photoplethysmogram names, ``"other"`` for respiration, pressures and other
+        non-heart signals (no beat finding, no heart model reads them), ``"ECG"`` for every other
+        name: ECG leads go by too many names to list.
+    """
+    name = str(lead).strip().upper()
+    if name in PPG_LEAD_NAMES:
+        return "PPG"
+    if name in OTHER_SIGNAL_NAMES or (unit or "").strip() in OTHER_SIGNAL_UNITS:
+        return "other"
+    return "ECG"

@@ -131,9 +131,11 @@ def model_input(
             preferred = [names[p] for p in _SINGLE_LEAD_PREFERENCE if p in names and names[p] in same_kind]
             index = (preferred or same_kind or [0])[0]
         chosen = record.leads[index]
-        if modality(chosen) != wanted:
+        kind = modality(chosen, record.units[index])
+        if kind != wanted:
             raise RecordError(
-                f"{cfg.name} reads {wanted} and lead {chosen!r} is {modality(chosen)}"
+                f"{cfg.name} reads {wanted} and lead {chosen!r} is "
+                + (kind if kind != "other" else "neither ECG nor PPG")
                 + ("" if lead is not None else f"; the record has no {wanted} lead ({', '.join(record.leads)})"),
                 source,
             )
