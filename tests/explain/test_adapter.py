@@ -110,3 +110,16 @@ def test_cnn_window_is_ten_seconds_or_what_there_is(cnn, ecg):
     assert w.signal.shape == (1, 1000)
     with pytest.raises(CardiolensError, match="flat"):
         prepare_window(cnn, np.zeros(600), fs=100.0)
+
+
+def test_leads_a_model_must_not_read(ecg):
+    from cardiolens.models import load_model
+
+    ppg_model = load_model("ppgpt-small")
+    cinc_like = Record(ecg[None], fs=100.0, leads=["ECG"])  # CinC 2017 names its single lead "ECG"
+    with pytest.raises(ModelInputError, match="lead 'ECG' is ECG, but 'ppgpt-small' is a model of PPG"):
+        prepare_window(ppg_model, cinc_like)
+    resp = Record(ecg[None], fs=100.0, leads=["RESP"])
+    with pytest.raises(ModelInputError, match="lead 'RESP' is neither ECG nor PPG"):
+        prepare_window(load_model("ecgpt-small"), resp)
+    assert prepare_window(ppg_model, Record(ecg[None], fs=100.0, leads=["ch0"])).leads == ["ch0"]  # unnamed: allowed

@@ -341,3 +341,9 @@ def test_heartgpt_context_csv(tmp_path: Path) -> None:
     assert detect_format(unnamed) == "csv"
     with pytest.raises(RecordError, match="no sampling rate"):
         load_record(unnamed)
+    # a name that only mentions the modality is not a HeartGPT context: its rate is not assumed
+    holter = tmp_path / "holter_ECG_lead2.csv"
+    holter.write_text(path.read_text())
+    assert detect_format(holter) == "csv"
+    with pytest.raises(RecordError, match="no sampling rate"):
+        load_record(holter)

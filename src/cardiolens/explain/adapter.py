@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from cardiolens.errors import ModelInputError, RecordError
-from cardiolens.signal.filters import lead_modality
+from cardiolens.signal.leads import ECG_LEAD_NAMES, modality
 from cardiolens.signal.record import Record
 from cardiolens.signal.resample import resample as resample_signal
 from cardiolens.signal.tokenize import tokenize
@@ -67,7 +67,6 @@ _ALIASES = {
     "rollout": "attention",
     "randomisation": "randomization",
 }
-ECG_LEAD_NAMES = {"I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6", "MLII"}
 # a float model without a window of its own explains this many seconds
 DEFAULT_SECONDS = 10.0
 
@@ -502,8 +501,8 @@ def prepare_window(
     where = str(record.source or record.name)
     record = _select_leads(adapter, record, lead, where)
     for name, unit in zip(record.leads, record.units, strict=True):
-        # lead_modality calls every unknown name ECG, so only a clearly named lead is refused
-        kind = "ECG" if name.upper() in ECG_LEAD_NAMES else lead_modality(name, unit)
+        # modality() calls every unknown name ECG, so only a clearly named lead is refused
+        kind = "ECG" if name.upper() in ECG_LEAD_NAMES else modality(name, unit)
         if (
             kind == "other"  # respiration, pressures: no heart model reads them
             or (adapter.modality == "ECG" and kind == "PPG")

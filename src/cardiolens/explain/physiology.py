@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from cardiolens.errors import CardiolensError, ModelInputError
-from cardiolens.explain.adapter import ECG_LEAD_NAMES, Window
+from cardiolens.explain.adapter import Window
 from cardiolens.explain.attention import AttentionMaps
-from cardiolens.signal.filters import lead_modality
+from cardiolens.signal.leads import ECG_LEAD_NAMES
+from cardiolens.signal.leads import modality as lead_modality  # "modality" names arguments here
 from cardiolens.signal.peaks import ecg_peaks, ppg_peaks
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def window_modality(window: Window, default: str | None = None) -> str:
     name = window.leads[0].upper()
     if lead_modality(name) == "PPG":
         return "PPG"
-    if name in ECG_LEAD_NAMES or name == "ECG":
+    if name in ECG_LEAD_NAMES:
         return "ECG"
     return default or "ECG"  # an unknown name (ch0, signal): the model's modality decides
 

@@ -169,10 +169,15 @@ def read_csv(
 
 
 def heartgpt_modality(path: Path) -> str | None:
-    """'ECG' or 'PPG' when the file name says so (as the published example contexts do)."""
+    """'ECG' or 'PPG' when the file name says it is a HeartGPT context of that modality, as the
+    published examples do (``example_context_ECG.csv``): "context" and exactly one of ECG / PPG.
+
+    A name that only mentions ECG (``holter_ECG_lead2.csv``) is not enough: its rate would be taken
+    as HeartGPT's 100 Hz whatever it was recorded at.
+    """
     upper = path.name.upper()
     found = [m for m in HEARTGPT_FS if m in upper]
-    return found[0] if len(found) == 1 else None
+    return found[0] if len(found) == 1 and "CONTEXT" in upper else None
 
 
 def read_heartgpt_context(
@@ -191,7 +196,7 @@ def read_heartgpt_context(
         if modality is None:
             raise RecordError("HeartGPT context CSV: pass modality='ECG' (100 Hz) or 'PPG' (50 Hz), or fs=", path)
         fs = HEARTGPT_FS[modality]
-        log.info("%s: HeartGPT %s context, sampling rate taken as %g Hz", path, modality, fs)
+        log.warning("%s: HeartGPT %s context, sampling rate taken as %g Hz (pass fs if it differs)", path, modality, fs)
     record = read_csv(path, fs=fs, leads=[HEARTGPT_LEAD.get(modality or "", "ch0")], nan_policy=nan_policy)
     if record.n_channels != 1:
         raise RecordError(f"a HeartGPT context CSV has one column, this one has {record.n_channels}", path)

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 PPG_LEAD_NAMES = {"PLETH", "PPG", "PULSE", "BVP", "SPO2WAVE", "IR", "RED"}
+# Names that are ECG for certain (modality() calls every unknown name ECG, so checks that must not
+# refuse a plain "ch0" ask this set): the 12 leads, MIT-BIH's MLII, BIDMC's V/AVR, single-lead "ECG".
+ECG_LEAD_NAMES = frozenset(
+    {"I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6", "MLII", "MLI", "V", "ECG", "EKG"}
+)
 # Leads preferred for beat finding, best first (limb lead II and MLII show the largest R waves).
 PREFERRED_ECG_LEADS = ("II", "MLII", "I", "ECG", "V5", "V1")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from cardiolens.tasks.tree_model import (
     find_tree_model,
     load_tree_model,
 )
+
+log = logging.getLogger(__name__)
 
 # a single-lead model reads the record's lead of the same name, else the first of these present
 _SINGLE_LEAD_PREFERENCE = ("I", "II", "MLII", "ECG", "V5", "PLETH", "PPG")
@@ -365,43 +368,64 @@ def _beat_table(p: Prediction) -> Any:
 def record_files(paths: list[str | Path]) -> list[Path]:
     """The record files named by ``paths``: files as given, folders expanded to their records.
 
-    In a folder, WFDB records are found by their ``.hea`` header; other files must be CSV, NumPy or
-    a PhysioNet ``.mat`` without a header.
+    A folder holding WFDB headers is a WFDB dataset: its records are its ``.hea`` files, and its
+    CSV and ``.mat`` files are the dataset's tables and the records' signal files (PhysioNet's
+    ``REFERENCE.csv``, BIDMC's ``*_Breaths.csv``). A folder without headers holds CSV, NumPy or
+    PhysioNet ``.mat`` records.
 
     Raises:
         RecordError: a path that does not exist, or a folder with no record.
     """
-    found: list[Path] = []
+    return [path for path, _ in _record_files(paths)]
+
+
+def _record_files(paths: list[str | Path]) -> list[tuple[Path, bool]]:
+    """(file, whether it was named itself rather than found in a folder)."""
+    found: list[tuple[Path, bool]] = []
     for entry in paths:
         path = Path(entry)
         if not path.exists():
             raise RecordError("no such file or folder", path)
         if path.is_file():
-            found.append(path)
+            found.append((path, True))
             continue
-        headers = sorted(path.glob("*.hea"))
-        stems = {h.stem for h in headers}
-        others = sorted(
-            p
-            for p in path.iterdir()
-            if p.suffix.lower() in (".csv", ".npy", ".npz", ".mat")
-            and not (p.suffix.lower() == ".mat" and p.stem in stems)
+        records = sorted(path.glob("*.hea")) or sorted(
+            p for p in path.iterdir() if p.suffix.lower() in (".csv", ".npy", ".npz", ".mat")
         )
-        records = headers + others
         if not records:
             raise RecordError("the folder holds no record (.hea, .csv, .npy, .npz, .mat)", path)
-        found.extend(records)
+        found.extend((p, False) for p in records)
     return found
 
 
 def predict_paths(
-    model: str | Path | nn.Module | FeatureTreeModel, paths: list[str | Path], fs: float | None = None
+    model: str | Path | nn.Module | FeatureTreeModel,
+    paths: list[str | Path],
+    fs: float | None = None,
+    lead: str | None = None,
 ) -> list[Prediction]:
-    """:func:`predict_record` over files and folders (each folder expanded to its records)."""
+    """:func:`predict_record` over files and folders (each folder expanded to its records).
+
+    A file found in a folder that cannot be read or predicted (a table beside the records, a record
+    too short for the model) is skipped with a warning naming it and the problem; a file named
+    itself, or a folder where nothing could be predicted, raises.
+    """
     from cardiolens.io import load_record
 
     task_model = load_predictor(model)
-    return [predict_record(task_model, load_record(p, fs=fs)) for p in record_files(paths)]
+    predictions, skipped = [], []
+    for path, named in _record_files(paths):
+        try:
+            predictions.append(predict_record(task_model, load_record(path, fs=fs), lead=lead))
+        except CardiolensError as exc:
+            if named:
+                raise
+            log.warning("skipped %s", exc)  # the message names the file
+            skipped.append(exc)
+    if not predictions:
+        first = skipped[0]
+        raise RecordError(f"no record could be predicted ({len(skipped)} skipped); the first: {first}", paths[0])
+    return predictions
 
 
 def evaluate(

@@ -1,0 +1,52 @@
+"""Predicting a folder: dataset tables beside the records are not records, and one bad file does not
+throw away the others' predictions."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import wfdb
+
+from cardiolens.errors import RecordError
+from cardiolens.tasks.predict import predict_paths, record_files
+
+FS = 300
+
+
+def _ecg(seconds: float = 30.0, rate_hz: float = 1.1) -> np.ndarray:
+    t = np.arange(int(seconds * FS)) / FS
+    phase = (t * rate_hz) % 1.0
+    return 0.05 * np.sin(2 * np.pi * 0.2 * t) + np.exp(-((phase - 0.3) ** 2) / 0.0004)
+
+
+def _wfdb_folder(folder):
+    for name in ("A1", "A2"):
+        wfdb.wrsamp(
+            name, fs=FS, units=["mV"], sig_name=["ECG"], p_signal=_ecg()[:, None], fmt=["16"], write_dir=str(folder)
+        )
+    (folder / "REFERENCE.csv").write_text("A1,N\nA2,A\n")  # PhysioNet's label table
+    return folder
+
+
+def test_a_wfdb_folder_is_its_headers(tmp_path):
+    folder = _wfdb_folder(tmp_path)
+    assert [p.name for p in record_files([folder])] == ["A1.hea", "A2.hea"]
+    predictions = predict_paths("rhythm-ecg-trees", [folder])
+    assert [p.source for p in predictions] == [str(folder / "A1.hea"), str(folder / "A2.hea")]
+
+
+def test_a_file_in_a_folder_that_is_not_a_record_is_skipped_by_name(tmp_path, caplog):
+    np.save(tmp_path / "r1.npy", _ecg())
+    (tmp_path / "labels.csv").write_text("record,label\nr1,N\n")
+    with caplog.at_level(logging.WARNING, logger="cardiolens.tasks.predict"):
+        predictions = predict_paths("rhythm-ecg-trees", [tmp_path], fs=FS)
+    assert [p.source for p in predictions] == [str(tmp_path / "r1.npy")]
+    assert "labels.csv" in caplog.text and "skipped" in caplog.text
+    # named itself, the same file is an error; and a folder where nothing works raises the first reason
+    with pytest.raises(RecordError, match="labels.csv"):
+        predict_paths("rhythm-ecg-trees", [tmp_path / "labels.csv"], fs=FS)
+    (tmp_path / "r1.npy").unlink()
+    with pytest.raises(RecordError, match="no record could be predicted \\(1 skipped\\); the first: .*labels.csv"):
+        predict_paths("rhythm-ecg-trees", [tmp_path], fs=FS)
