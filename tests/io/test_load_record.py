@@ -195,6 +195,12 @@ def test_csv_time_column_gives_sampling_rate(tmp_path: Path) -> None:
     assert load_record(ms).fs == pytest.approx(FS, rel=1e-6)
     with pytest.raises(RecordError, match="disagrees with the time column"):
         load_record(path, fs=100)
+    # 360 Hz stamped to 6 decimals: each step is off, the span is not, and the rate comes out whole
+    t360 = np.arange(3600) / 360
+    at360 = tmp_path / "t360.csv"
+    at360.write_text("time,ecg\n" + "\n".join(f"{a:.6f},0.{i % 7}" for i, a in enumerate(t360)))
+    rec360 = load_record(at360)
+    assert rec360.fs == 360.0 and rec360.duration == 10.0
 
 
 def test_csv_headerless_time_column_and_index_column(tmp_path: Path) -> None:

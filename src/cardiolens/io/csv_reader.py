@@ -152,7 +152,11 @@ def read_csv(
                 path,
             )
         scale = 1000.0 if _MS_NAMES.search(names[time_idx]) else 1.0
-        time_fs = scale / median
+        # the whole span, not the median step: rounded time stamps (6 decimals at 360 Hz) make every
+        # step a little off, their average is not; a rate within 1e-4 of a whole number is that number
+        time_fs = scale * (len(t) - 1) / (t[-1] - t[0])
+        if abs(time_fs - round(time_fs)) < 1e-4 * time_fs:
+            time_fs = float(round(time_fs))
         columns.remove(time_idx)
         if fs is not None and abs(time_fs - fs) > 0.01 * fs:
             raise RecordError(f"fs={fs} disagrees with the time column ({time_fs:.4g} Hz)", path)
