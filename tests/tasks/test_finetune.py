@@ -412,6 +412,8 @@ def test_predict_record_states_its_preprocessing_and_refuses_bad_records(sines_r
         predict_record(model, Record(record.signal[:, :40], 200.0, ["II"]))
     with pytest.raises(ModelInputError, match="not a fine-tuned task model"):
         predict_record(tiny_gpt(), record)
+    with pytest.raises(ModelInputError, match="has a classifier head but no task attached"):  # as HeartGPT's AF head
+        predict_record(tiny_gpt(head="classifier"), record)
     twelve = build_task_model(
         tiny_cnn(),
         task="test-sines",

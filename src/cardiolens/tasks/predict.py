@@ -103,7 +103,15 @@ def as_task_model(model: str | Path | nn.Module) -> TaskModel:
     """A fine-tuned model from a shipped name, a checkpoint, or an instance; other models are refused."""
     loaded = load_model(model) if isinstance(model, (str, Path)) else model
     if not isinstance(loaded, TaskModel):
-        name = getattr(getattr(loaded, "config", None), "name", type(loaded).__name__)
+        config = getattr(loaded, "config", None)
+        name = getattr(config, "name", type(loaded).__name__)
+        if getattr(config, "head", "lm") not in ("lm", None):  # HeartGPT's published AF and beat heads
+            raise ModelInputError(
+                f"{name} has a {config.head} head but no task attached (no class names, label rule or "
+                "preprocessing are stored with it, as with HeartGPT's published fine-tuned heads): "
+                "cardiolens explain runs it; predict needs a model from cardiolens finetune or a shipped task "
+                "model such as rhythm-ecg"
+            )
         raise ModelInputError(
             f"{name} is not a fine-tuned task model (a pretrained backbone has no task); "
             "fine-tune it first (cardiolens finetune) or pick a shipped task model such as rhythm-ecg"
