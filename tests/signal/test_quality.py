@@ -101,10 +101,25 @@ def test_bad_arrays_are_refused() -> None:
 def test_mitdb_record_passes_every_check(mitdb_dir: Path) -> None:
     from cardiolens.io import load_record
 
-    report = check_quality(load_record(mitdb_dir / "101.hea"))
+    report = check_quality(load_record(mitdb_dir / "106.hea"))
     assert report.ok, report.summary
     assert [q.modality for q in report.leads] == ["ECG", "ECG"]
     assert 60 < report.leads[0].heart_rate_bpm < 90
+    # 101's V1 is low and noisy: its detector counts 170 bpm where MLII counts 61; neither rate is
+    # implausible alone, together they disagree
+    mlii, v1 = check_quality(load_record(mitdb_dir / "101.hea")).leads
+    assert 55 < mlii.heart_rate_bpm < 70 and v1.heart_rate_bpm > 150
+    assert "heart rate 170 bpm disagrees with the other ECG leads (MLII 61 bpm)" in v1.problems[0]
+
+
+def test_leads_whose_rates_disagree(spike_train) -> None:
+    slow, _ = spike_train(250.0, 20, rate_bpm=60, noise=0.01)
+    fast, _ = spike_train(250.0, 20, rate_bpm=120, noise=0.01)  # as if T waves were counted too
+    report = check_quality(Record(np.stack([slow, slow, fast]), 250.0, leads=["I", "II", "III"], units="mV"))
+    assert [bool(q.problems) for q in report.leads] == [False, False, True]
+    assert "disagrees with the other ECG leads (I 60, II 60 bpm)" in report.leads[2].problems[0]
+    # an ECG and a PPG lead are not compared (a pulse deficit in AF is physiology, not a detector fault)
+    assert check_quality(Record(np.stack([slow, fast]), 250.0, leads=["II", "PLETH"], units="mV")).leads[0].ok
 
 
 @pytest.mark.realdata

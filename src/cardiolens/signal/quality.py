@@ -15,12 +15,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from cardiolens.errors import RecordError
-from cardiolens.signal.filters import check_fs, describe, lead_modality
+from cardiolens.signal.filters import check_fs, describe
+from cardiolens.signal.leads import modality
 from cardiolens.signal.record import Record
 
 # An ECG in mV spans roughly 0.1-10 mV peak to peak; outside these bounds the gain (or unit) is suspect.
 ECG_MV_RANGE = (0.02, 20.0)
 HEART_RATE_RANGE = {"ECG": (20.0, 250.0), "PPG": (20.0, 250.0)}
+# leads of one modality whose rates differ by more than this share of the others' median disagree
+RATE_AGREEMENT = 0.2
 _TO_MV = {"mV": 1.0, "uV": 1e-3, "µV": 1e-3, "V": 1e3}
 
 
@@ -128,6 +131,9 @@ def check_quality(
       the detectors, so a rate declared much too high shows as one in 250-300 bpm or as a fraction of it).
       A rate declared ten times too low often goes unnoticed: the QRS complexes then look ten times
       wider than they are and the detectors may count filter ringing or noise as beats.
+    - rate agreement (records with several ECG, or several PPG, leads): a lead whose rate differs by
+      more than 20 % from the median of the leads of its modality (MIT-BIH 101's V1 counts
+      170 bpm where MLII counts 61) has beats missed or extra ones counted.
 
     Args:
         record: a Record, or a 1-D / (channels, samples) array.
@@ -168,7 +174,27 @@ def check_quality(
         _check_lead(name, unit, row, rate, heart_rate, flat_std, max_constant_s, saturation)
         for name, unit, row in zip(names, lead_units, x, strict=True)
     ]
+    _compare_rates(reports, lead_units)
     return QualityReport(reports, fs=float(rate))
+
+
+def _compare_rates(reports: list[LeadQuality], units: list[str], tolerance: float = RATE_AGREEMENT) -> None:
+    """Leads of one modality record the same heart: a lead whose rate is far from the leads' median
+    has beats missed or extra ones counted (T waves, noise), though its own rate may look plausible.
+    With two leads that disagree, both are flagged: which one is wrong is not known."""
+    for kind in HEART_RATE_RANGE:
+        rated = [q for q, u in zip(reports, units, strict=True) if modality(q.lead, u) == kind and q.heart_rate_bpm]
+        if len(rated) < 2:
+            continue
+        ref = float(np.median([q.heart_rate_bpm for q in rated]))
+        for q in rated:
+            others = [o for o in rated if o is not q]
+            if abs(q.heart_rate_bpm - ref) > tolerance * ref:
+                names = ", ".join(f"{o.lead} {o.heart_rate_bpm:.0f}" for o in others)
+                q.problems.append(
+                    f"heart rate {q.heart_rate_bpm:.0f} bpm disagrees with the other {kind} leads ({names} bpm): "
+                    "beats are missed or extra ones counted in one of them"
+                )
 
 
 def _check_lead(
@@ -183,7 +209,7 @@ def _check_lead(
 ) -> LeadQuality:
     channel = np.asarray(channel, dtype=np.float64)
     finite = np.isfinite(channel)
-    kind = lead_modality(name, unit)
+    kind = modality(name, unit)
     q = LeadQuality(
         lead=name,
         nan_fraction=float(1 - finite.mean()),
@@ -248,4 +274,4 @@ def _median_rate(channel: np.ndarray, finite: np.ndarray, fs: float, kind: str) 
     return float(60.0 * fs / np.median(np.diff(found)))
 
 
-__all__ = ["ECG_MV_RANGE", "HEART_RATE_RANGE", "LeadQuality", "QualityReport", "check_quality"]
+__all__ = ["ECG_MV_RANGE", "HEART_RATE_RANGE", "RATE_AGREEMENT", "LeadQuality", "QualityReport", "check_quality"]
