@@ -104,6 +104,18 @@ def test_npy_context_is_resampled_and_said(checkpoint, tmp_path, capsys):
     assert len(generated) == 50  # 20 samples at 100 Hz are 50 at 250 Hz
     assert all(r["token"] == "" for r in rows)  # samples and tokens are at different rates
     assert float(generated[0]["time_s"]) == pytest.approx(1.0)  # sample 250 at 250 Hz
+    # the tokens have their own table at the model's rate, their values on the recording's scale
+    _, tokens = read_rows(out / "ecg250_tokens.csv")
+    assert [r["part"] for r in tokens] == ["context"] * 100 + ["generated"] * 20
+    assert [int(r["sample"]) for r in tokens] == list(range(0, 120))  # 100 Hz samples from the recording's start
+    assert float(tokens[100]["time_s"]) == pytest.approx(1.0)
+    levels = [int(r["token"]) for r in tokens]
+    assert min(levels) == 0 and max(levels[:100]) == 100  # the context spans the tokeniser's range
+    values = np.array([float(r["value"]) for r in tokens])
+    lo, hi = values[levels.index(0)], values[levels.index(100)]  # token k is lo + k / 100 * (hi - lo)
+    np.testing.assert_allclose(values, lo + np.array(levels) / 100 * (hi - lo), atol=1e-5)
+    assert hi - lo == pytest.approx(np.ptp(x250), rel=0.1)  # the resampled context's range, near the original's
+    assert "ecg250_tokens.csv" in stdout
 
 
 def test_seeded_runs_reproduce_and_match_the_library(checkpoint, tmp_path, capsys):

@@ -43,6 +43,7 @@ class SignalContinuation:
         resampled: whether the context was resampled to ``model_fs`` (and the output back to ``fs``).
         scale: the tokeniser's (min, max) of the context (arrays of one value per context for a
             batch): token ``k`` stands for ``min + k / (levels - 1) * (max - min)``.
+        levels: the tokeniser's amplitude levels (HeartGPT: 101).
     """
 
     signal: np.ndarray
@@ -52,6 +53,7 @@ class SignalContinuation:
     model_fs: float
     resampled: bool
     scale: tuple[Any, Any]
+    levels: int = 101
 
 
 def _modality_of_lead(name: str) -> str | None:
@@ -408,4 +410,5 @@ def _continuation(ctx: _Context, new: np.ndarray) -> SignalContinuation:
         model_fs=model_fs,
         resampled=resampled,
         scale=(scale[0][0], scale[1][0]) if single else scale,
+        levels=ctx.levels,
     )
