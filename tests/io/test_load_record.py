@@ -353,3 +353,15 @@ def test_heartgpt_context_csv(tmp_path: Path) -> None:
     assert detect_format(holter) == "csv"
     with pytest.raises(RecordError, match="no sampling rate"):
         load_record(holter)
+
+
+def test_csv_without_a_single_digit_is_still_read_as_a_table(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.csv"
+    missing.write_text("II\nnan\nNaN\nnan\n")  # a lead that recorded nothing: named as missing, not "unknown format"
+    assert detect_format(missing) == "csv"
+    with pytest.raises(RecordError, match="signal holds 3 NaN/inf values \\(leads II\\)"):
+        load_record(missing, fs=250)
+    words = tmp_path / "words.csv"
+    words.write_text("time,II\na,b\nc,d\n")
+    with pytest.raises(RecordError, match="text where a number belongs \\(line 2, column 'time': 'a'"):
+        load_record(words)

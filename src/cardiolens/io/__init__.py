@@ -79,7 +79,9 @@ def detect_format(path: str | Path) -> str:
         except UnicodeDecodeError:
             text = ""
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        if lines and any(ch.isdigit() for ch in text):
+        # a .csv/.tsv without digits (all NaN, text in every row) is still a table: the CSV reader
+        # then says which line and column is wrong, where "unknown format" would not
+        if lines and (any(ch.isdigit() for ch in text) or path.suffix.lower() in (".csv", ".tsv", ".txt")):
             single_column = all("," not in ln and ";" not in ln and "\t" not in ln and " " not in ln for ln in lines)
             if single_column and _numeric(lines[0]):
                 return "heartgpt" if heartgpt_modality(path) else "csv"

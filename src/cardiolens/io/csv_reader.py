@@ -52,10 +52,15 @@ def _sniff(path: Path, head: str) -> tuple[str, bool]:
     return delimiter, has_header
 
 
+# spellings of a missing value in a cell (read as NaN, then refused or repaired by the NaN policy)
+MISSING_SPELLINGS = frozenset({"nan", "-nan", "+nan", "na", "n/a", "#n/a", "null", "none"})
+
+
 def _first_bad_cell(frame: pd.DataFrame, header_rows: int) -> str:
     for column in frame.columns:
         values = pd.to_numeric(frame[column], errors="coerce")
-        bad = values.isna() & frame[column].notna()
+        missing = frame[column].str.strip().str.lower().isin(MISSING_SPELLINGS)
+        bad = values.isna() & frame[column].notna() & ~missing
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             return f"line {row + 1 + header_rows}, column {column!r}: {frame[column].iloc[row]!r} is not a number"
@@ -101,6 +106,10 @@ def read_csv(
         sep=sep,
         header=0 if has_header else None,
         dtype=str,
+        # only an empty field is missing here: a column of "nan" must stay a column (of missing
+        # values, which the NaN policy then names) rather than vanish as all-empty
+        keep_default_na=False,
+        na_values=[""],
         skipinitialspace=True,
         engine="python" if sep == r"\s+" else "c",
         skip_blank_lines=False,
