@@ -107,3 +107,11 @@ def test_respiration_is_not_read_as_ecg(client):
     assert attention.status_code == 422 and "neither ECG nor PPG" in attention.json()["detail"]
     generation = client.post(f"{url}/generate", json={"lead": "RESP", "model": "ecgpt-small", "steps": 10})
     assert generation.status_code == 422, generation.text
+
+
+def test_requests_without_a_body_take_every_default(client, example):
+    url = f"/api/records/{example['id']}"
+    analysis = client.post(f"{url}/analysis")  # no JSON at all: every field has a default
+    assert analysis.status_code == 200 and analysis.json()["lead"] == example["default_lead"]
+    assert client.post(f"{url}/attention").status_code == 200
+    assert client.post(f"{url}/analysis", json={"lead": 5}).status_code == 422  # a body is still checked

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
-from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Body, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import HTTPException
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -436,7 +436,9 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
         return await run_in_threadpool(services.signal_view, entry.record, start, duration, max_points)
 
     @app.post("/api/records/{record_id}/analysis", responses=errors, tags=["analysis"])
-    async def analysis(body: AnalysisIn, record_id: str = record_id) -> dict[str, Any]:
+    async def analysis(
+        body: Annotated[AnalysisIn, Body(default_factory=AnalysisIn)], record_id: str = record_id
+    ) -> dict[str, Any]:
         """Beats (with the beat model's confidence when installed), RR and heart-rate series, and the rhythm
         probabilities of both shipped rhythm models: ``rhythm`` (rhythm-ecg) and ``rhythm_trees`` (rhythm-ecg-trees),
         and ``beat_classes``: each beat's AAMI class (N, S, V, F) and confidence from aami-ecg-trees."""
@@ -458,7 +460,9 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
         return model, lead or services.default_lead(record)
 
     @app.post("/api/records/{record_id}/attention", responses=errors, tags=["explain"])
-    async def attention(body: AttentionIn, record_id: str = record_id) -> dict[str, Any]:
+    async def attention(
+        body: Annotated[AttentionIn, Body(default_factory=AttentionIn)], record_id: str = record_id
+    ) -> dict[str, Any]:
         """A GPT's attention over one window: one token's row, the aggregate map, each head's reach."""
         entry = store.get(record_id)
 
@@ -475,7 +479,9 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
         return await compute(run)
 
     @app.post("/api/records/{record_id}/attention-shift", responses=errors, tags=["explain"])
-    async def attention_shift(body: AttentionShiftIn, record_id: str = record_id) -> dict[str, Any]:
+    async def attention_shift(
+        body: Annotated[AttentionShiftIn, Body(default_factory=AttentionShiftIn)], record_id: str = record_id
+    ) -> dict[str, Any]:
         """How fine-tuning moved one token's attention: the fine-tuned model against its pretrained GPT, same window."""
         entry = store.get(record_id)
 
@@ -509,7 +515,9 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
         return {"sections": sections, "tuned": tuned}
 
     @app.post("/api/records/{record_id}/attributions", responses=errors, tags=["explain"])
-    async def attributions(body: AttributionIn, record_id: str = record_id) -> dict[str, Any]:
+    async def attributions(
+        body: Annotated[AttributionIn, Body(default_factory=AttributionIn)], record_id: str = record_id
+    ) -> dict[str, Any]:
         """Attributions per lead over one window (integrated gradients, occlusion, attention): cardiolens.explain."""
         entry = store.get(record_id)
 
@@ -562,7 +570,9 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
         responses={**errors, 200: {"content": {"application/x-ndjson": {}}, "description": "a stream of events"}},
         tags=["generate"],
     )
-    async def generate(body: GenerateIn, record_id: str = record_id) -> StreamingResponse:
+    async def generate(
+        body: Annotated[GenerateIn, Body(default_factory=GenerateIn)], record_id: str = record_id
+    ) -> StreamingResponse:
         """Continue one lead, streamed as NDJSON: a ``start`` event (the context), ``chunk`` events as samples
         are generated, then ``done`` (summary and the ids of the CSV and PNG downloads) or ``error``."""
         entry = store.get(record_id)
