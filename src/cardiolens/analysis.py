@@ -82,12 +82,11 @@ def find_beats(record: Record, lead: str | None = None, method: str | None = Non
             f"(leads here: {', '.join(record.leads)})",
             record.source or record.name,
         )
-    if kind == "PPG":
-        method = method or peaks.DEFAULT_PPG_METHOD
-        found = peaks.ppg_peaks(x, record.fs, method=method)
-    else:
-        method = method or peaks.DEFAULT_ECG_METHOD
-        found = peaks.ecg_peaks(x, record.fs, method=method)
+    method = method or (peaks.DEFAULT_PPG_METHOD if kind == "PPG" else peaks.DEFAULT_ECG_METHOD)
+    try:
+        found = (peaks.ppg_peaks if kind == "PPG" else peaks.ecg_peaks)(x, record.fs, method=method)
+    except RecordError as exc:  # the detector names the array it was given; the user gave a file and a lead
+        raise RecordError(f"lead {lead}: {exc.problem}", record.source or record.name) from None
     return Beats(lead=lead, modality=kind, method=method, fs=record.fs, samples=np.asarray(found, dtype=np.int64))
 
 

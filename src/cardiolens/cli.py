@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def plot(
     out: Path | None = None,
     start: float = 0.0,
     duration: float = 10.0,
-    leads: list[str] | None = None,
+    leads: str | list[str] | None = None,
     beats: bool = True,
     clean: bool = False,
     fs: float | None = None,
@@ -65,7 +66,8 @@ def plot(
         out: PNG to write (default: <record name>.png in the current folder).
         start: first second shown.
         duration: seconds shown.
-        leads: leads to draw (default: all).
+        leads: leads to draw, comma-separated (--leads II,PLETH) or as a list (--leads '[II, PLETH]');
+            default: all.
         beats: mark the beats found in each drawn lead.
         clean: band-pass the leads before drawing.
         fs: sampling rate for formats that do not carry one.
@@ -75,6 +77,8 @@ def plot(
     from cardiolens.plot import plot_record
 
     record = load_record(path, fs=fs)
+    if isinstance(leads, str):
+        leads = [name.strip() for name in leads.split(",") if name.strip()]
     if leads:
         record = record.select_leads(leads)
     if clean:
@@ -143,8 +147,9 @@ def features(path: str, lead: str | None = None, out: Path | None = None, fs: fl
         name = lead or default_lead(record)
         if modality(name) == "PPG":
             raise CardiolensError(f"{file}: lead {name} is a PPG; rhythm features are computed from an ECG lead")
+        index = record.lead_index(name)  # its error names the file already
         try:
-            values = record_features(record.signal[record.lead_index(name)], record.fs)
+            values = record_features(record.signal[index], record.fs)
         except CardiolensError as exc:
             raise CardiolensError(f"{file}: {exc}") from exc
         writer.writerow([file.stem, name, *(f"{v:.6g}" for v in values)])  # NaN: undefined for this record
@@ -450,7 +455,14 @@ def _print_scores(scores: dict) -> None:
             print(f"  {name}: {value['value']:.4f} [{value['low']:.4f}, {value['high']:.4f}]")
 
 
-def predict(model: str, path: str, fs: float | None = None, as_json: bool = False, out: Path | None = None) -> None:
+def predict(
+    model: str,
+    path: str,
+    fs: float | None = None,
+    lead: str | None = None,
+    as_json: bool = False,
+    out: Path | None = None,
+) -> None:
     """Labels and probabilities of a fine-tuned model for one record, or for every record of a folder.
 
     Args:
@@ -458,13 +470,15 @@ def predict(model: str, path: str, fs: float | None = None, as_json: bool = Fals
             checkpoint written by cardiolens finetune.
         path: a record file (a WFDB .hea, CSV, NumPy, .mat) or a folder of records.
         fs: sampling rate for formats that do not carry one (NumPy, CSV without a time column).
+        lead: for single-lead models, the lead to read in every record, by name (default: the model's lead
+            name, else the first of I, II, MLII, ... of the model's kind, ECG or PPG).
         as_json: print JSON (one object per record) instead of a table.
         out: also write the predictions to this folder: predictions.json, predictions.csv (a row per
             record) and, for beat models, <record>_beats.csv (a row per beat).
     """
     from cardiolens.tasks.predict import predict_paths, write_predictions
 
-    predictions = predict_paths(model, [path], fs=fs)
+    predictions = predict_paths(model, [path], fs=fs, lead=lead)
     if out is not None:
         written = write_predictions(predictions, out)
         print(f"wrote {len(written)} files to {out}", file=sys.stderr)
@@ -623,10 +637,26 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
         auto_cli(COMMANDS, args=argv, as_positional=True)
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at interpreter exit
     except CardiolensError as exc:
         print(f"cardiolens: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        _silence_stdout()
+        return 1
     return 0
+
+
+def _silence_stdout() -> None:
+    """Point standard output at devnull after the reader went away (``cardiolens peaks REC | head``), so that
+    the final flush at exit does not print a second BrokenPipeError (the Python docs' note on SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # a stream without a file descriptor (captured output)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stays open until the process ends
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # figures are written to files; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from cardiolens.signal.record import Record  # noqa: E402
 
@@ -16,9 +17,32 @@ from cardiolens.signal.record import Record  # noqa: E402
 _MINOR, _MAJOR = "#f6c9cf", "#e8909b"
 
 
+# seconds between x-axis labels, each a multiple of the 0.2 s major grid so that a label sits on a gridline
+_LABEL_STEPS = (0.2, 0.4, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
+_MAX_LABELS = 12
+
+
+def _label_step(span: float) -> float:
+    """The smallest label step that leaves at most ``_MAX_LABELS`` labels over ``span`` seconds."""
+    return next((s for s in _LABEL_STEPS if span / s <= _MAX_LABELS), _LABEL_STEPS[-1])
+
+
+def _time_labels(step: float) -> FuncFormatter:
+    """Label only the gridlines on multiples of ``step`` seconds: every 0.2 s line labelled runs the labels
+    together ("60.060.260.4...") once the times have more than one digit."""
+    decimals = 0 if step >= 1 else 1
+
+    def label(value: float, _pos: int | None) -> str:
+        k = round(value / step)
+        return f"{k * step:.{decimals}f}" if abs(value - k * step) < 1e-6 * max(1.0, step) else ""
+
+    return FuncFormatter(label)
+
+
 def _paper_grid(ax: plt.Axes, t0: float, t1: float, lo: float, hi: float, in_mv: bool) -> None:
     ax.set_xticks(np.arange(np.floor(t0 / 0.2) * 0.2, t1 + 1e-9, 0.2), minor=False)
     ax.set_xticks(np.arange(np.floor(t0 / 0.04) * 0.04, t1 + 1e-9, 0.04), minor=True)
+    ax.xaxis.set_major_formatter(_time_labels(_label_step(t1 - t0)))
     if in_mv:
         ax.set_yticks(np.arange(np.floor(lo / 0.5) * 0.5, hi + 1e-9, 0.5), minor=False)
         ax.set_yticks(np.arange(np.floor(lo / 0.1) * 0.1, hi + 1e-9, 0.1), minor=True)

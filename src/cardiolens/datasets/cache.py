@@ -418,6 +418,9 @@ def _write_windows(
     if not rows:
         raw_path.unlink()
         reasons = f"{len(too_short)} shorter than one window, {len(skipped)} skipped on errors"
+        if skipped:  # the counts alone do not say what to fix; the first error usually does
+            rid, problem = next(iter(skipped.items()))
+            reasons += f"; the first: {problem}" if rid in problem else f"; the first, record {rid}: {problem}"
         raise DatasetError(f"window cache: no windows from {len(ids)} records of {catalogue.root} ({reasons})")
     n_leads = len(leads or [])
     shape = (len(rows), n_leads, width)

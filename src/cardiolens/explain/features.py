@@ -275,7 +275,8 @@ def explain_tree_record(
     unknown = [m for m in wanted if m not in ("auto", "features")]
     if unknown:
         raise ModelInputError(
-            f"{', '.join(unknown)} do(es) not apply to {model.config.name}, a tree model on record features; "
+            f"{', '.join(unknown)} {'does' if len(unknown) == 1 else 'do'} not apply to {model.config.name}, "
+            "a tree model on record features; "
             "available: features"
         )
     if isinstance(signal, Record):
@@ -319,6 +320,9 @@ def explain_tree_record(
             "randomisation_spearman_signed": explanation.randomisation_signed,
         },
     }
+    if beat_s is not None:
+        called = max(explanation.probabilities, key=explanation.probabilities.get)
+        summary["beat"] = {"time_s": round(beat_s, 3), "class": called}
     figure = _png(plot_feature_effects(explanation, top, item=item))
     text = (
         f"Each bar: how much the log-odds of {explanation.target} fall when that feature alone is set to its "

@@ -457,7 +457,14 @@ def write_report(report: ExplainReport, out: str | Path) -> list[Path]:
 def summary_lines(report: ExplainReport) -> list[str]:
     """A few lines of text summarising a report (what ``cardiolens explain`` prints)."""
     s = report.summary
-    where = f"{s['samples']} samples at {s['fs']:g} Hz from {s['start_s']:.2f} s, lead(s) {', '.join(s['leads'])}"
+    if s.get("beat"):  # a beat model explains one beat of the whole record: name it, not the record's start
+        beat = s["beat"]
+        where = (
+            f"the beat at {beat['time_s']:.3f} s, classified {beat['class']}, of {s['samples']} samples at "
+            f"{s['fs']:g} Hz, lead(s) {', '.join(s['leads'])}"
+        )
+    else:
+        where = f"{s['samples']} samples at {s['fs']:g} Hz from {s['start_s']:.2f} s, lead(s) {', '.join(s['leads'])}"
     if s.get("resampled_from"):
         where += f" (resampled from {s['resampled_from']:g} Hz)"
     lines = [

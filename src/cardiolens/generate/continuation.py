@@ -65,6 +65,11 @@ def _modality_of_lead(name: str) -> str | None:
     return None
 
 
+def _article(initialism: str) -> str:
+    """``a`` or ``an`` before an initialism read letter by letter: an ECG, a PPG."""
+    return "an" if initialism[:1].upper() in "AEFHILMNORSX" else "a"
+
+
 def continue_signal(
     model: torch.nn.Module,
     signal: np.ndarray | Record,
@@ -326,7 +331,7 @@ def _prepare_context(
     if modality is not None and cfg.modality is not None and modality.upper() != cfg.modality:
         raise RecordError(
             f"{modality.upper()} context given to {cfg.name!r}, a model of {cfg.modality}; "
-            f"use a {modality.upper()} model",
+            f"use {_article(modality.upper())} {modality.upper()} model",
             source,
         )
     if fs is None:

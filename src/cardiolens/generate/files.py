@@ -138,9 +138,10 @@ def generate_file(
         model = load_model(model)
     cfg = getattr(model, "config", None)
     if cfg is None or getattr(cfg, "head", None) != "lm":
-        head = getattr(cfg, "head", "no language-model")
+        head = getattr(cfg, "head", None)
+        what = f"a model with a {head} head" if head else "a model without a language-model head"
         raise ModelInputError(
-            f"{given or _model_label(model, None)}: a model with a {head} head (a fine-tuned predictor) cannot "
+            f"{given or _model_label(model, None)}: {what} (a fine-tuned predictor) cannot "
             "generate; use a pretrained language model (a shipped ecgpt-small/ppgpt-small, or HeartGPT's "
             "ECGPT_560k_iters / PPGPT_500k_iters)"
         )

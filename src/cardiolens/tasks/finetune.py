@@ -765,7 +765,6 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     run_file = out / "run.json"
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("progress", "threads", "fold_ids")}
     if run_file.exists():
@@ -773,13 +772,16 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         changed = sorted(k for k in settings if before.get(k) != settings[k] and k in before)
         if changed:
             raise CardiolensError(f"{out}: holds a run with other settings ({', '.join(changed)}); use a new --out")
-    _atomic_json(run_file, settings)
 
     probe = resolve_backbone(cfg.backbone, cfg.from_scratch)
     fs = backbone_fs(probe, task)
     data = load_task_data(task, cfg.data, fs, cache_dir=cfg.cache_dir, **{"progress": cfg.progress, **cfg.load_options})
     data = _subsample(data, cfg.max_items, cfg.seed)
     roles = fixed_roles(data, cfg.split)
+    # the settings are recorded only once the backbone, the data and the split are known to work: a
+    # mistyped --backbone or data folder must not bind --out to settings that never ran
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_json(run_file, settings)
     if roles is None:
         folds = assign_folds(data, cfg.folds, cfg.seed)
         fold_list = list(cfg.fold_ids) if cfg.fold_ids is not None else list(range(cfg.folds))
