@@ -215,3 +215,21 @@ def test_an_unknown_model_lists_the_tree_models_too(three_leads: Path, capsys: p
     err = _err(capsys)
     for name in ("rhythm-ecg", "beats-ecg", "ecgpt-small", "ppgpt-small", "rhythm-ecg-trees", "aami-ecg-trees"):
         assert name in err
+
+
+def test_nan_policy_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    x = np.sin(np.arange(5000) / 20)
+    x[100:110] = np.nan
+    np.save(tmp_path / "gap.npy", x)
+    assert main(["info", str(tmp_path / "gap.npy"), "--fs", "250"]) == 2
+    assert "(--nan_policy interpolate on the command line)" in _err(capsys)  # the hint names the flag that exists
+    assert main(["info", str(tmp_path / "gap.npy"), "--fs", "250", "--nan_policy", "interpolate"]) == 0
+    assert "repaired" in capsys.readouterr().out
+    assert main(["peaks", str(tmp_path / "gap.npy"), "--fs", "250", "--nan_policy", "interpolate"]) == 0
+
+
+def test_features_refuse_a_respiration_lead(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    t = np.arange(30 * FS) / FS
+    np.savez(tmp_path / "resp.npz", signal=np.sin(2 * np.pi * 0.25 * t)[None], fs=FS, leads=np.array(["RESP"]))
+    assert main(["features", str(tmp_path / "resp.npz")]) == 2
+    assert "lead RESP is neither ECG nor PPG" in _err(capsys)

@@ -16,7 +16,9 @@ from pathlib import Path
 from cardiolens.errors import CardiolensError
 
 
-def info(path: Path, fs: float | None = None, format: str | None = None, as_json: bool = False) -> None:
+def info(
+    path: Path, fs: float | None = None, format: str | None = None, as_json: bool = False, nan_policy: str = "raise"
+) -> None:
     """Summarise a record (rate, leads, units, length, annotations, quality) or a dataset folder.
 
     Args:
@@ -24,6 +26,8 @@ def info(path: Path, fs: float | None = None, format: str | None = None, as_json
         fs: sampling rate for formats that do not carry one (NumPy, CSV without a time column).
         format: force a reader (wfdb, mat, npy, npz, csv, heartgpt).
         as_json: print JSON instead of text.
+        nan_policy: what to do with missing samples (NaN): raise (default) or interpolate (fill the gaps
+            linearly; the record's metadata says which samples were filled).
     """
     from cardiolens.analysis import _json_default, describe_record
     from cardiolens.io import load_record
@@ -33,7 +37,7 @@ def info(path: Path, fs: float | None = None, format: str | None = None, as_json
 
         summary = open_dataset(path).summary()
     else:
-        summary = describe_record(load_record(path, fs=fs, format=format))
+        summary = describe_record(load_record(path, fs=fs, format=format, nan_policy=nan_policy))
     if as_json:
         print(json.dumps(summary, indent=2, default=_json_default))
     else:
@@ -58,6 +62,7 @@ def plot(
     beats: bool = True,
     clean: bool = False,
     fs: float | None = None,
+    nan_policy: str = "raise",
 ) -> None:
     """Draw a record on ECG paper as a PNG, detected beats and annotations overlaid.
 
@@ -71,12 +76,14 @@ def plot(
         beats: mark the beats found in each drawn lead.
         clean: band-pass the leads before drawing.
         fs: sampling rate for formats that do not carry one.
+        nan_policy: what to do with missing samples (NaN): raise (default) or interpolate (fill the gaps
+            linearly; the record's metadata says which samples were filled).
     """
     from cardiolens import analysis
     from cardiolens.io import load_record
     from cardiolens.plot import plot_record
 
-    record = load_record(path, fs=fs)
+    record = load_record(path, fs=fs, nan_policy=nan_policy)
     if isinstance(leads, str):
         leads = [name.strip() for name in leads.split(",") if name.strip()]
     if leads:
@@ -90,7 +97,12 @@ def plot(
 
 
 def peaks(
-    path: Path, lead: str | None = None, method: str | None = None, out: Path | None = None, fs: float | None = None
+    path: Path,
+    lead: str | None = None,
+    method: str | None = None,
+    out: Path | None = None,
+    fs: float | None = None,
+    nan_policy: str = "raise",
 ) -> None:
     """Write beat times as CSV (sample, time_s, rr_s): R peaks for ECG leads, pulse peaks for PPG.
 
@@ -100,11 +112,13 @@ def peaks(
         method: detector (default: the package default for the lead's modality).
         out: CSV to write (default: standard output).
         fs: sampling rate for formats that do not carry one.
+        nan_policy: what to do with missing samples (NaN): raise (default) or interpolate (fill the gaps
+            linearly; the record's metadata says which samples were filled).
     """
     from cardiolens import analysis
     from cardiolens.io import load_record
 
-    beats = analysis.find_beats(load_record(path, fs=fs), lead=lead, method=method)
+    beats = analysis.find_beats(load_record(path, fs=fs, nan_policy=nan_policy), lead=lead, method=method)
     if out is None:
         import tempfile
 
@@ -117,7 +131,9 @@ def peaks(
         print(f"{len(beats.samples)} beats in lead {beats.lead} ({beats.method}) -> {out}", file=sys.stderr)
 
 
-def features(path: str, lead: str | None = None, out: Path | None = None, fs: float | None = None) -> None:
+def features(
+    path: str, lead: str | None = None, out: Path | None = None, fs: float | None = None, nan_policy: str = "raise"
+) -> None:
     """Write record-level rhythm features of an ECG lead as CSV, one row per record: RR irregularity,
     ectopy, P wave, beat similarity, the median beat's shape, signal quality (cardiolens.tasks.rhythm_features).
 
@@ -126,6 +142,8 @@ def features(path: str, lead: str | None = None, out: Path | None = None, fs: fl
         lead: ECG lead to use (default: II / MLII / I / the first lead).
         out: CSV to write (default: standard output).
         fs: sampling rate for formats that do not carry one.
+        nan_policy: what to do with missing samples (NaN): raise (default) or interpolate (fill the gaps
+            linearly; the record's metadata says which samples were filled).
     """
     import csv
     import io
@@ -143,10 +161,14 @@ def features(path: str, lead: str | None = None, out: Path | None = None, fs: fl
     writer.writerow(["record", "lead", *FEATURE_NAMES])
     files = record_files([path])
     for file in tqdm(files, desc="rhythm features", unit="rec", disable=len(files) < 20, file=sys.stderr):
-        record = load_record(file, fs=fs)
+        record = load_record(file, fs=fs, nan_policy=nan_policy)
         name = lead or default_lead(record)
-        if modality(name) == "PPG":
-            raise CardiolensError(f"{file}: lead {name} is a PPG; rhythm features are computed from an ECG lead")
+        kind = modality(name, record.units[record.lead_index(name)])
+        if kind != "ECG":
+            raise CardiolensError(
+                f"{file}: lead {name} is {'a PPG' if kind == 'PPG' else 'neither ECG nor PPG'}; "
+                "rhythm features are computed from an ECG lead"
+            )
         index = record.lead_index(name)  # its error names the file already
         try:
             values = record_features(record.signal[index], record.fs)

@@ -173,7 +173,7 @@ def read_csv(
         raise RecordError("no signal columns besides the time/index column", path)
     fs = fs if fs is not None else time_fs
     if fs is None:
-        raise RecordError("no sampling rate: pass fs= or add a time column", path)
+        raise RecordError("no sampling rate: pass fs= (--fs on the command line) or add a time column", path)
     signal = values.iloc[:, columns].to_numpy(dtype=np.float64).T
     lead_names = leads or [names[i] for i in columns]
     meta = {"format": "csv"}

@@ -71,7 +71,7 @@ def read_mat(
         if fs is None:
             raise RecordError(
                 "a bare challenge .mat ('val' matrix) carries no sampling rate or gain: keep its .hea beside it, "
-                "or pass fs= (values are then raw ADC units)",
+                "or pass fs= (--fs on the command line; values are then raw ADC units)",
                 path,
             )
         meta = {"format": "mat"}

@@ -99,7 +99,8 @@ class Record:
             count = int(np.sum(~np.isfinite(self.signal)))
             raise RecordError(
                 f"signal holds {count} NaN/inf values (leads {', '.join(names)}); "
-                "load it with nan_policy='interpolate' to fill the gaps, or repair the data",
+                "load it with nan_policy='interpolate' (--nan_policy interpolate on the command line) to fill the "
+                "gaps, or repair the data",
                 where,
             )
         try:
