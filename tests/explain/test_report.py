@@ -63,6 +63,24 @@ def test_report_of_a_cnn_with_chosen_methods(cnn, ecg, tmp_path):
     assert report.summary["target"] == "class 1"
     assert set(report.results["attributions"]) == {"gradcam", "occlusion"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["attributions.png", "report.html", "summary.json"]
+    # a second report into the same folder replaces the first one's figures, and leaves other files alone
+    (tmp_path / "notes.txt").write_text("mine")
+    explain_record(cnn, ecg[:300], "occlusion,faithfulness", out=tmp_path, fs=100.0, target=1, n_random=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "attributions.png",
+        "faithfulness.png",
+        "notes.txt",
+        "report.html",
+        "summary.json",
+    ]
+    explain_record(cnn, ecg[:300], "gradcam", out=tmp_path, fs=100.0, target=1)
+    assert json.loads((tmp_path / "summary.json").read_text())["figures"] == ["attributions.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "attributions.png",
+        "notes.txt",
+        "report.html",
+        "summary.json",
+    ]
 
 
 def test_faithfulness_alone_computes_the_attributions_it_needs(cnn, ecg):

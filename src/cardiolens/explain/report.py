@@ -436,9 +436,16 @@ def render_html(report: ExplainReport) -> str:
 
 
 def write_report(report: ExplainReport, out: str | Path) -> list[Path]:
-    """Write every figure as PNG, ``summary.json`` and the self-contained ``report.html`` into ``out``."""
+    """Write every figure as PNG, ``summary.json`` and the self-contained ``report.html`` into ``out``.
+
+    ``summary.json`` lists the figures (``"figures"``); the figures an earlier report in ``out`` listed
+    and this one does not write are removed, so the folder never mixes two reports. Other files are
+    left alone."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    figures = [name for sec in report.sections for name in sec.images]
+    for stale in sorted(set(_figures_listed(out / "summary.json")) - set(figures)):
+        (out / stale).unlink(missing_ok=True)
     files = []
     for sec in report.sections:
         for name, png in sec.images.items():
@@ -446,12 +453,21 @@ def write_report(report: ExplainReport, out: str | Path) -> list[Path]:
             path.write_bytes(png)
             files.append(path)
     path = out / "summary.json"
-    path.write_text(json.dumps(_plain(report.summary), indent=2, default=str) + "\n")
+    path.write_text(json.dumps({**_plain(report.summary), "figures": figures}, indent=2, default=str) + "\n")
     files.append(path)
     path = out / "report.html"
     path.write_text(render_html(report), encoding="utf-8")
     files.append(path)
     return files
+
+
+def _figures_listed(summary: Path) -> list[str]:
+    """The figure names an earlier report's ``summary.json`` lists (plain names only, never paths)."""
+    try:
+        listed = json.loads(summary.read_text()).get("figures", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [n for n in listed if isinstance(n, str) and n == Path(n).name and n.endswith(".png")]
 
 
 def summary_lines(report: ExplainReport) -> list[str]:

@@ -69,7 +69,9 @@ def read_numpy(
         raise RecordError(f"fs={fs} disagrees with the file's own fs={file_fs}", path)
     fs = fs if fs is not None else file_fs
     if fs is None:
-        raise RecordError("NumPy files carry no sampling rate: pass fs= (--fs on the command line) or store 'fs' in a .npz", path)
+        raise RecordError(
+            "NumPy files carry no sampling rate: pass fs= (--fs on the command line) or store 'fs' in a .npz", path
+        )
     meta = {"format": "numpy"}
     signal = apply_nan_policy(_orient(array, path), nan_policy, path, meta)
     return Record(signal, fs, leads=leads, units=units, source=path, metadata=meta)
