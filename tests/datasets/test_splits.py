@@ -115,3 +115,16 @@ def test_real_cinc2017_folds_are_stratified(cinc2017_dir: Path) -> None:
     # each fold holds about a fifth of every class (AF: 444 -> ~89 per fold)
     assert (table["A"] - 444 / 5).abs().max() <= 3
     assert (table.sum(axis=1) - 1000).abs().max() <= 5
+
+
+def test_a_class_rarer_than_the_folds_is_spread_without_a_warning() -> None:
+    import warnings as _warnings
+
+    from cardiolens.datasets.splits import _folds
+
+    groups, labels = np.arange(100), np.array(["a"] * 95 + ["b"] * 5)
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error")  # scikit-learn's "least populated class" warning would fail here
+        fold = _folds(groups, labels, 10, 0)
+    assert np.bincount(fold).tolist() == [10] * 10
+    assert len(set(fold[labels == "b"])) == 5  # the five rare records in five different folds

@@ -8,6 +8,7 @@ granularity of whole patients and folds (``test=0.1`` is one fold of ten).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -63,8 +64,11 @@ def _folds(groups: np.ndarray, labels: np.ndarray | None, n_splits: int, seed: i
     else:
         splitter = GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
         parts = splitter.split(x, None, groups)
-    for k, (_, test) in enumerate(parts):
-        fold[test] = k
+    with warnings.catch_warnings():
+        # a class rarer than the folds cannot reach every fold; spreading it as far as it goes is the intent
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        for k, (_, test) in enumerate(parts):
+            fold[test] = k
     return fold
 
 
