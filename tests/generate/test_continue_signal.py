@@ -128,3 +128,14 @@ def test_heartgpt_continues_the_example_ecg(heartgpt_dir):
         continue_signal(ecg, x, fs=100, steps=5, modality="PPG")
     with pytest.raises(RecordError, match="expects 100 Hz, the signal is at 50 Hz"):
         continue_signal(ecg, x, fs=50, steps=5, resample=False)
+
+
+def test_a_respiration_lead_is_not_continued():
+    from cardiolens.models import load_model
+
+    t = np.arange(1000) / 100
+    rec = Record(np.stack([np.sin(2 * np.pi * 0.25 * t), np.sin(2 * np.pi * 1.2 * t)]), 100.0, ["RESP", "PPG_IR"])
+    with pytest.raises(RecordError, match="lead 'RESP' is neither ECG nor PPG; 'ecgpt-small' continues ECG"):
+        continue_signal(load_model("ecgpt-small"), rec, lead="RESP", steps=5)
+    with pytest.raises(RecordError, match="PPG context given to 'ecgpt-small'"):  # PPG_IR: PPG by its name
+        continue_signal(load_model("ecgpt-small"), rec, lead="PPG_IR", steps=5)

@@ -21,13 +21,13 @@ import torch
 
 from cardiolens.errors import ModelInputError, RecordError
 from cardiolens.generate.sampling import generate, generate_stream
+from cardiolens.signal.leads import ECG_LEAD_NAMES
+from cardiolens.signal.leads import modality as lead_modality  # "modality" names arguments here
 from cardiolens.signal.record import Record
 from cardiolens.signal.resample import resample as resample_signal
 from cardiolens.signal.tokenize import detokenize, tokenize
 
 log = logging.getLogger(__name__)
-
-_PPG_LEADS = {"pleth", "ppg", "pulse", "ppg_ir", "ppg_red", "ir", "red"}
 
 
 @dataclass
@@ -56,13 +56,13 @@ class SignalContinuation:
     levels: int = 101
 
 
-def _modality_of_lead(name: str) -> str | None:
-    low = name.strip().lower()
-    if low in _PPG_LEADS or "pleth" in low or "ppg" in low:
-        return "PPG"
-    if low in {"i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6", "mlii", "ecg"}:
-        return "ECG"
-    return None
+def _modality_of_lead(name: str, unit: str | None = None) -> str | None:
+    """``"ECG"``, ``"PPG"`` or ``"other"`` when the lead's name says so; ``None`` for a name that says
+    nothing (``ch0``, ``signal``): the model's modality is then taken on trust."""
+    kind = lead_modality(name, unit)
+    if kind != "ECG":
+        return kind
+    return "ECG" if name.strip().upper() in ECG_LEAD_NAMES else None
 
 
 def _article(initialism: str) -> str:
@@ -299,7 +299,13 @@ def _prepare_context(
                 f"the record has {signal.n_channels} leads ({', '.join(signal.leads)}); choose one with lead=", source
             )
         index = signal.lead_index(0 if lead is None else lead)
-        found = _modality_of_lead(signal.leads[index])
+        found = _modality_of_lead(signal.leads[index], signal.units[index])
+        if found == "other":
+            raise RecordError(
+                f"lead {signal.leads[index]!r} is neither ECG nor PPG; {cfg.name!r} continues "
+                f"{cfg.modality or 'ECG or PPG'}",
+                source,
+            )
         if modality is None:
             modality = found
         elif found is not None and found != modality.upper():

@@ -34,7 +34,7 @@ def modality(lead: str, unit: str | None = None) -> str:
         name: ECG leads go by too many names to list.
     """
     name = str(lead).strip().upper()
-    if name in PPG_LEAD_NAMES:
+    if name in PPG_LEAD_NAMES or "PLETH" in name or "PPG" in name:  # PPG_IR, PLETH_RED, ...
         return "PPG"
     if name in OTHER_SIGNAL_NAMES or (unit or "").strip() in OTHER_SIGNAL_UNITS:
         return "other"
