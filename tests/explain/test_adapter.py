@@ -123,3 +123,11 @@ def test_leads_a_model_must_not_read(ecg):
     with pytest.raises(ModelInputError, match="lead 'RESP' is neither ECG nor PPG"):
         prepare_window(load_model("ecgpt-small"), resp)
     assert prepare_window(ppg_model, Record(ecg[None], fs=100.0, leads=["ch0"])).leads == ["ch0"]  # unnamed: allowed
+
+
+def test_a_ppg_model_picks_the_records_ppg_lead(ecg):
+    from cardiolens.models import load_model
+
+    bidmc_like = Record(np.stack([ecg, ecg, ecg]), fs=100.0, leads=["RESP", "PLETH", "II"])
+    assert prepare_window(load_model("ppgpt-small"), bidmc_like).leads == ["PLETH"]
+    assert prepare_window(load_model("ecgpt-small"), bidmc_like).leads == ["II"]

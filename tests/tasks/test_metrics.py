@@ -10,6 +10,7 @@ from cardiolens.tasks.metrics import (
     auprc,
     auroc,
     bootstrap,
+    bootstrap_scores,
     cinc2017_score,
     fmax,
     macro_f1,
@@ -92,3 +93,13 @@ def test_bootstrap_refuses_bad_input() -> None:
     assert 100 <= used < 200
     with pytest.raises(CardiolensError, match="undefined on"):
         bootstrap(lambda y: float("nan"), [1, 2, 3], n_resamples=20)
+
+
+def test_scores_refuse_inputs_they_would_silently_misread() -> None:
+    with pytest.raises(CardiolensError, match=r"class indices \[5\] outside 0..3"):
+        cinc2017_score(np.array([0, 5, 1]), np.array([0, 1, 7]))  # once a perfect 1.0
+    with pytest.raises(CardiolensError, match="3 true labels and 2 predictions"):
+        cinc2017_score(["N", "A", "O"], ["N", "A"])
+    y = np.array([0, 1] * 50)
+    with pytest.raises(CardiolensError, match="20 groups for 100 samples"):
+        bootstrap_scores(lambda ix: {"mean": float(y[ix].mean())}, 100, groups=np.arange(20))

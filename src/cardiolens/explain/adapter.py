@@ -587,6 +587,8 @@ def _select_leads(adapter: ExplainModel, record: Record, lead: str | int | None,
             return record
         if adapter.lead_names:
             lead = adapter.lead_names[0] if adapter.lead_names[0] in record.leads else None
+        if lead is None and adapter.modality == "PPG":  # the ECG default lead would be refused below
+            lead = next((n for n, u in zip(record.leads, record.units, strict=True) if modality(n, u) == "PPG"), None)
         if lead is None:
             from cardiolens.analysis import default_lead
 

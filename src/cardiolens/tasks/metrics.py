@@ -128,6 +128,9 @@ def cinc2017_score(y_true: Any, y_pred: Any, classes: Sequence[str] = CINC2017_C
     def as_index(y: Any) -> np.ndarray:
         arr = np.asarray(y)
         if arr.dtype.kind in "iu":
+            outside = sorted(set(arr.tolist()) - set(range(len(names))))
+            if outside:  # confusion_matrix would drop them and score the rest as if nothing were wrong
+                raise CardiolensError(f"cinc2017_score: class indices {outside} outside 0..{len(names) - 1} ({names})")
             return arr
         unknown = sorted(set(arr.tolist()) - set(names))
         if unknown:
@@ -135,6 +138,8 @@ def cinc2017_score(y_true: Any, y_pred: Any, classes: Sequence[str] = CINC2017_C
         return np.array([names.index(v) for v in arr.tolist()])
 
     t, p = as_index(_labels(y_true)), as_index(y_pred)
+    if len(t) != len(p):
+        raise CardiolensError(f"cinc2017_score: {len(t)} true labels and {len(p)} predictions")
     cm = confusion_matrix(t, p, labels=range(len(names)))
     f1 = {}
     for i, name in enumerate(names):
@@ -302,6 +307,8 @@ def bootstrap_scores(
         half of the resamples.
     """
     groups = np.arange(n) if groups is None else np.asarray(groups)
+    if len(groups) != n:  # a short one would resample a part of the samples and report it as the whole
+        raise CardiolensError(f"bootstrap_scores: {len(groups)} groups for {n} samples")
     unique, inverse = np.unique(groups, return_inverse=True)
     members = [np.flatnonzero(inverse == g) for g in range(len(unique))]
     full = scores(np.arange(n))
