@@ -167,3 +167,20 @@ def test_cnn_round_trip_gives_the_same_outputs(tmp_path, name):
     loaded = load_checkpoint(save_checkpoint(model, tmp_path / name))
     assert type(loaded) is type(model) and loaded.config == model.config
     assert torch.equal(loaded(x), model(x))
+
+
+def test_damaged_files_are_named_for_what_they_are(tmp_path):
+    from cardiolens.models import load_model
+
+    noise = tmp_path / "noise.pth"
+    noise.write_bytes(bytes(range(7, 256)) * 20)  # neither a zip nor a pickle
+    with pytest.raises(CheckpointError, match="not a PyTorch file .*corrupted"):  # once blamed on pickled code
+        load_model(noise)
+    whole = tmp_path / "whole.zip"
+    with zipfile.ZipFile(whole, "w") as zf:
+        zf.writestr("config.json", "{}")
+        zf.writestr("model.safetensors", b"x" * 4000)
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(whole.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match="truncated or corrupted"):
+        load_model(cut)

@@ -50,3 +50,13 @@ def test_a_file_in_a_folder_that_is_not_a_record_is_skipped_by_name(tmp_path, ca
     (tmp_path / "r1.npy").unlink()
     with pytest.raises(RecordError, match="no record could be predicted \\(1 skipped\\); the first: .*labels.csv"):
         predict_paths("rhythm-ecg-trees", [tmp_path], fs=FS)
+
+
+def test_predict_record_reads_a_file_it_is_given(tmp_path):
+    from cardiolens.tasks.predict import predict_record
+
+    folder = _wfdb_folder(tmp_path)
+    from_file = predict_record("rhythm-ecg-trees", folder / "A1.hea")
+    assert from_file.source == str(folder / "A1.hea") and set(from_file.probabilities) == {"N", "A", "O", "~"}
+    with pytest.raises(RecordError, match="takes a Record or a record's file, got list"):
+        predict_record("rhythm-ecg-trees", [1, 2, 3])

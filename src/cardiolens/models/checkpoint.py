@@ -154,6 +154,9 @@ def _read_files(path: Path) -> tuple[bytes, bytes, str | None]:
                 raise CheckpointError(_not_ours(names), path)
             card = zf.read(by_base[CARD]).decode() if CARD in by_base else None
             return zf.read(by_base[CONFIG]), zf.read(by_base[WEIGHTS]), card
+    with open(path, "rb") as fh:
+        if fh.read(2) == b"PK":  # a zip's first bytes without a readable directory at its end
+            raise CheckpointError("a zip archive that is truncated or corrupted (its directory is unreadable)", path)
     raise CheckpointError(_not_ours([path.name]), path)
 
 

@@ -71,6 +71,8 @@ def read_heartgpt_state_dict(src: str | Path) -> dict[str, Tensor]:
                 payload = zf.read(members[0])
     else:
         payload = src.read_bytes()
+    if not (payload[:2] == b"PK" or payload[:1] == b"\x80"):  # torch's zip format, or a legacy pickle
+        raise CheckpointError("not a PyTorch file (neither torch's zip format nor a pickle): corrupted?", src)
     try:
         state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -183,7 +183,7 @@ def model_input(
 
 
 def predict_record(
-    model: str | Path | nn.Module | FeatureTreeModel, record: Record, lead: str | None = None
+    model: str | Path | nn.Module | FeatureTreeModel, record: Record | str | Path, lead: str | None = None
 ) -> Prediction:
     """Classify one record, find its beats or classify its beats, with a fine-tuned model or a tree model.
 
@@ -191,7 +191,7 @@ def predict_record(
         model: a shipped task model (``rhythm-ecg``, ``rhythm-ecg-trees``, ``beats-ecg``,
             ``aami-ecg-trees``), a checkpoint, a :class:`TaskModel` or a
             :class:`~cardiolens.tasks.tree_model.FeatureTreeModel`.
-        record: the recording.
+        record: the recording, or its file (read with :func:`cardiolens.load_record`).
         lead: for single-lead models, the lead to read (default: the model's lead name, else I, II, ...).
 
     Example:
@@ -200,6 +200,13 @@ def predict_record(
         >>> p.labels, p.probabilities["A"]
     """
     from cardiolens.tasks.finetune import predict_items, window_starts
+
+    if isinstance(record, (str, Path)):
+        from cardiolens.io import load_record
+
+        record = load_record(record)
+    elif not isinstance(record, Record):
+        raise RecordError(f"predict_record takes a Record or a record's file, got {type(record).__name__}")
 
     task_model = load_predictor(model)
     if isinstance(task_model, RhythmTreeModel):
