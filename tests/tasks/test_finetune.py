@@ -440,3 +440,14 @@ def test_predict_record_with_a_beat_model_refuses_a_ppg_only_record():
     ppg = Record(np.sin(2 * np.pi * 1.2 * t)[None].astype(np.float32), 100.0, ["PLETH"])
     with pytest.raises(RecordError, match="beats-ecg reads ECG and lead 'PLETH' is PPG"):
         predict_record("beats-ecg", ppg)
+
+
+def test_the_protocol_says_how_many_folds_the_run_used():
+    from cardiolens.tasks.finetune import run_protocol
+    from cardiolens.tasks.suite import get_task
+
+    rhythm = get_task("cinc2017-rhythm")
+    assert run_protocol(rhythm, 5) == rhythm.protocol
+    assert run_protocol(rhythm, 3) == rhythm.protocol + "; this run: 3 folds"
+    aami = get_task("mitbih-aami")  # its protocol names no fold count
+    assert run_protocol(aami, 3) == aami.protocol

@@ -112,3 +112,12 @@ def test_shipped_rhythm_model_labels_af_and_normal_records_of_its_test_fold(cinc
         assert sum(p.labels == [wanted] for p in predictions) >= 8
     assert predictions[0].model == "rhythm-ecg"
     assert "resampled from 300 Hz to 100 Hz" in predictions[0].preprocessing
+
+
+def test_loading_options_and_records_that_do_not_exist(cinc2017_dir, tmp_path):
+    from cardiolens.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="takes no loading option foo; its options: records, progress"):
+        load_task_data("cinc2017-rhythm", cinc2017_dir, cache_dir=tmp_path, foo=1)
+    with pytest.raises(DatasetError, match="no usable items among the records asked for \\(Z9999\\)"):
+        load_task_data("cinc2017-rhythm", cinc2017_dir, cache_dir=tmp_path, records=["Z9999"], progress=False)

@@ -639,6 +639,14 @@ def _fabric(cfg: FinetuneConfig) -> Any:
     return fabric
 
 
+def run_protocol(task: Task, folds: int) -> str:
+    """The task's protocol as this run followed it: a run with other than the protocol's number of
+    folds says so (the task text names the benchmark's, ``5-fold``)."""
+    if f"{folds}-fold" in task.protocol or "-fold" not in task.protocol:
+        return task.protocol
+    return f"{task.protocol}; this run: {folds} folds"
+
+
 def model_card(
     cfg: FinetuneConfig, task: Task, model: TaskModel, fold: int, fold_result: dict, data: TaskData, fixed: bool = False
 ) -> str:
@@ -659,8 +667,8 @@ def model_card(
             (
                 "- Protocol: the data's published train / validation / test split; this model never saw the test items"
                 if fixed
-                else f"- Protocol: {task.protocol}; this is the model of fold {fold} of {cfg.folds} (seed {cfg.seed}): "
-                "it never saw that fold's items"
+                else f"- Protocol: {run_protocol(task, cfg.folds)}; this is the model of fold {fold} of {cfg.folds} "
+                f"(seed {cfg.seed}): it never saw that fold's items"
             ),
             f"- Label fraction: {cfg.label_fraction:g}; best epoch {fold_result['best_epoch']} "
             f"(validation {task.score_key} {fold_result['val_score']:.4f})",
@@ -890,7 +898,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     oof_done = [oof[i] for i in done] if isinstance(oof, list) else oof[done]
     results = {
         "task": task.name,
-        "protocol": task.protocol,
+        "protocol": task.protocol if roles is not None else run_protocol(task, cfg.folds),
         "backbone": cfg.backbone,
         "policy": cfg.policy,
         "label_fraction": cfg.label_fraction,

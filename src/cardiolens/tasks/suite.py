@@ -237,6 +237,14 @@ def load_task_data(
         load_options = {**options, "progress": progress}  # shown or not, the items are the same
     else:
         load_options = options
+    if not any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
+        known = [n for n, p in accepted.items() if p.kind == p.KEYWORD_ONLY or (p.default is not p.empty)]
+        unknown = sorted(set(load_options) - set(accepted))
+        if unknown:
+            raise DatasetError(
+                f"task {task.name} takes no loading option {', '.join(unknown)}; "
+                f"its options: {', '.join(known) or 'none'}"
+            )
     root = Path(root)
     if not root.exists():
         raise DatasetError(f"{root}: no such dataset folder (task {task.name} reads {task.dataset or 'a dataset'})")
@@ -253,6 +261,8 @@ def load_task_data(
             log.warning("%s: unreadable task cache (%s); rebuilding", path, exc)
     data = task.load(root, fs, **load_options)
     if not len(data):
-        raise DatasetError(f"{root}: task {task.name} found no usable items")
+        asked = options.get("records")
+        wanted = f" among the records asked for ({', '.join(map(str, asked))[:200]})" if asked else ""
+        raise DatasetError(f"{root}: task {task.name} found no usable items{wanted}")
     _save_npz(path, data)
     return data
