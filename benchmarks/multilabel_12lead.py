@@ -82,7 +82,11 @@ def summary_row(task: str, name: str, results: dict, run_dir: Path, classes: lis
         "experiment": name,
         "backbone": Path(results["backbone"]).name,
         "policy": results["policy"],
-        "split": results.get("split", f"{len(results['folds'])}-fold cross-validation"),
+        "split": (
+            f"{len(results['folds'])}-fold cross-validation"
+            if results.get("split", "cross-validation") == "cross-validation"
+            else results["split"]
+        ),
         "test_records": results["items"],
         "test_patients": results["patients"],
         "scores": results["oof"],

@@ -103,3 +103,15 @@ def test_scores_refuse_inputs_they_would_silently_misread() -> None:
     y = np.array([0, 1] * 50)
     with pytest.raises(CardiolensError, match="20 groups for 100 samples"):
         bootstrap_scores(lambda ix: {"mean": float(y[ix].mean())}, 100, groups=np.arange(20))
+
+
+def test_fmax_leaves_samples_without_labels_out_of_recall() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.random((200, 4)) < 0.3
+    y[y.sum(axis=1) == 0, 0] = True
+    scores = np.clip(y + rng.normal(0, 0.4, y.shape), 0, 1)
+    with_empty_rows = np.vstack([y, np.zeros((100, 4), dtype=bool)])
+    empty_scores = np.vstack([scores, rng.random((100, 4)) * 0.2])  # below every useful threshold
+    # rows without labels or predictions change neither precision nor recall (they once lowered recall)
+    assert fmax(with_empty_rows, empty_scores)[0] == pytest.approx(fmax(y, scores)[0], abs=0.02)
+    assert np.isnan(fmax(np.zeros((3, 2)), np.ones((3, 2)))[0])

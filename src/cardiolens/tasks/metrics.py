@@ -90,13 +90,17 @@ def fmax(y_true: Any, y_score: Any, thresholds: Sequence[float] | None = None) -
     """Best sample-averaged F1 of a multi-label prediction over one threshold shared by all labels.
 
     Returns:
-        ``(fmax, threshold)``. Samples with no predicted label count with precision 0 only when at
-        least one sample has a prediction at that threshold (the usual protein-function definition).
+        ``(fmax, threshold)``, as the protein-function (CAFA) definition averages: precision over the
+        samples with at least one predicted label at that threshold, recall over the samples with at
+        least one true label (a sample without labels has no recall to lose).
     """
     y = _labels(y_true).astype(bool)
     s = np.asarray(y_score, dtype=np.float64)
     grid = np.linspace(0.01, 0.99, 99) if thresholds is None else np.asarray(thresholds)
     best, best_t = 0.0, float(grid[0])
+    labelled = y.any(axis=1)
+    if not labelled.any():
+        return float("nan"), float(grid[0])
     for t in grid:
         pred = s >= t
         covered = pred.any(axis=1)
@@ -104,7 +108,7 @@ def fmax(y_true: Any, y_score: Any, thresholds: Sequence[float] | None = None) -
             continue
         tp = (pred & y).sum(axis=1)
         precision = np.mean(tp[covered] / pred[covered].sum(axis=1))
-        recall = np.mean(np.divide(tp, y.sum(axis=1), out=np.zeros(len(y)), where=y.sum(axis=1) > 0))
+        recall = np.mean(tp[labelled] / y[labelled].sum(axis=1))
         f = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
         if f > best:
             best, best_t = float(f), float(t)
