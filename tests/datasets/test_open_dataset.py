@@ -97,3 +97,13 @@ def test_a_folder_copied_from_a_dataset_keeps_working(tiny_mitbih: Path, tmp_pat
     shutil.copytree(tiny_mitbih, copy)
     db = open_dataset(copy)
     assert db.root == copy and db.load("100").fs == 360
+
+
+def test_tasks_find_the_dataset_inside_an_unpacked_folder(tiny_cinc2017: Path) -> None:
+    from cardiolens.datasets import dataset_root
+    from cardiolens.tasks.suite import load_task_data
+
+    outer = tiny_cinc2017.parent  # holds training2017/ and nothing else that is a dataset
+    assert dataset_root(outer) == tiny_cinc2017 and dataset_root(tiny_cinc2017) == tiny_cinc2017
+    data = load_task_data("cinc2017-rhythm", outer, cache_dir=outer / "cache", progress=False)
+    assert sorted(data.item_ids.tolist()) == ["A00001", "A00002", "A00003", "A00004"]

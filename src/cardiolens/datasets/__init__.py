@@ -70,6 +70,7 @@ __all__ = [
     "WindowCache",
     "build_window_cache",
     "check_patient_disjoint",
+    "dataset_root",
     "detect_dataset",
     "folds_to_splits",
     "grouped_kfold",
@@ -134,6 +135,24 @@ def detect_dataset(path: str | Path) -> str | None:
     return None
 
 
+def dataset_root(path: str | Path) -> Path:
+    """``path`` when it is a dataset folder, else the one dataset folder directly inside it (as an
+    unpacked archive often holds); ``path`` unchanged when it holds none.
+
+    Raises:
+        DatasetError: the folder holds several datasets.
+    """
+    root = Path(path)
+    if not root.is_dir() or detect_dataset(root) is not None:
+        return root
+    found = [(p, detect_dataset(p)) for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    found = [(p, k) for p, k in found if k is not None]
+    if len(found) > 1:
+        listed = ", ".join(f"{p.name} ({k})" for p, k in found)
+        raise DatasetError(f"{path}: holds several datasets ({listed}); open one of them")
+    return found[0][0] if found else root
+
+
 def open_dataset(path: str | Path, **kwargs: Any) -> Catalogue:
     """Open a dataset folder with the catalogue its layout matches.
 
@@ -156,16 +175,8 @@ def open_dataset(path: str | Path, **kwargs: Any) -> Catalogue:
         raise DatasetError(f"{root}: folder does not exist")
     if not root.is_dir():
         raise DatasetError(f"{root}: is a file; open_dataset takes a dataset folder (load files with load_record)")
+    root = dataset_root(root)
     kind = detect_dataset(root)
-    if kind is None:
-        subdirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-        found = [(p, detect_dataset(p)) for p in subdirs]
-        found = [(p, k) for p, k in found if k is not None]
-        if len(found) == 1:
-            root, kind = found[0]
-        elif len(found) > 1:
-            listed = ", ".join(f"{p.name} ({k})" for p, k in found)
-            raise DatasetError(f"{path}: holds several datasets ({listed}); open one of them")
     if kind is None:
         raise DatasetError(
             f"{path}: not a dataset layout cardiolens knows. Looked for ptbxl_database.csv (PTB-XL), "

@@ -248,6 +248,9 @@ def load_task_data(
     root = Path(root)
     if not root.exists():
         raise DatasetError(f"{root}: no such dataset folder (task {task.name} reads {task.dataset or 'a dataset'})")
+    from cardiolens.datasets import dataset_root
+
+    root = dataset_root(root)  # a folder holding the dataset's folder, as unpacked archives do
     fs = float(fs or task.fs)
     if os.environ.get("CARDIOLENS_CACHE") == "off" and cache_dir is None:
         return task.load(root, fs, **load_options)
