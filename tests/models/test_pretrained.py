@@ -82,3 +82,10 @@ def test_shipped_ecg_model_predicts_the_heartgpt_example(heartgpt_dir: Path) -> 
     persistence = float(np.mean(tokens[:-1] == tokens[1:]))
     assert cross_entropy < 2.0  # uniform guessing: ln(101) = 4.6
     assert top1 >= persistence
+
+
+def test_a_pt_state_dict_goes_to_the_heartgpt_importer(tmp_path):
+    torch.save({"w": torch.zeros(3)}, tmp_path / "other.pt")
+    # once "not a cardiolens checkpoint", though the importer reads .pt files
+    with pytest.raises(CheckpointError, match="other.pt: not a HeartGPT state_dict"):
+        load_model(tmp_path / "other.pt")

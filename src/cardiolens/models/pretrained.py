@@ -44,7 +44,7 @@ def _shipped_tree_models() -> list[str]:
 
 
 def _is_heartgpt_file(path: Path) -> bool:
-    if path.suffix == ".pth":
+    if path.suffix in (".pth", ".pt"):  # PyTorch state_dicts; cardiolens checkpoints are folders or zips
         return True
     if path.suffix != ".zip" or not zipfile.is_zipfile(path):
         return False
