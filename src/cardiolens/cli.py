@@ -163,13 +163,13 @@ def features(
     for file in tqdm(files, desc="rhythm features", unit="rec", disable=len(files) < 20, file=sys.stderr):
         record = load_record(file, fs=fs, nan_policy=nan_policy)
         name = lead or default_lead(record)
-        kind = modality(name, record.units[record.lead_index(name)])
+        index = record.lead_index(name)  # its error names the file already
+        kind = modality(name, record.units[index])
         if kind != "ECG":
             raise CardiolensError(
                 f"{file}: lead {name} is {'a PPG' if kind == 'PPG' else 'neither ECG nor PPG'}; "
                 "rhythm features are computed from an ECG lead"
             )
-        index = record.lead_index(name)  # its error names the file already
         try:
             values = record_features(record.signal[index], record.fs)
         except CardiolensError as exc:

@@ -65,13 +65,10 @@ def _rounded(x: np.ndarray, digits: int = 5) -> list[float]:
 
 # -- models -----------------------------------------------------------------------------------------
 def shipped_tree_models() -> list[str]:
-    """Names of the feature-tree models shipped in the weights folder (not torch checkpoints, so
-    :func:`cardiolens.models.list_pretrained` leaves them out)."""
-    from cardiolens.models.pretrained import weights_dir
-    from cardiolens.tasks.tree_model import is_tree_model
+    """The shipped feature-tree models the app offers (:func:`cardiolens.tasks.tree_model.list_tree_models`)."""
+    from cardiolens.tasks.tree_model import list_tree_models
 
-    root = weights_dir()
-    return sorted(p.name for p in root.iterdir() if is_tree_model(p)) if root.is_dir() else []
+    return list_tree_models()
 
 
 def is_tree(model: Any) -> bool:

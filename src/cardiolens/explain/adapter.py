@@ -501,11 +501,11 @@ def prepare_window(
     where = str(record.source or record.name)
     record = _select_leads(adapter, record, lead, where)
     for name, unit in zip(record.leads, record.units, strict=True):
-        # modality() calls every unknown name ECG, so only a clearly named lead is refused
-        kind = "ECG" if name.upper() in ECG_LEAD_NAMES else modality(name, unit)
+        kind = modality(name, unit)
         if (
             kind == "other"  # respiration, pressures: no heart model reads them
             or (adapter.modality == "ECG" and kind == "PPG")
+            # modality() calls every unknown name (ch0, signal) ECG: a PPG model refuses only a clearly named one
             or (adapter.modality == "PPG" and name.upper() in ECG_LEAD_NAMES)
         ):
             raise ModelInputError(

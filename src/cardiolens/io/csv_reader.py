@@ -56,13 +56,17 @@ def _sniff(path: Path, head: str) -> tuple[str, bool]:
 MISSING_SPELLINGS = frozenset({"nan", "-nan", "+nan", "na", "n/a", "#n/a", "null", "none"})
 
 
-def _first_bad_cell(frame: pd.DataFrame, header_rows: int) -> str:
-    for column in frame.columns:
-        values = pd.to_numeric(frame[column], errors="coerce")
-        missing = frame[column].str.strip().str.lower().isin(MISSING_SPELLINGS)
-        bad = values.isna() & frame[column].notna() & ~missing
+def _first_bad_cell(frame: pd.DataFrame, values: pd.DataFrame, header_rows: int) -> str:
+    """Where the first cell of text that is neither a number nor a spelling of a missing value sits;
+    ``values`` is ``frame`` converted to numbers (NaN where conversion failed)."""
+    for column, number in zip(frame.columns, values.columns, strict=True):
+        failed = values[number].isna() & frame[column].notna()
+        if not failed.any():
+            continue
+        text = frame[column][failed]
+        bad = ~text.str.strip().str.lower().isin(MISSING_SPELLINGS)
         if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
+            row = int(np.flatnonzero(failed.to_numpy())[np.argmax(bad.to_numpy())])
             return f"line {row + 1 + header_rows}, column {column!r}: {frame[column].iloc[row]!r} is not a number"
     return ""
 
@@ -120,10 +124,10 @@ def read_csv(
     raw = raw.iloc[: filled[-1] + 1] if len(filled) else raw.iloc[:0]
     if raw.empty:
         raise RecordError("file has a header but no rows of values", path)
-    problem = _first_bad_cell(raw, 1 if has_header else 0)
+    values = raw.apply(pd.to_numeric, errors="coerce")
+    problem = _first_bad_cell(raw, values, 1 if has_header else 0)
     if problem:
         raise RecordError(f"text where a number belongs ({problem})", path)
-    values = raw.apply(pd.to_numeric, errors="coerce")
     names = [str(c).strip() for c in raw.columns] if has_header else [f"ch{i}" for i in range(raw.shape[1])]
     columns = list(range(values.shape[1]))
 

@@ -35,14 +35,6 @@ def list_pretrained() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / CONFIG).is_file())
 
 
-def _shipped_tree_models() -> list[str]:
-    """Names of the feature-tree models shipped with the package (``rhythm-ecg-trees``, ...)."""
-    from cardiolens.tasks.tree_model import is_tree_model
-
-    root = weights_dir()
-    return sorted(p.name for p in root.iterdir() if is_tree_model(p)) if root.is_dir() else []
-
-
 def _is_heartgpt_file(path: Path) -> bool:
     if path.suffix in (".pth", ".pt"):  # PyTorch state_dicts; cardiolens checkpoints are folders or zips
         return True
@@ -84,7 +76,9 @@ def load_model(name_or_path: str | Path, map_location: str = "cpu") -> nn.Module
     path = Path(name_or_path)
     if not path.exists():
         names = ", ".join(list_pretrained()) or "none installed"
-        trees = _shipped_tree_models()
+        from cardiolens.tasks.tree_model import list_tree_models
+
+        trees = list_tree_models()
         if trees:  # not networks, but a name predict, evaluate and explain accept in the same place
             names += f"; feature-tree models for predict, evaluate and explain: {', '.join(trees)}"
         raise CheckpointError(f"no such model: not a shipped model ({names}) and no file or folder of that name", text)

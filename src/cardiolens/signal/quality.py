@@ -174,16 +174,16 @@ def check_quality(
         _check_lead(name, unit, row, rate, heart_rate, flat_std, max_constant_s, saturation)
         for name, unit, row in zip(names, lead_units, x, strict=True)
     ]
-    _compare_rates(reports, lead_units)
+    _compare_rates(reports)
     return QualityReport(reports, fs=float(rate))
 
 
-def _compare_rates(reports: list[LeadQuality], units: list[str], tolerance: float = RATE_AGREEMENT) -> None:
+def _compare_rates(reports: list[LeadQuality], tolerance: float = RATE_AGREEMENT) -> None:
     """Leads of one modality record the same heart: a lead whose rate is far from the leads' median
     has beats missed or extra ones counted (T waves, noise), though its own rate may look plausible.
     With two leads that disagree, both are flagged: which one is wrong is not known."""
     for kind in HEART_RATE_RANGE:
-        rated = [q for q, u in zip(reports, units, strict=True) if modality(q.lead, u) == kind and q.heart_rate_bpm]
+        rated = [q for q in reports if q.modality == kind and q.heart_rate_bpm]
         if len(rated) < 2:
             continue
         ref = float(np.median([q.heart_rate_bpm for q in rated]))

@@ -138,7 +138,9 @@ def model_input(
         elif cfg.leads[0].upper() in names:
             index = names[cfg.leads[0].upper()]
         else:
-            same_kind = [i for i, n in enumerate(record.leads) if modality(n) == wanted]
+            same_kind = [
+                i for i, (n, u) in enumerate(zip(record.leads, record.units, strict=True)) if modality(n, u) == wanted
+            ]
             preferred = [names[p] for p in _SINGLE_LEAD_PREFERENCE if p in names and names[p] in same_kind]
             index = (preferred or same_kind or [0])[0]
         chosen = record.leads[index]

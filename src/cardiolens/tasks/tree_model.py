@@ -278,6 +278,15 @@ def is_tree_model(path: str | Path) -> bool:
     return (Path(path) / TREES_CONFIG).is_file()
 
 
+def list_tree_models() -> list[str]:
+    """Names of the feature-tree models shipped in the weights folder (not torch checkpoints, so
+    :func:`cardiolens.models.list_pretrained` leaves them out)."""
+    from cardiolens.models.pretrained import weights_dir
+
+    root = weights_dir()
+    return sorted(p.name for p in root.iterdir() if is_tree_model(p)) if root.is_dir() else []
+
+
 def find_tree_model(name_or_path: str | Path) -> Path | None:
     """The folder of a tree model named like a shipped model (``rhythm-ecg-trees``) or given as a path; else None."""
     from cardiolens.models.pretrained import weights_dir
@@ -328,5 +337,6 @@ __all__ = [
     "TreeModelConfig",
     "find_tree_model",
     "is_tree_model",
+    "list_tree_models",
     "load_tree_model",
 ]
