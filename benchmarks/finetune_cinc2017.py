@@ -473,6 +473,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/bench-cinc2017"))
     parser.add_argument("--only", nargs="*", default=None, help="experiments to run (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--accelerator", default="cpu", help="Lightning Fabric accelerator of the fine-tuning runs")
     parser.add_argument(
         "--fold-ids",
         type=int,
@@ -540,7 +541,12 @@ def main() -> None:
             if args.fold_ids is not None:
                 settings["fold_ids"] = args.fold_ids
             cfg = FinetuneConfig(
-                task="cinc2017-rhythm", data=str(data_dir), out=str(args.runs / name), progress=False, **settings
+                task="cinc2017-rhythm",
+                data=str(data_dir),
+                out=str(args.runs / name),
+                progress=False,
+                accelerator=args.accelerator,
+                **settings,
             )
             results = finetune(cfg)
             row = summary_row(name, results, args.runs / name)
