@@ -3,6 +3,7 @@ and a whole cross-validated run on a simulated task the test registers itself.""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import shlex
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from cardiolens.errors import CardiolensError, ModelInputError, RecordError
-from cardiolens.models import create_model, load_model
+from cardiolens.models import create_model, load_model, save_checkpoint
 from cardiolens.models.taskmodel import TaskModel, build_task_model, tokenize_torch
 from cardiolens.signal.record import Record
 from cardiolens.signal.tokenize import tokenize
@@ -21,12 +22,15 @@ from cardiolens.tasks.finetune import (
     FinetuneConfig,
     apply_policy,
     assign_folds,
+    backbone_is_fresh,
     choose_thresholds,
     command_line,
     finetune,
     fraction_of_patients,
     predict_items,
+    resolve_backbone,
     training_batches,
+    weights_digest,
     window_features,
     window_starts,
 )
@@ -329,6 +333,47 @@ def test_linear_probe_on_cached_features_equals_the_model_it_saves(tmp_path):
     (cache_file,) = (root / "cache").glob("features-test-sines-resnet1d-*.npz")  # shared by runs of this backbone
     cached = np.load(cache_file)
     assert cached["counts"].sum() == sum(len(f) for f in window_features(model, data.signals))
+
+
+def test_retrained_weights_under_the_same_name_neither_reuse_cached_features_nor_resume_a_run(tmp_path):
+    # a shipped model retrained keeps its name: features and folds of the old weights must not be reused
+    root, backbone = tmp_path / "data", tmp_path / "backbone"
+    root.mkdir()
+    torch.manual_seed(0)
+    save_checkpoint(create_model("resnet1d"), backbone)
+    cfg = dict(task="test-sines", data=str(root), backbone=str(backbone), policy="linear", folds=2, fold_ids=[0])
+    cfg.update(epochs=1, progress=False, bootstrap=20, min_steps=4, cache_dir=str(root / "cache"))
+    finetune(FinetuneConfig(**cfg, out=str(tmp_path / "old")))
+    finetune(FinetuneConfig(**cfg, out=str(tmp_path / "old-again")))
+    assert len(list((root / "cache").glob("features-test-sines-backbone-*.npz"))) == 1  # same weights: shared
+    torch.manual_seed(1)
+    save_checkpoint(create_model("resnet1d"), backbone, overwrite=True)
+    finetune(FinetuneConfig(**cfg, out=str(tmp_path / "new")))
+    old_file, new_file = sorted(
+        (root / "cache").glob("features-test-sines-backbone-*.npz"), key=lambda p: p.stat().st_mtime
+    )
+    assert not np.allclose(np.load(old_file)["features"], np.load(new_file)["features"])
+    with pytest.raises(CardiolensError, match="other settings \\(backbone_sha256\\)"):
+        finetune(FinetuneConfig(**cfg, out=str(tmp_path / "old")))
+
+
+def test_a_shipped_name_that_is_also_a_preset_means_its_trained_weights():
+    # ecgpt-small is a registry preset and a shipped model: fine-tuning it must start from the shipped weights
+    shipped = load_model("ecgpt-small")
+    assert weights_digest(resolve_backbone("ecgpt-small")) == weights_digest(shipped)
+    assert weights_digest(resolve_backbone("ecgpt-small", from_scratch=True)) != weights_digest(shipped)
+    assert not backbone_is_fresh("ecgpt-small") and backbone_is_fresh("ecgpt-small", from_scratch=True)
+    assert backbone_is_fresh("resnet1d") and backbone_is_fresh("heartgpt-ecg")  # presets that ship no weights
+
+
+def test_weights_digest_follows_the_values_not_the_object():
+    torch.manual_seed(0)
+    model = create_model("resnet1d")
+    same = copy.deepcopy(model)
+    assert weights_digest(model) == weights_digest(same)
+    with torch.no_grad():
+        next(same.parameters()).view(-1)[0] += 1e-3
+    assert weights_digest(model) != weights_digest(same)
 
 
 def _load_sines_with_split(root: Path, fs: float, **options) -> TaskData:

@@ -52,7 +52,7 @@ from tqdm.auto import tqdm
 
 from cardiolens.datasets import grouped_kfold
 from cardiolens.errors import CardiolensError, CheckpointError
-from cardiolens.models import create_model, list_models, load_model, save_checkpoint
+from cardiolens.models import create_model, list_models, list_pretrained, load_model, save_checkpoint
 from cardiolens.models.taskmodel import TaskModel, build_task_model, uses_tokens
 from cardiolens.tasks.augment import augment_windows, check_augment
 from cardiolens.tasks.metrics import bootstrap_scores
@@ -159,13 +159,21 @@ class FinetuneConfig:
 
 
 # -- backbones ------------------------------------------------------------------------------------
+def backbone_is_fresh(name: str, from_scratch: bool = False) -> bool:
+    """Whether ``name`` means fresh weights: a registry preset that ships no trained weights, or ``from_scratch``.
+
+    ``ecgpt-small`` is both a preset and a shipped model; its name means the shipped weights.
+    """
+    return from_scratch or (name in list_models() and name not in list_pretrained())
+
+
 def resolve_backbone(name: str, from_scratch: bool = False) -> nn.Module:
     """A backbone for fine-tuning: trained weights by shipped name/path, fresh ones for a preset.
 
     Raises:
         CardiolensError: neither a registry preset nor a loadable model; lists the presets.
     """
-    if name in list_models():
+    if name in list_models() and backbone_is_fresh(name, from_scratch):
         return create_model(name)
     try:
         model = load_model(name)
@@ -178,6 +186,20 @@ def resolve_backbone(name: str, from_scratch: bool = False) -> nn.Module:
     if from_scratch:
         model = type(model)(model.config)
     return model.train()
+
+
+def weights_digest(module: nn.Module) -> str:
+    """SHA-256 of a module's parameters and buffers, names included.
+
+    Caches and resumed runs key on this rather than on the backbone's name: a shipped model whose
+    weights were retrained keeps its name, and features or folds of the old weights must not be reused.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def backbone_fs(backbone: nn.Module, task: Task) -> float:
@@ -651,7 +673,7 @@ def model_card(
     cfg: FinetuneConfig, task: Task, model: TaskModel, fold: int, fold_result: dict, data: TaskData, fixed: bool = False
 ) -> str:
     c = model.config
-    weights = "fresh weights" if cfg.from_scratch or cfg.backbone in list_models() else "pretrained"
+    weights = "fresh weights" if backbone_is_fresh(cfg.backbone, cfg.from_scratch) else "pretrained"
     patients = len(np.unique(data.groups))
     return "\n".join(
         [
@@ -727,6 +749,7 @@ def _cached_features(
     key = json.dumps(
         [
             cfg.backbone,
+            weights_digest(backbone),
             cfg.from_scratch,
             cfg.seed,
             task.name,
@@ -775,13 +798,15 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     run_file = out / "run.json"
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("progress", "threads", "fold_ids")}
+    probe = resolve_backbone(cfg.backbone, cfg.from_scratch)
+    if not backbone_is_fresh(cfg.backbone, cfg.from_scratch):
+        settings["backbone_sha256"] = weights_digest(probe)  # same name, retrained weights: a different run
     if run_file.exists():
         before = {k: v for k, v in json.loads(run_file.read_text()).items() if k in settings}
         changed = sorted(k for k in settings if before.get(k) != settings[k] and k in before)
         if changed:
             raise CardiolensError(f"{out}: holds a run with other settings ({', '.join(changed)}); use a new --out")
 
-    probe = resolve_backbone(cfg.backbone, cfg.from_scratch)
     fs = backbone_fs(probe, task)
     data = load_task_data(task, cfg.data, fs, cache_dir=cfg.cache_dir, **{"progress": cfg.progress, **cfg.load_options})
     data = _subsample(data, cfg.max_items, cfg.seed)
