@@ -40,7 +40,8 @@ browser-deps: $(NODE_STAMP)
 test: lint browser-deps
 	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
 
-# Retrain the shipped default models (ecgpt-small, ppgpt-small) from ../shared/data: about an hour on 2 cores
+# Retrain the shipped default models (ecgpt-small, ppgpt-small) from ../shared/data (see the script for
+# budgets: ecgpt-small's shipped recipe wants a GPU; ECG_RECIPE=cpu runs a 70-minute CPU recipe)
 default-models: $(STAMP)
 	bash scripts/train_default_models.sh
 

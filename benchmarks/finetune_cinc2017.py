@@ -181,11 +181,18 @@ def fold0_score(run_dir: Path) -> dict | None:
     return {"value": interval.value, "low": interval.low, "high": interval.high, "records": int(keep.sum())}
 
 
+def run_weights(run_dir: Path) -> str:
+    """The sha256 of the trained backbone weights a run recorded in its settings (or "not recorded")."""
+    settings = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+    return settings.get("backbone_sha256", "not recorded")
+
+
 def summary_row(name: str, results: dict, run_dir: Path) -> dict:
     oof = results["oof"]
     row = {
         "experiment": name,
         "backbone": Path(results["backbone"]).name,
+        "backbone_weights": results.get("backbone_weights") or run_weights(run_dir),
         "policy": results["policy"],
         "label_fraction": results["label_fraction"],
         "folds_run": sorted(int(k) for k in results["folds"]),

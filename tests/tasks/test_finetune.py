@@ -268,6 +268,7 @@ def test_finetune_learns_a_separable_task_and_writes_its_run(sines_run):
     out = Path(cfg.out)
     assert results["oof"]["auroc"]["value"] > 0.9
     assert results["items"] == 48 and set(results["folds"]) == {"0", "1", "2"}
+    assert results["backbone_weights"] == "fresh"  # a preset that ships no weights
     for fold in range(3):
         assert (out / f"fold-{fold}" / "model" / "MODEL_CARD.md").is_file()
         assert (out / f"fold-{fold}" / "last.pt").is_file()
@@ -343,7 +344,8 @@ def test_retrained_weights_under_the_same_name_neither_reuse_cached_features_nor
     save_checkpoint(create_model("resnet1d"), backbone)
     cfg = dict(task="test-sines", data=str(root), backbone=str(backbone), policy="linear", folds=2, fold_ids=[0])
     cfg.update(epochs=1, progress=False, bootstrap=20, min_steps=4, cache_dir=str(root / "cache"))
-    finetune(FinetuneConfig(**cfg, out=str(tmp_path / "old")))
+    first = finetune(FinetuneConfig(**cfg, out=str(tmp_path / "old")))
+    assert first["backbone_weights"] == weights_digest(load_model(backbone))
     finetune(FinetuneConfig(**cfg, out=str(tmp_path / "old-again")))
     assert len(list((root / "cache").glob("features-test-sines-backbone-*.npz"))) == 1  # same weights: shared
     torch.manual_seed(1)

@@ -925,6 +925,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         "task": task.name,
         "protocol": task.protocol if roles is not None else run_protocol(task, cfg.folds),
         "backbone": cfg.backbone,
+        "backbone_weights": settings.get("backbone_sha256", "fresh"),  # sha256 of the trained weights it started from
         "policy": cfg.policy,
         "label_fraction": cfg.label_fraction,
         "split": "cross-validation" if roles is None else "fixed",
