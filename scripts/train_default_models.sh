@@ -21,6 +21,8 @@ case "${ECG_RECIPE:-shipped}" in
     if $PY -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
       ECG_ARGS="--max_steps 4000 --batch_size 128 --eval_every 250 --accelerator gpu --precision bf16-mixed"
     else
+      echo "no GPU: the shipped ecgpt-small recipe takes about 13 hours on a 2-core CPU (it resumes when" \
+        "started again; ECG_RECIPE=cpu runs the 70-minute recipe)" >&2
       ECG_ARGS="--max_steps 4000 --batch_size 128 --eval_every 250"
     fi ;;
   cpu) ECG_ARGS="--max_steps 1500 --batch_size 16 --eval_every 100" ;;

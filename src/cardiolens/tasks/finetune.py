@@ -741,7 +741,13 @@ def summarise(
 
 
 def _cached_features(
-    cfg: FinetuneConfig, task: Task, backbone: nn.Module, data: TaskData, fs: float, window: int, out: Path
+    cfg: FinetuneConfig,
+    task: Task,
+    backbone: nn.Module,
+    digest: str,
+    data: TaskData,
+    fs: float,
+    window: int,
 ) -> list[np.ndarray]:
     """Window features of the frozen backbone for every item, computed once per run (``features.npz``)."""
     # keyed by what the features depend on, so that runs differing only in folds, fractions or
@@ -749,7 +755,7 @@ def _cached_features(
     key = json.dumps(
         [
             cfg.backbone,
-            weights_digest(backbone),
+            digest,  # the weights' digest, computed once per run by finetune()
             cfg.from_scratch,
             cfg.seed,
             task.name,
@@ -799,8 +805,9 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     run_file = out / "run.json"
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("progress", "threads", "fold_ids")}
     probe = resolve_backbone(cfg.backbone, cfg.from_scratch)
+    digest = weights_digest(probe)
     if not backbone_is_fresh(cfg.backbone, cfg.from_scratch):
-        settings["backbone_sha256"] = weights_digest(probe)  # same name, retrained weights: a different run
+        settings["backbone_sha256"] = digest  # same name, retrained weights: a different run
     if run_file.exists():
         before = {k: v for k, v in json.loads(run_file.read_text()).items() if k in settings}
         changed = sorted(k for k in settings if before.get(k) != settings[k] and k in before)
@@ -833,7 +840,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     fold_results = {}
     probe_features = None
     if cfg.policy == "linear" and task.kind != "per-sample" and fabric.world_size == 1:
-        probe_features = _cached_features(cfg, task, probe, data, fs, window, out)
+        probe_features = _cached_features(cfg, task, probe, digest, data, fs, window)
     oof: Any = [None] * len(data) if task.kind == "per-sample" else None
     for fold in fold_list:
         folder = out / f"fold-{fold}"
