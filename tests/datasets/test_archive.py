@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import zipfile
 from pathlib import Path
@@ -36,3 +37,25 @@ def test_missing_and_corrupted_archives(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="not a readable zip"):
         unpack_once(bad, tmp_path / "cache")
     assert not any((tmp_path / "cache").iterdir())
+
+
+def _unpack_and_count(archive: str, root: str) -> int:
+    target = unpack_once(archive, root)
+    return sum(1 for p in target.rglob("*.txt"))
+
+
+def test_processes_unpacking_a_changed_archive_at_once_all_get_a_complete_copy(tmp_path: Path) -> None:
+    # the race seen with two benchmark jobs: both find the copy stale, both unpack, both replace it
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(2000):
+            zf.writestr(f"folder/{i}.txt", "x" * 100)
+    root = tmp_path / "cache"
+    unpack_once(archive, root)
+    os.utime(archive, ns=(archive.stat().st_atime_ns, archive.stat().st_mtime_ns + 10**9))  # now stale
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        counts = pool.starmap(_unpack_and_count, [(str(archive), str(root))] * 4)
+    assert counts == [2000] * 4
+    assert sum(1 for _ in (root / "data").rglob("*.txt")) == 2000
+    assert [p.name for p in root.iterdir()] == ["data"]  # neither temporary nor stale folders left

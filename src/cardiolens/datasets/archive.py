@@ -24,8 +24,7 @@ def unpack_once(archive: str | Path, root: str | Path) -> Path:
     if not source.is_file():
         raise DatasetError(f"{source}: archive not found")
     target = root / source.stem
-    stamp = target / ".complete"
-    if stamp.exists() and stamp.read_text() == str(source.stat().st_mtime_ns):
+    if _is_current(target, source):
         return target
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
@@ -36,7 +35,31 @@ def unpack_once(archive: str | Path, root: str | Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise DatasetError(f"{source}: not a readable zip archive ({exc})") from None
     (tmp / ".complete").write_text(str(source.stat().st_mtime_ns))
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
+    # Several processes may unpack the same archive at once (two benchmark jobs started together):
+    # each moves the stale copy aside under a name of its own, never deletes a folder in place, and
+    # keeps whichever complete copy reached ``target`` first.
+    if _is_current(target, source):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return target
+    stale = Path(tempfile.mkdtemp(prefix=f".{target.name}-stale-", dir=root)) / "old"
+    try:
+        target.rename(stale)
+    except FileNotFoundError:  # nothing there, or another process moved it first
+        pass
+    try:
+        tmp.rename(target)
+    except OSError:  # another process's copy got there in between
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not _is_current(target, source):
+            raise DatasetError(f"{source}: could not unpack into {target}") from None
+    shutil.rmtree(stale.parent, ignore_errors=True)
     return target
+
+
+def _is_current(target: Path, source: Path) -> bool:
+    """Whether ``target`` holds a complete unpack of ``source`` as it is now."""
+    stamp = target / ".complete"
+    try:
+        return stamp.read_text() == str(source.stat().st_mtime_ns)
+    except FileNotFoundError:
+        return False
