@@ -14,7 +14,9 @@ torch thread count (``--threads``), greedy, and their tokens are asserted identi
 Runs:
 - single stream: one context of ``--context`` tokens (the example ECG), ``--new-tokens`` new ones,
   all inside the 500-token window, so both methods compute the same thing and must agree token
-  for token. cardiolens time includes encoding the context (prefill).
+  for token. cardiolens time includes encoding the context (prefill). cardiolens runs with its
+  default engine (the compiled numba step for one stream) and again with its PyTorch step, both
+  timed in the same process and both asserted identical to the peer.
 - ``--streams`` streams: as many different contexts (windows of the example ECG shifted by one
   sample each) decoded together. The peer is timed on its first ``--plain-batched-steps`` steps
   only (its contexts are then at their shortest, so its per-token cost, and the ratio, are
@@ -38,6 +40,8 @@ import os
 import statistics
 import sys
 import time
+import timeit
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +49,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from cardiolens.generate import generate
+from cardiolens.generate import compiled, generate
 from cardiolens.models import create_model, import_heartgpt
 from cardiolens.models.heartgpt_import import read_heartgpt_state_dict
 from cardiolens.signal.tokenize import tokenize
@@ -143,6 +147,18 @@ def timed(fn, repeats: int = 1):
     return result, statistics.median(times)
 
 
+def timed_rounds(runs: dict, rounds: int) -> tuple[dict, dict]:
+    """Each run called once per round, in turn: (last result, median seconds) per name."""
+    times: dict = {name: [] for name in runs}
+    results: dict = {}
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            t0 = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - t0)
+    return results, {name: statistics.median(t) for name, t in times.items()}
+
+
 def write(result: dict, out: Path) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from _common import write_result  # the shared header: command, commit, machine, date
@@ -162,7 +178,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--plain-sliding-steps", type=int, default=10)
     parser.add_argument("--train-batch", type=int, default=16)
     parser.add_argument("--train-iters", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=3, help="repeats of the fast runs (median taken)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="repeats of the fast runs and rounds of the single-stream runs (medians)"
+    )
     parser.add_argument(
         "--threads", type=int, default=0, help="torch threads for both methods (0: torch's default, one per core)"
     )
@@ -192,23 +210,61 @@ def main(argv: list[str] | None = None) -> dict:
     ctx, _ = tokenize(signal[: args.context], vocab_size=101)
     ctx = torch.from_numpy(ctx)[None]  # (1, T)
     n = args.new_tokens
-    generate(ours, ctx, 5, greedy=True)  # warm-up
+    engine = "compiled" if compiled.applies(ours, 1) else "torch"  # what engine="auto" picks for one stream
+    generate(ours, ctx, 5, greedy=True)  # warm-up (and numba's compilation, or loading it from its cache)
+    generate(ours, ctx, 5, greedy=True, engine="torch")
     plain.generate_greedy(ctx, 2)
-    ours_tokens, t_ours = timed(lambda: generate(ours, ctx, n, greedy=True), args.repeats)
-    _, t_prefill = timed(lambda: generate(ours, ctx, 1, greedy=True), args.repeats)
-    plain_tokens, t_plain = timed(lambda: plain.generate_greedy(ctx, n))
+    # the three runs take turns, round after round, and each keeps its median: a burst of load from
+    # another job on this shared machine then slows one round of each, not one method
+    tokens, times = timed_rounds(
+        {
+            "ours": lambda: generate(ours, ctx, n, greedy=True),
+            "prefill": lambda: generate(ours, ctx, 1, greedy=True),
+            "torch": lambda: generate(ours, ctx, n, greedy=True, engine="torch"),
+            "plain": lambda: plain.generate_greedy(ctx, n),
+        },
+        args.repeats,
+    )
+    ours_tokens, torch_tokens, plain_tokens = tokens["ours"], tokens["torch"], tokens["plain"]
+    t_ours, t_prefill, t_torch, t_plain = times["ours"], times["prefill"], times["torch"], times["plain"]
     assert torch.equal(ours_tokens, plain_tokens), "greedy tokens differ between cardiolens and the published method"
+    assert torch.equal(torch_tokens, plain_tokens), "greedy tokens differ between the torch step and the peer"
     results["single_stream"] = {
         "context": args.context,
         "new_tokens": n,
         "tokens_identical": True,
+        "cardiolens_engine": engine,
+        "rounds_median_taken": args.repeats,
         "plain_tokens_per_s": n / t_plain,
         "cardiolens_tokens_per_s": n / t_ours,
         "cardiolens_prefill_s": t_prefill,
         "cardiolens_decode_tokens_per_s": (n - 1) / max(t_ours - t_prefill, 1e-9),
         "speedup": t_plain / t_ours,
+        "torch_step_tokens_per_s": n / t_torch,
+        "torch_step_decode_tokens_per_s": (n - 1) / max(t_torch - t_prefill, 1e-9),
+        "torch_step_speedup": t_plain / t_torch,
     }
     print("single stream", json.dumps(results["single_stream"], indent=1), flush=True)
+
+    # one decoding step alone, each engine, at the same cache length (best of 5 x 200 steps)
+    with torch.inference_mode():
+        cache = ours.new_cache(1)
+        ours.forward_features(ctx, cache=cache, check=False)
+        held = cache.length
+        step_of = {"torch": partial(ours.decode_logits, cache=cache)}
+        if engine == "compiled":
+            step_of["compiled"] = compiled.CompiledDecoder(ours, cache)
+        token = ctx[:, -1]
+        step_us = {}
+        for name, step in step_of.items():
+
+            def one_step(step=step):
+                cache.length = held  # every step writes the same position
+                step(token)
+
+            step_us[name] = min(timeit.repeat(one_step, number=200, repeat=5)) / 200 * 1e6
+    results["decode_step_us"] = {"cached_positions": held, **step_us}
+    print("decode step (us)", results["decode_step_us"], flush=True)
 
     # many streams, exact on the steps the peer is timed on
     b = args.streams

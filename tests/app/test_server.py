@@ -7,6 +7,7 @@ import threading
 import time
 
 import httpx
+import numpy as np
 import pytest
 
 from cardiolens.app import RecordStore, services
@@ -52,10 +53,11 @@ def test_generation_arrives_progressively_over_http(live_server):
                     arrivals.append((json.loads(line)["type"], time.monotonic() - t0))
         kinds = [k for k, _ in arrivals]
         assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("chunk") == 16
-        first_chunk = next(t for k, t in arrivals if k == "chunk")
-        last_chunk = [t for k, t in arrivals if k == "chunk"][-1]
-        # the first samples reach the client well before the last are generated
-        assert last_chunk - first_chunk > 0.1 and first_chunk < last_chunk / 2
+        chunk_times = [t for k, t in arrivals if k == "chunk"]
+        gaps = np.diff(chunk_times)
+        # the chunks reach the client as they are generated, one after the other, not all at the end
+        # (the time to the first one, loading the model and the compiled step, is not the point)
+        assert chunk_times[-1] - chunk_times[0] > 0.1 and (gaps > 0.005).sum() >= 8, gaps
 
 
 def test_server_refuses_foreign_host_headers(live_server):

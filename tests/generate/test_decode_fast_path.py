@@ -3,10 +3,12 @@ computes what the plain forward pass computes, for every kind of GPT the registr
 
 from __future__ import annotations
 
+import numpy
 import pytest
 import torch
 
 from cardiolens.errors import ModelInputError
+from cardiolens.generate import compiled, generate
 from cardiolens.models import GPT, GPTConfig
 
 CONFIGS = {
@@ -73,3 +75,60 @@ def test_decode_refuses_a_cache_of_another_batch_size():
         model.forward_features(torch.zeros(2, 4, dtype=torch.long), cache=cache)
         with pytest.raises(ModelInputError, match="cache holds 2 streams, tokens have 1"):
             model.decode_logits(torch.zeros(1, dtype=torch.long), cache)
+
+
+# --- the compiled (numba) decoding step -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("B", [1, 3])
+def test_the_compiled_step_equals_the_full_forward_and_fills_the_cache_alike(name, B):
+    model = build(CONFIGS[name])
+    tokens = torch.randint(0, model.config.vocab_size, (B, 150))
+    with torch.no_grad():
+        full = model(tokens)  # (B, T, V)
+        cache, reference = model.new_cache(B), model.new_cache(B)
+        model.forward_features(tokens[:, :100], cache=cache, last_only=True)
+        model.forward_features(tokens[:, :100], cache=reference, last_only=True)
+        step = compiled.CompiledDecoder(model, cache)
+        for i in range(100, 150):
+            logits = step(tokens[:, i])  # (B, V)
+            torch.testing.assert_close(logits, full[:, i], atol=1e-4, rtol=1e-4)
+            model.decode_logits(tokens[:, i], reference)
+    assert cache.length == 150
+    torch.testing.assert_close(cache.kv_all[..., :150], reference.kv_all[..., :150], atol=1e-5, rtol=1e-5)
+
+
+def test_the_compiled_softmax_exponential_is_accurate_over_its_whole_range():
+    x = torch.linspace(-120.0, 0.0, 20001).numpy().copy()
+    expected = torch.exp(torch.from_numpy(x).double().clamp(min=-87.0)).numpy()
+    bits = numpy.empty(x.size, numpy.int32)
+    compiled._exp_shifted(x, numpy.float32(0.0), bits, bits.view(numpy.float32))
+    numpy.testing.assert_allclose(x, expected, rtol=3e-7)
+    y = numpy.array([3.0, 1.0, -2.0], dtype=numpy.float32)  # shifted by its maximum, as softmax does
+    bits = numpy.empty(3, numpy.int32)
+    compiled._exp_shifted(y, numpy.float32(3.0), bits, bits.view(numpy.float32))
+    numpy.testing.assert_allclose(y, numpy.exp([0.0, -2.0, -5.0]), rtol=3e-7)
+
+
+def test_the_compiled_step_refuses_what_it_cannot_run_and_auto_falls_back():
+    model = build({})
+    with pytest.raises(ModelInputError, match="fewer than 16 streams"):
+        generate(model, torch.zeros(16, 4, dtype=torch.long), steps=2, engine="compiled")
+    with pytest.raises(ModelInputError, match="engine must be one of"):
+        generate(model, [1, 2, 3], steps=2, engine="numba")
+    with pytest.raises(ModelInputError, match="float32 model on the CPU"):
+        generate(model.double(), [1, 2, 3], steps=2, engine="compiled")
+    # engine="auto" takes the PyTorch step where the compiled one does not apply
+    assert generate(model, [1, 2, 3], steps=2, engine="auto").shape == (5,)
+
+
+@pytest.mark.parametrize("name", ["gelu-bias", "heartgpt-like"])
+def test_generation_is_the_same_with_either_engine_past_the_window(name):
+    # block_size 160: 300 new tokens re-prime the cache twice, the compiled step resuming each time
+    model = build(CONFIGS[name])
+    context = torch.randint(0, 101, (2, 120))
+    greedy = {e: generate(model, context, steps=300, greedy=True, engine=e) for e in ("torch", "compiled")}
+    assert torch.equal(greedy["torch"], greedy["compiled"])
+    sampled = {e: generate(model, context, steps=300, top_k=5, seed=7, engine=e) for e in ("torch", "compiled")}
+    assert torch.equal(sampled["torch"], sampled["compiled"])

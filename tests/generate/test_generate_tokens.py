@@ -77,9 +77,12 @@ def test_real_heartgpt_cached_equals_uncached(heartgpt_dir):
     x = np.loadtxt(heartgpt_dir / "example_inputs" / "example_context_ECG.csv")
     tokens = torch.tensor(np.round((x - x.min()) / (x.max() - x.min()) * 100), dtype=torch.long)
     context = tokens[:470]
-    cached = generate(ecg, context, steps=30, greedy=True)
+    cached = generate(ecg, context, steps=30, greedy=True)  # the compiled step, one stream
     assert cached.shape == (500,)
     assert torch.equal(cached, generate(ecg, context, steps=30, greedy=True, use_cache=False))
+    # from 300 tokens, 400 more: past the window, both engines re-prime the same way
+    long = {e: generate(ecg, tokens[:300], steps=400, greedy=True, engine=e) for e in ("torch", "compiled")}
+    assert torch.equal(long["torch"], long["compiled"])
 
 
 def test_seeds_reproduce(model):
@@ -180,7 +183,7 @@ def test_single_stream_decoding_runs_on_one_thread_and_restores_the_setting(mode
             return original(token, cache)
 
         model.decode_logits = spy
-        generate(model, [5, 6, 7, 8], steps=4, greedy=True)
+        generate(model, [5, 6, 7, 8], steps=4, greedy=True, engine="torch")
         del model.decode_logits
         assert seen and set(seen) == {1}
         assert torch.get_num_threads() == 2

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from functools import partial
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from cardiolens.errors import ModelInputError
+from cardiolens.generate import compiled
+
+_ENGINES = ("auto", "torch", "compiled")
 
 
 def _as_tokens(tokens: Tensor | np.ndarray | list, vocab_size: int, device: torch.device) -> tuple[Tensor, bool]:
@@ -77,6 +81,7 @@ def generate(
     use_cache: bool = True,
     keep: int | None = None,
     min_context: int = 1,
+    engine: str = "auto",
 ) -> Tensor:
     """Continue token sequences with a GPT language model.
 
@@ -96,6 +101,10 @@ def generate(
         keep: tokens kept when the cache is re-primed (see the module docstring); default
             ``block_size - block_size // 4``.
         min_context: refuse contexts shorter than this.
+        engine: the decoding step with the cache: ``"torch"`` (:meth:`GPT.decode_logits`),
+            ``"compiled"`` (the numba step of :mod:`cardiolens.generate.compiled`: float32 CPU models,
+            fewer than 16 streams; about twice as fast at HeartGPT's shapes, logits equal to about
+            1e-5) or ``"auto"`` (compiled where it applies, else torch).
 
     Returns:
         int64 tokens, context followed by the new ones: (B, T + steps), or (T + steps,) for 1-D input.
@@ -112,14 +121,14 @@ def generate(
         torch.Size([2, 40])
     """
     out, squeeze, generator, keep = _prepare(
-        model, tokens, steps, temperature, top_k, greedy, seed, generator, keep, min_context
+        model, tokens, steps, temperature, top_k, greedy, seed, generator, keep, min_context, engine
     )
     T = out.size(1) - steps
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            _decode(model, out, T, steps, temperature, top_k, greedy, generator, use_cache, keep)
+            _decode(model, out, T, steps, temperature, top_k, greedy, generator, use_cache, keep, engine)
     finally:
         model.train(was_training)
     return out[0] if squeeze else out
@@ -138,6 +147,7 @@ def generate_stream(
     generator: torch.Generator | None = None,
     keep: int | None = None,
     min_context: int = 1,
+    engine: str = "auto",
 ) -> Iterator[Tensor]:
     """:func:`generate`, handing out the new tokens in chunks as they are decoded (for streaming).
 
@@ -149,8 +159,8 @@ def generate_stream(
     restored when the stream ends or is closed.
 
     Args:
-        model, tokens, steps, temperature, top_k, greedy, seed, generator, keep, min_context: as in
-            :func:`generate` (always with the key-value cache).
+        model, tokens, steps, temperature, top_k, greedy, seed, generator, keep, min_context, engine:
+            as in :func:`generate` (always with the key-value cache).
         chunk: new tokens per chunk (the last chunk may be shorter).
 
     Returns:
@@ -168,10 +178,10 @@ def generate_stream(
     if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise ModelInputError(f"chunk must be a positive integer, got {chunk!r}")
     out, squeeze, generator, keep = _prepare(
-        model, tokens, steps, temperature, top_k, greedy, seed, generator, keep, min_context
+        model, tokens, steps, temperature, top_k, greedy, seed, generator, keep, min_context, engine
     )
     T = out.size(1) - steps
-    return _stream(model, out, T, steps, temperature, top_k, greedy, generator, keep, int(chunk), squeeze)
+    return _stream(model, out, T, steps, temperature, top_k, greedy, generator, keep, int(chunk), squeeze, engine)
 
 
 def _stream(
@@ -186,10 +196,11 @@ def _stream(
     keep: int,
     chunk: int,
     squeeze: bool,
+    engine: str,
 ) -> Iterator[Tensor]:
     was_training = model.training
     model.eval()
-    steps_left = _decode_steps(model, out, T, steps, temperature, top_k, greedy, generator, True, keep)
+    steps_left = _decode_steps(model, out, T, steps, temperature, top_k, greedy, generator, True, keep, engine)
     done = T
     try:
         while done < T + steps:
@@ -219,6 +230,7 @@ def _prepare(
     generator: torch.Generator | None,
     keep: int | None,
     min_context: int,
+    engine: str,
 ) -> tuple[Tensor, bool, torch.Generator | None, int]:
     """Check the arguments of :func:`generate`; the output buffer (B, T + steps) holding the context."""
     cfg = model.config
@@ -235,6 +247,14 @@ def _prepare(
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
         raise ModelInputError(f"top_k must be a positive integer or None, got {top_k!r}")
     B, T = context.shape
+    if engine not in _ENGINES:
+        raise ModelInputError(f"engine must be one of {_ENGINES}, got {engine!r}")
+    if engine == "compiled" and not compiled.applies(model, B):
+        raise ModelInputError(
+            f"the compiled decoding step needs numba (installed: {compiled.available()}), a float32 model on the "
+            f"CPU (this one: {model.wte.weight.dtype} on {model.wte.weight.device.type}) and fewer than "
+            f"{compiled.MAX_STREAMS} streams (got {B}); engine='auto' picks it only where it applies"
+        )
     if T < min_context:
         raise ModelInputError(f"context of {T} tokens is shorter than the minimum of {min_context}")
     block = cfg.block_size
@@ -259,9 +279,10 @@ def _decode(
     generator: torch.Generator | None,
     use_cache: bool,
     keep: int,
+    engine: str,
 ) -> None:
     """Fill ``out[:, n : n + steps]`` in place; ``out[:, :n]`` holds the context."""
-    for _ in _decode_steps(model, out, n, steps, temperature, top_k, greedy, generator, use_cache, keep):
+    for _ in _decode_steps(model, out, n, steps, temperature, top_k, greedy, generator, use_cache, keep, engine):
         pass
 
 
@@ -276,6 +297,7 @@ def _decode_steps(
     generator: torch.Generator | None,
     use_cache: bool,
     keep: int,
+    engine: str,
 ) -> Iterator[int]:
     """Fill ``out[:, n : n + steps]`` in place, one token at a time, yielding how many columns are filled."""
     if steps == 0:
@@ -289,6 +311,8 @@ def _decode_steps(
             yield n
         return
     cache = model.new_cache(out.size(0))
+    use_compiled = engine == "compiled" or (engine == "auto" and compiled.applies(model, out.size(0)))
+    step_logits = compiled.CompiledDecoder(model, cache) if use_compiled else partial(model.decode_logits, cache=cache)
     # the prefill computes the last layer for the last position only: its keys/values are cached
     # for every position, and the next token depends on that position alone
     prime = model.forward_features(out[:, max(0, n - block) : n], cache=cache, check=False, last_only=True)
@@ -306,7 +330,7 @@ def _decode_steps(
                 prime = model.forward_features(out[:, n - keep : n], cache=cache, check=False, last_only=True)
                 logits = model.forward_head(prime[:, -1])
             else:
-                logits = model.decode_logits(token, cache)  # (B, V)
+                logits = step_logits(token)  # (B, V)
 
 
 # Below this many streams a decoding step is a few (B, 64)-sized products: splitting them over threads

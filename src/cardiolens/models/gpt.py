@@ -190,9 +190,10 @@ class KVCache:
     """Preallocated keys and values of every layer, for incremental decoding.
 
     Each layer holds one tensor (2, B, H, D, max_len): keys at index 0, values at 1, both stored
-    transposed (positions last), allocated once. Decoding writes the new token's keys and values
-    with one copy at position ``length`` and attends over ``[0, length]``; nothing is reallocated
-    or concatenated while generating. The transposed layout makes one new query's scores a plain
+    transposed (positions last), views of one block ``kv_all`` (n_layer, 2, B, H, D, max_len)
+    allocated once. Decoding writes the new token's keys and values with one copy at position
+    ``length`` and attends over ``[0, length]``; nothing is reallocated or concatenated while
+    generating. The transposed layout makes one new query's scores a plain
     batched matrix product ``q @ K[..., :S]`` over contiguous rows, about three times faster per
     step than attending through a transposed view; ``keys`` holds the (B * H, D, max_len) views
     that product uses, ``values`` the (B * H, max_len, D) ones.
@@ -217,7 +218,10 @@ class KVCache:
         if not 1 <= max_len <= config.block_size:
             raise ModelInputError(f"cache length must be between 1 and block_size {config.block_size}, got {max_len}")
         B, H, D = batch_size, config.n_head, config.head_dim
-        self.kv = [torch.zeros(2, B, H, D, max_len, dtype=dtype, device=device) for _ in range(config.n_layer)]
+        # one block for all layers (so that a compiled decoding step can take it as one array), and
+        # a view of it per layer
+        self.kv_all = torch.zeros(config.n_layer, 2, B, H, D, max_len, dtype=dtype, device=device)
+        self.kv = list(self.kv_all.unbind(0))
         self.keys = [kv[0].view(B * H, D, max_len) for kv in self.kv]
         self.values = [kv[1].view(B * H, D, max_len).transpose(1, 2) for kv in self.kv]  # (B * H, max_len, D)
         # one token's query/key/value and attention output, rewritten by every layer of every
