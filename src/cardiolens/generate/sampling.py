@@ -103,8 +103,8 @@ def generate(
         min_context: refuse contexts shorter than this.
         engine: the decoding step with the cache: ``"torch"`` (:meth:`GPT.decode_logits`),
             ``"compiled"`` (the numba step of :mod:`cardiolens.generate.compiled`: float32 CPU models,
-            fewer than 16 streams; about twice as fast at HeartGPT's shapes, logits equal to about
-            1e-5) or ``"auto"`` (compiled where it applies, else torch).
+            fewer than 16 streams; a step about three times as fast at HeartGPT's shapes, logits equal
+            to about 1e-5; docs/BENCHMARKS.md) or ``"auto"`` (compiled where it applies, else torch).
 
     Returns:
         int64 tokens, context followed by the new ones: (B, T + steps), or (T + steps,) for 1-D input.
