@@ -3,6 +3,8 @@ computes what the plain forward pass computes, for every kind of GPT the registr
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy
 import pytest
 import torch
@@ -29,21 +31,34 @@ def build(overrides: dict) -> GPT:
     return model
 
 
+# the decoding steps: PyTorch's (GPT.decode_logits) and the compiled numba one, with their tolerances
+STEPS = {
+    "torch": (lambda model, cache: partial(model.decode_logits, cache=cache), 1e-5),
+    "compiled": (compiled.CompiledDecoder, 1e-4),  # reassociated float32 sums
+}
+
+
 @pytest.mark.parametrize("name", CONFIGS)
 @pytest.mark.parametrize("B", [1, 3])
-def test_prefill_and_decode_equal_the_full_forward(name, B):
+@pytest.mark.parametrize("engine", STEPS)
+def test_prefill_and_decode_equal_the_full_forward_and_fill_the_cache_alike(name, B, engine):
     model = build(CONFIGS[name])
+    make_step, tol = STEPS[engine]
     tokens = torch.randint(0, model.config.vocab_size, (B, 150))
     with torch.no_grad():
         full = model(tokens)  # (B, T, V)
+        reference = model.new_cache(B)
+        model.forward_features(tokens, cache=reference)  # every position's keys and values at once
         cache = model.new_cache(B)
         prime = model.forward_features(tokens[:, :100], cache=cache, last_only=True)
         assert prime.shape == (B, 1, model.config.n_embd) and cache.length == 100
         torch.testing.assert_close(model.forward_head(prime[:, -1]), full[:, 99], atol=1e-5, rtol=1e-5)
+        step = make_step(model, cache)
         for i in range(100, 150):
-            logits = model.decode_logits(tokens[:, i], cache)  # (B, V)
-            torch.testing.assert_close(logits, full[:, i], atol=1e-5, rtol=1e-5)
+            logits = step(tokens[:, i])  # (B, V)
+            torch.testing.assert_close(logits, full[:, i], atol=tol, rtol=tol)
     assert cache.length == 150
+    torch.testing.assert_close(cache.kv_all[..., :150], reference.kv_all[..., :150], atol=1e-5, rtol=1e-5)
 
 
 def test_last_only_keeps_every_position_in_the_cache():
@@ -73,30 +88,12 @@ def test_decode_refuses_a_cache_of_another_batch_size():
     cache = model.new_cache(2)
     with torch.no_grad():
         model.forward_features(torch.zeros(2, 4, dtype=torch.long), cache=cache)
-        with pytest.raises(ModelInputError, match="cache holds 2 streams, tokens have 1"):
-            model.decode_logits(torch.zeros(1, dtype=torch.long), cache)
+        for step in (partial(model.decode_logits, cache=cache), compiled.CompiledDecoder(model, cache)):
+            with pytest.raises(ModelInputError, match="cache holds 2 streams, tokens have 1"):
+                step(torch.zeros(1, dtype=torch.long))
 
 
 # --- the compiled (numba) decoding step -----------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", CONFIGS)
-@pytest.mark.parametrize("B", [1, 3])
-def test_the_compiled_step_equals_the_full_forward_and_fills_the_cache_alike(name, B):
-    model = build(CONFIGS[name])
-    tokens = torch.randint(0, model.config.vocab_size, (B, 150))
-    with torch.no_grad():
-        full = model(tokens)  # (B, T, V)
-        cache, reference = model.new_cache(B), model.new_cache(B)
-        model.forward_features(tokens[:, :100], cache=cache, last_only=True)
-        model.forward_features(tokens[:, :100], cache=reference, last_only=True)
-        step = compiled.CompiledDecoder(model, cache)
-        for i in range(100, 150):
-            logits = step(tokens[:, i])  # (B, V)
-            torch.testing.assert_close(logits, full[:, i], atol=1e-4, rtol=1e-4)
-            model.decode_logits(tokens[:, i], reference)
-    assert cache.length == 150
-    torch.testing.assert_close(cache.kv_all[..., :150], reference.kv_all[..., :150], atol=1e-5, rtol=1e-5)
 
 
 def test_the_compiled_softmax_exponential_is_accurate_over_its_whole_range():
