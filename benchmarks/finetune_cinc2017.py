@@ -67,6 +67,18 @@ EXPERIMENTS: dict[str, dict] = {
         "augment": "noise",
         "fold_ids": [0],
     },
+    # declared 2026-11-24 before any of its folds ran, reported whatever it scores: the same CNN reading
+    # 30 s windows (most records whole) instead of 9 s crops, because AF and "other rhythm" (ectopy,
+    # bigeminy, pauses) are record-level patterns that a 9 s crop averaged with the record's other crops
+    # dilutes; batch 32 keeps the optimisation steps near cnn-scratch's (one 30 s crop per record and epoch)
+    "cnn-scratch-30s": {
+        "backbone": "resnet1d",
+        "policy": "full",
+        "epochs": 14,
+        "patience": 14,
+        "window_seconds": 30.0,
+        "batch_size": 32,
+    },
     "ecgpt-small-linear": {"backbone": "ecgpt-small", "policy": "linear"},
     "ecgpt-small-last-block": {"backbone": "ecgpt-small", "policy": "last-block", "epochs": 4, "fold_ids": [0]},
     "ecgpt-small-full": {"backbone": "ecgpt-small", "policy": "full", "epochs": 2, "fold_ids": [0], "lr": 3e-4},
@@ -78,6 +90,7 @@ EXPERIMENTS: dict[str, dict] = {
     "cnn-scratch+rhythm-features": {"feature_model": True},
     "cnn-scratch+cnn-scratch-aug+rhythm-features": {"feature_model": True},
     "cnn-scratch+ecgpt-small-llrd+rhythm-features": {"feature_model": True},
+    "cnn-scratch-30s+rhythm-features": {"feature_model": True},
 }
 # the feature model reads the records at their own rate
 FEATURE_FS = 300.0
@@ -87,6 +100,8 @@ ENSEMBLES = {
     "cnn-scratch+cnn-scratch-aug+rhythm-features": ("cnn-scratch", "cnn-scratch-aug", "rhythm-features-gbm"),
     # declared (2026-11-24) before folds 1-4 of ecgpt-small-llrd had run, and reported whatever it scores
     "cnn-scratch+ecgpt-small-llrd+rhythm-features": ("cnn-scratch", "ecgpt-small-llrd", "rhythm-features-gbm"),
+    # declared with cnn-scratch-30s (2026-11-24), before any of its folds ran
+    "cnn-scratch-30s+rhythm-features": ("cnn-scratch-30s", "rhythm-features-gbm"),
 }
 for _fraction in (0.01, 0.1, 0.25, 0.5):
     # the CNN's low-label runs cost a full fine-tune each: fold 0 only here (the curve is read on fold 0)
