@@ -171,21 +171,30 @@ def test_full_cache_is_refused(model):
             model.decode_features(torch.zeros(1, dtype=torch.long), cache)
 
 
-def test_single_stream_decoding_runs_on_one_thread_and_restores_the_setting(model):
+@pytest.mark.parametrize("engine", ["torch", "compiled"])
+def test_single_stream_steps_run_on_one_thread_and_re_primes_on_all(model, engine):
     before = torch.get_num_threads()
     torch.set_num_threads(2)
+    steps, primes = [], []
+    original_step, original_features = model.decode_logits, model.forward_features
+
+    def step_spy(token, cache):
+        steps.append(torch.get_num_threads())
+        return original_step(token, cache)
+
+    def features_spy(*args, **kwargs):
+        primes.append(torch.get_num_threads())
+        return original_features(*args, **kwargs)
+
     try:
-        seen = []
-        original = model.decode_logits
-
-        def spy(token, cache):
-            seen.append(torch.get_num_threads())
-            return original(token, cache)
-
-        model.decode_logits = spy
-        generate(model, [5, 6, 7, 8], steps=4, greedy=True, engine="torch")
-        del model.decode_logits
-        assert seen and set(seen) == {1}
+        model.decode_logits, model.forward_features = step_spy, features_spy
+        # 4 + 60 tokens in a 32-token window, re-primed from the last 24 when full (after 28, 36, 44, 52 new
+        # tokens): the prefill and 4 re-primes
+        generate(model, [5, 6, 7, 8], steps=60, greedy=True, engine=engine)
+        assert primes == [2] * 5
+        if engine == "torch":  # the compiled step does not go through decode_logits
+            assert steps and set(steps) == {1}
         assert torch.get_num_threads() == 2
     finally:
+        del model.decode_logits, model.forward_features
         torch.set_num_threads(before)

@@ -317,7 +317,7 @@ def _decode_steps(
     # for every position, and the next token depends on that position alone
     prime = model.forward_features(out[:, max(0, n - block) : n], cache=cache, check=False, last_only=True)
     logits = model.forward_head(prime[:, -1])  # (B, V)
-    with _decode_threads(out.size(0)):
+    with _decode_threads(out.size(0)) as all_threads:
         for step in range(steps):
             token = sample_next(logits, temperature, top_k, greedy, generator)  # (B,)
             out.select(1, n).copy_(token)
@@ -327,8 +327,9 @@ def _decode_steps(
                 break
             if cache.length == block:  # window full: re-prime from the last `keep` tokens
                 cache.reset()
-                prime = model.forward_features(out[:, n - keep : n], cache=cache, check=False, last_only=True)
-                logits = model.forward_head(prime[:, -1])
+                with _torch_threads(all_threads):  # a re-prime is a prefill: large products gain from every thread
+                    prime = model.forward_features(out[:, n - keep : n], cache=cache, check=False, last_only=True)
+                    logits = model.forward_head(prime[:, -1])
             else:
                 logits = step_logits(token)  # (B, V)
 
@@ -340,13 +341,21 @@ _SINGLE_THREAD_BELOW = 16
 
 
 @contextlib.contextmanager
-def _decode_threads(streams: int) -> Iterator[None]:
+def _torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch threads, then restore the count it found."""
     before = torch.get_num_threads()
-    single = streams < _SINGLE_THREAD_BELOW and before > 1
-    if single:
-        torch.set_num_threads(1)
+    if n != before:
+        torch.set_num_threads(n)
     try:
         yield
     finally:
-        if single:
+        if n != before:
             torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def _decode_threads(streams: int) -> Iterator[int]:
+    """One thread for the decoding steps of few streams; yields the caller's thread count."""
+    before = torch.get_num_threads()
+    with _torch_threads(1 if streams < _SINGLE_THREAD_BELOW else before):
+        yield before
