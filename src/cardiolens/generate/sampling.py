@@ -104,7 +104,7 @@ def generate(
         engine: the decoding step with the cache: ``"torch"`` (:meth:`GPT.decode_logits`),
             ``"compiled"`` (the numba step of :mod:`cardiolens.generate.compiled`: float32 CPU models,
             fewer than 16 streams; a step about three times as fast at HeartGPT's shapes, logits equal
-            to about 1e-5; docs/BENCHMARKS.md) or ``"auto"`` (compiled where it applies, else torch).
+            within 1e-4, tested; docs/BENCHMARKS.md) or ``"auto"`` (compiled where it applies, else torch).
 
     Returns:
         int64 tokens, context followed by the new ones: (B, T + steps), or (T + steps,) for 1-D input.
