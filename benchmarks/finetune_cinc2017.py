@@ -390,6 +390,72 @@ Research use only; not a medical device.
     return out
 
 
+SHIPPED_MEAN = "cnn-scratch+rhythm-features"  # the experiment whose models rhythm-ecg-mean averages
+SHIPPED_MEAN_MEMBERS = ["rhythm-ecg", "rhythm-ecg-trees"]  # its fold-0 models, as shipped
+
+
+def ship_rhythm_mean(data_dir: Path, result_file: Path, out: Path) -> Path:
+    """Write the shipped ``rhythm-ecg-mean``: the unweighted mean of ``rhythm-ecg`` and ``rhythm-ecg-trees``.
+
+    Both members are fold 0's models of the two runs that :data:`SHIPPED_MEAN` averages, so the mean
+    must score on fold 0's test records exactly what the benchmark's average scored there (checked
+    here with ``cardiolens.tasks.predict.evaluate``, the code ``cardiolens evaluate`` runs)."""
+    from cardiolens.models.pretrained import weights_dir
+    from cardiolens.tasks.model_mean import ModelMean, ModelMeanConfig
+    from cardiolens.tasks.predict import evaluate, load_predictor
+
+    splits = [json.loads((weights_dir() / m / "split.json").read_text())["test"] for m in SHIPPED_MEAN_MEMBERS]
+    if any(sorted(split) != sorted(splits[0]) for split in splits):
+        raise CardiolensError(f"{' and '.join(SHIPPED_MEAN_MEMBERS)} were tested on different records")
+    config = ModelMeanConfig(
+        name="rhythm-ecg-mean", task="cinc2017-rhythm", classes=list(CINC2017_CLASSES), members=SHIPPED_MEAN_MEMBERS
+    )
+    model = ModelMean(config, [load_predictor(m) for m in SHIPPED_MEAN_MEMBERS])
+    split_file = {"split.json": json.dumps({"test": sorted(splits[0])}) + "\n"}
+    model.save(out, extra_files=split_file)
+    scores = evaluate(out, data_dir)["scores"]
+    rows = {r["experiment"]: r for r in json.loads(result_file.read_text())["experiments"]}
+    expected = rows[SHIPPED_MEAN]["test_score_per_fold"]["0"]
+    if abs(scores["score"]["value"] - expected) > 1e-9:
+        raise CardiolensError(
+            f"rhythm-ecg-mean scores {scores['score']['value']:.6f} on fold 0, the benchmark's average "
+            f"{expected:.6f}: the shipped members are not the runs' fold-0 models"
+        )
+    fold = scores["score"]
+    f1 = " / ".join(f"{scores['F1_' + c]['value']:.3f}" for c in CINC2017_CLASSES)
+    row = rows[SHIPPED_MEAN]
+    score, af = row["challenge_score"], row["af_auroc"]
+    card = f"""# rhythm-ecg-mean
+
+`cinc2017-rhythm` (multiclass: N, A, O, ~) from one ECG lead: the unweighted mean of the class
+probabilities of two shipped models that make different errors, each reading the record as it needs:
+
+- `rhythm-ecg`, a 1-D residual CNN (9 s windows at 100 Hz, window outputs averaged);
+- `rhythm-ecg-trees`, boosted trees on 102 rhythm, morphology and signal-quality features of the whole
+  record at 300 Hz.
+
+Nothing is fitted to combine them (equal weights, fixed before the benchmark ran), so no test record
+chose the rule. Both members are fold 0's models of the same 5-fold split and never saw its
+{len(splits[0])} test records (listed in `split.json`).
+
+- Test scores of fold 0 (`cardiolens evaluate rhythm-ecg-mean training2017`, bootstrap 95 % interval):
+  challenge score {fold["value"]:.4f} [{fold["low"]:.4f}, {fold["high"]:.4f}], F1 N / A / O / ~ {f1};
+  AF AUROC {scores["AUROC_A"]["value"]:.4f}.
+- Out-of-fold scores of the same average over the whole run (5 folds, 5,000 records, bootstrap 95 %
+  intervals; experiment `{SHIPPED_MEAN}` of `benchmarks/finetune_cinc2017.py`):
+  challenge score {score["value"]:.3f} [{score["low"]:.3f}, {score["high"]:.3f}];
+  AF vs rest AUROC {af["value"]:.3f} [{af["low"]:.3f}, {af["high"]:.3f}].
+- The members' own cards give their scores; `cardiolens explain` explains each member, not the mean.
+
+Command: `.venv/bin/python benchmarks/finetune_cinc2017.py --ship-mean` (checks that the mean scores on
+fold 0 exactly what the benchmark's average scored there).
+
+Research use only; not a medical device.
+"""
+    model.save(out, card=card, extra_files=split_file)
+    return out
+
+
 def run_ensemble(name: str, data_dir: Path, runs: Path) -> dict:
     """The unweighted mean of the out-of-fold probabilities of the runs ``ENSEMBLES[name]`` (no weight is fitted)."""
     members = ENSEMBLES[name]
@@ -530,6 +596,11 @@ def main() -> None:
         action="store_true",
         help="export fold 0's rhythm-features-gbm trees as the shipped rhythm-ecg-trees and exit",
     )
+    parser.add_argument(
+        "--ship-mean",
+        action="store_true",
+        help="write the shipped rhythm-ecg-mean (rhythm-ecg and rhythm-ecg-trees averaged), check it, exit",
+    )
     args = parser.parse_args()
     if args.table:
         result = json.loads(args.out.read_text())
@@ -560,6 +631,12 @@ def main() -> None:
 
         data_dir = args.data or unpacked("cinc2017-dev.zip") / "training2017"
         print(ship_rhythm_trees(data_dir, args.runs, args.out, weights_dir() / "rhythm-ecg-trees"))
+        return
+    if args.ship_mean:
+        from cardiolens.models.pretrained import weights_dir
+
+        data_dir = args.data or unpacked("cinc2017-dev.zip") / "training2017"
+        print(ship_rhythm_mean(data_dir, args.out, weights_dir() / "rhythm-ecg-mean"))
         return
     torch.set_num_threads(args.threads)
     data_dir = args.data or unpacked("cinc2017-dev.zip") / "training2017"

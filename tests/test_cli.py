@@ -85,6 +85,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert rhythm["model"] == "rhythm-ecg" and rhythm["labels"] != ["A"]
     assert sum(rhythm["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     assert "resampled from 500 Hz to 100 Hz" in rhythm["preprocessing"]
+    # rhythm-ecg-mean: the mean of the CNN's and the trees' probabilities, the benchmarks' best
+    mean, trees = report["rhythm_mean"], report["rhythm_trees"]
+    for c, p in mean["probabilities"].items():
+        assert p == pytest.approx((rhythm["probabilities"][c] + trees["probabilities"][c]) / 2, abs=1e-12)
     # the shipped aami-ecg-trees classifies every beat but the first and last: sinus beats are N
     classes = report["beat_classes"]
     assert classes["model"] == "aami-ecg-trees" and sum(classes["per_class"].values()) == classes["beats"]

@@ -171,6 +171,7 @@ def run_demo(out: str | Path = "demo-output", seconds: float = 30.0) -> dict:
     report["beat_model"] = model_report
     report["rhythm"] = _demo_rhythm(record)
     report["rhythm_trees"] = _demo_rhythm(record, "rhythm-ecg-trees")
+    report["rhythm_mean"] = _demo_rhythm(record, "rhythm-ecg-mean")
     report["beat_classes"] = _demo_beat_classes(record)
     report["generated"] = _demo_continuation(out / "simulated.hea", out)
     (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
@@ -200,7 +201,7 @@ def _demo_model_beats(record: Record, classical: dict[str, Beats], out: Path) ->
 
 def _demo_rhythm(record: Record, model: str = "rhythm-ecg") -> dict:
     """Classify the demo's ECG lead with a shipped CinC 2017 rhythm model (N / A / O / ~): the CNN
-    ``rhythm-ecg`` or the feature trees ``rhythm-ecg-trees``."""
+    ``rhythm-ecg``, the feature trees ``rhythm-ecg-trees`` or their mean ``rhythm-ecg-mean``."""
     from cardiolens.tasks.predict import predict_record
 
     return predict_record(model, record, lead="II").to_dict()

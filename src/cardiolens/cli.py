@@ -199,12 +199,11 @@ def demo(out: Path = Path("demo-output"), seconds: float = 30.0) -> None:
     for lead, b in report["beats"].items():
         print(f"beats in {lead}: {b['count']} ({b['method']}), heart rate {b['heart_rate_bpm']} bpm")
     print(f"quality: {report['quality']['summary']}")
-    for rhythm in (report["rhythm"], report["rhythm_trees"]):
+    for rhythm in (report["rhythm"], report["rhythm_trees"], report["rhythm_mean"]):
         probs = " ".join(f"{c}={p:.2f}" for c, p in rhythm["probabilities"].items())
-        print(
-            f"rhythm ({rhythm['model']}, lead II): {rhythm['labels'][0]}  {probs}  "
-            f"[{'; '.join(rhythm['preprocessing'])}]"
-        )
+        # a mean's steps are its members' (printed above) and the averaging, its last step
+        steps = rhythm["preprocessing"][-1:] if "members" in rhythm["extra"] else rhythm["preprocessing"]
+        print(f"rhythm ({rhythm['model']}, lead II): {rhythm['labels'][0]}  {probs}  [{'; '.join(steps)}]")
     classes = report["beat_classes"]
     counts = " ".join(f"{c}={n}" for c, n in classes["per_class"].items())
     print(f"beat classes ({classes['model']}, lead {classes['lead']}): {classes['beats']} beats  {counts}")
@@ -488,8 +487,8 @@ def predict(
     """Labels and probabilities of a fine-tuned model for one record, or for every record of a folder.
 
     Args:
-        model: shipped task model (rhythm-ecg, rhythm-ecg-trees, beats-ecg, aami-ecg-trees) or a
-            checkpoint written by cardiolens finetune.
+        model: shipped task model (rhythm-ecg, rhythm-ecg-trees, rhythm-ecg-mean, beats-ecg, aami-ecg-trees)
+            or a checkpoint written by cardiolens finetune.
         path: a record file (a WFDB .hea, CSV, NumPy, .mat) or a folder of records.
         fs: sampling rate for formats that do not carry one (NumPy, CSV without a time column).
         lead: for single-lead models, the lead to read in every record, by name (default: the model's lead

@@ -83,8 +83,9 @@ def test_page_end_to_end(live_server, cinc2017_dir):
     assert analysis["beatMarkers"] > 5 and abs(analysis["hrPoints"] - (analysis["beatMarkers"] - 1)) <= 5
     assert "beats in lead" in analysis["summary"] and "bpm" in analysis["summary"]
     assert analysis["rhythmNote"]  # probabilities' model and preprocessing, or why the model is unavailable
-    # both shipped rhythm models side by side: grouped bars, one trace (legend entry) per model
-    assert analysis["rhythmModels"] == ["rhythm-ecg", "rhythm-ecg-trees"] and analysis["rhythmBarmode"] == "group"
+    # the shipped rhythm models side by side: grouped bars, one trace (legend entry) per model, their mean last
+    assert analysis["rhythmModels"] == ["rhythm-ecg", "rhythm-ecg-trees", "rhythm-ecg-mean"]
+    assert analysis["rhythmBarmode"] == "group"
     assert "rhythm-ecg-trees" in analysis["summary"] and "rhythm-ecg-trees" in analysis["rhythmNote"]
     assert analysis["treesReportPage"]["status"] == 200 and "rhythm-ecg-trees" in analysis["treesReportPage"]["text"]
     assert_beat_classes_drawn(analysis, hea)

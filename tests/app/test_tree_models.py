@@ -50,6 +50,20 @@ def test_analysis_shows_both_rhythm_models(client, example, trees):
     assert ppg["ok"] and not any("PLETH" in note for note in ppg["preprocessing"])
 
 
+def test_analysis_shows_the_mean_of_both_rhythm_models_and_the_report_lists_it(client, example):
+    result = client.post(f"/api/records/{example['id']}/analysis", json={"lead": "II"}).json()
+    cnn, forest, mean = result["rhythm"], result["rhythm_trees"], result["rhythm_mean"]
+    assert mean["ok"], mean
+    assert mean["model"] == services.RHYTHM_MEAN_MODEL and set(mean) >= set(cnn)
+    for c in mean["classes"]:
+        assert mean["probabilities"][c] == pytest.approx((cnn["probabilities"][c] + forest["probabilities"][c]) / 2)
+    assert mean["names"]["A"] == "atrial fibrillation" and "unweighted mean" in mean["preprocessing"][-1]
+    # a mean predicts only: it is not offered to the explain and generate views
+    assert services.RHYTHM_MEAN_MODEL not in [m["name"] for m in client.get("/api/models").json()]
+    text = client.get(f"/api/records/{example['id']}/report", params={"lead": "II"}).text
+    assert f"<h3>{services.RHYTHM_MEAN_MODEL}</h3>" in text
+
+
 def test_a_missing_tree_model_is_reported_not_fatal(client, example, monkeypatch):
     monkeypatch.setattr(services, "shipped_tree_models", lambda: [])
     result = client.post(f"/api/records/{example['id']}/analysis", json={"lead": "II"})
@@ -57,6 +71,9 @@ def test_a_missing_tree_model_is_reported_not_fatal(client, example, monkeypatch
     forest = result.json()["rhythm_trees"]
     assert forest["available"] is False and TREES in forest["message"] and "not installed" in forest["message"]
     assert TREES not in [m["name"] for m in client.get("/api/models").json()]
+    # the mean needs the trees: it says it is not installed, and the rest of the analysis stands
+    mean = result.json()["rhythm_mean"]
+    assert mean["available"] is False and "not installed" in mean["message"] and result.json()["rhythm"]["ok"]
 
 
 def test_the_report_has_both_rhythm_models(client, example):

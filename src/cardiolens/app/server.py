@@ -440,8 +440,9 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
         body: Annotated[AnalysisIn, Body(default_factory=AnalysisIn)], record_id: str = record_id
     ) -> dict[str, Any]:
         """Beats (with the beat model's confidence when installed), RR and heart-rate series, and the rhythm
-        probabilities of both shipped rhythm models: ``rhythm`` (rhythm-ecg) and ``rhythm_trees`` (rhythm-ecg-trees),
-        and ``beat_classes``: each beat's AAMI class (N, S, V, F) and confidence from aami-ecg-trees."""
+        probabilities of the shipped rhythm models: ``rhythm`` (rhythm-ecg), ``rhythm_trees`` (rhythm-ecg-trees)
+        and ``rhythm_mean`` (rhythm-ecg-mean, the mean of the two), and ``beat_classes``: each beat's AAMI
+        class (N, S, V, F) and confidence from aami-ecg-trees."""
         entry = store.get(record_id)
         return await compute(services.analyse, entry.record, pool, body.lead)
 

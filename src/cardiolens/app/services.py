@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 RHYTHM_MODEL = "rhythm-ecg"
 RHYTHM_TREES_MODEL = "rhythm-ecg-trees"  # the same CinC 2017 task, boosted trees on 102 record features
+RHYTHM_MEAN_MODEL = "rhythm-ecg-mean"  # the mean of the two: the best rhythm result of the benchmarks
 BEAT_MODEL = "beats-ecg"
 BEAT_CLASS_MODEL = "aami-ecg-trees"  # AAMI class of every detected beat, boosted trees on beat features
 RHYTHM_NAMES = {"N": "normal sinus rhythm", "A": "atrial fibrillation", "O": "other rhythm", "~": "too noisy"}
@@ -109,6 +110,29 @@ class ModelPool:
             if name not in self._models:
                 self._models[name] = self._load(name)
             return self._models[name]
+
+    def mean(self, name: str) -> Any:
+        """The shipped mean of models called ``name``, built from this pool's members (each loaded once).
+
+        Not among :meth:`names`: a mean predicts, but has no weights to explain or to generate with.
+
+        Raises:
+            UnknownModel: no such shipped mean, or one of its members is not offered here.
+        """
+        from cardiolens.errors import CheckpointError
+        from cardiolens.tasks.model_mean import find_model_mean, load_model_mean
+
+        folder = find_model_mean(name) if "/" not in name else None
+        if folder is None:
+            raise UnknownModel(f"the model {name} is not installed")
+        with self._lock:
+            known = self._models.get(name)
+        if known is not None and all(m in self.names() for m in known.config.members):
+            return known
+        try:
+            return self._models.setdefault(name, load_model_mean(folder, self.get))
+        except CheckpointError as exc:  # a member this server does not offer
+            raise UnknownModel(f"the model {name} is not installed ({exc})") from None
 
     def _load(self, name: str) -> Any:
         from cardiolens.models import load_model
@@ -217,7 +241,9 @@ def _predictor(
     model picks its lead from the record, as ``cardiolens predict`` does. With ``exact_lead`` the
     model reads ``lead`` or refuses it: its output is drawn on that lead, never on another one.
     """
-    if name not in pool.names():
+    try:
+        model = pool.get(name) if name in pool.names() else pool.mean(name)
+    except UnknownModel:
         return {"model": name, "available": False, "message": f"the model {name} is not installed"}, None
     try:
         predict = importlib.import_module("cardiolens.tasks.predict")
@@ -225,7 +251,7 @@ def _predictor(
         return {"model": name, "available": False, "message": f"prediction is unavailable ({exc})"}, None
     try:
         given = lead if exact_lead or (lead and modality(lead) == "ECG") else None
-        pred = predict.predict_record(pool.get(name), record, lead=given)
+        pred = predict.predict_record(model, record, lead=given)
     except CardiolensError as exc:
         return {"model": name, "available": True, "ok": False, "message": str(exc)}, None
     except Exception as exc:  # noqa: BLE001  one model failing must not fail the whole analysis
@@ -277,8 +303,9 @@ def _beat_classes(pool: ModelPool, record: Record, lead: str) -> dict[str, Any]:
 def analyse(record: Record, pool: ModelPool, lead: str | None = None) -> dict[str, Any]:
     """Beats, RR intervals and heart rate of one lead, and the shipped rhythm and beat models' outputs.
 
-    Two rhythm models answer: ``rhythm`` is the CNN ``rhythm-ecg``, ``rhythm_trees`` the boosted trees
-    ``rhythm-ecg-trees`` (the same classes, from named record features), each in the same form.
+    Three rhythm models answer: ``rhythm`` is the CNN ``rhythm-ecg``, ``rhythm_trees`` the boosted trees
+    ``rhythm-ecg-trees`` (the same classes, from named record features), ``rhythm_mean`` the mean of
+    their probabilities (``rhythm-ecg-mean``, the best of the benchmarks), each in the same form.
 
     Beats come from :func:`cardiolens.analysis.find_beats` (as ``cardiolens peaks``); when the shipped
     beat model runs, its beats and their confidence are returned too. A model that is not installed
@@ -313,6 +340,7 @@ def analyse(record: Record, pool: ModelPool, lead: str | None = None) -> dict[st
     # the CNN and the feature trees side by side, as `make demo` prints them
     result["rhythm"] = _rhythm(pool, RHYTHM_MODEL, record, lead)
     result["rhythm_trees"] = _rhythm(pool, RHYTHM_TREES_MODEL, record, lead)
+    result["rhythm_mean"] = _rhythm(pool, RHYTHM_MEAN_MODEL, record, lead)
     beat_model, pred = _predictor(pool, BEAT_MODEL, record, lead)
     if pred is not None:
         found = getattr(pred, "beats", None)
@@ -793,7 +821,7 @@ def report_html(record: Record, pool: ModelPool, lead: str | None = None) -> str
         )
     )
     rhythm_html = ""
-    for rhythm in (result["rhythm"], result["rhythm_trees"]):
+    for rhythm in (result["rhythm"], result["rhythm_trees"], result["rhythm_mean"]):
         if rhythm.get("ok"):
             table = "".join(
                 f"<tr><th>{esc(RHYTHM_NAMES.get(c, c))}</th><td>{p:.3f}</td></tr>"

@@ -167,8 +167,16 @@ def explain_record(
         ModelInputError: a method that does not apply, a token/layer/head that does not exist
             (each listing what is available), or input the model cannot read.
     """
+    from cardiolens.tasks.model_mean import ModelMean, find_model_mean, load_model_mean
     from cardiolens.tasks.tree_model import FeatureTreeModel, find_tree_model, load_tree_model
 
+    if isinstance(model, str | Path) and find_model_mean(model) is not None:
+        model = load_model_mean(find_model_mean(model))
+    if isinstance(model, ModelMean):
+        # an explanation of a mean would mix maps of different kinds (samples, record features)
+        raise ModelInputError(
+            f"{model.config.name} is the mean of {', '.join(model.config.members)}: explain each of them"
+        )
     if isinstance(model, str | Path):
         from cardiolens.models import load_model
 

@@ -65,7 +65,8 @@ def load_model(name_or_path: str | Path, map_location: str = "cpu") -> nn.Module
     shipped = weights_dir() / text
     if "/" not in text and (shipped / CONFIG).is_file():
         return load_checkpoint(shipped, map_location)
-    from cardiolens.tasks.tree_model import find_tree_model
+    from cardiolens.tasks.model_mean import find_model_mean, list_model_means
+    from cardiolens.tasks.tree_model import find_tree_model, list_tree_models
 
     if find_tree_model(text) is not None:
         raise CheckpointError(
@@ -73,14 +74,20 @@ def load_model(name_or_path: str | Path, map_location: str = "cpu") -> nn.Module
             "cardiolens.tasks.tree_model.load_tree_model",
             text,
         )
+    if find_model_mean(text) is not None:
+        raise CheckpointError(
+            "is a mean of other models, not a network: use cardiolens predict / evaluate, or "
+            "cardiolens.tasks.model_mean.load_model_mean",
+            text,
+        )
     path = Path(name_or_path)
     if not path.exists():
         names = ", ".join(list_pretrained()) or "none installed"
-        from cardiolens.tasks.tree_model import list_tree_models
-
         trees = list_tree_models()
         if trees:  # not networks, but a name predict, evaluate and explain accept in the same place
             names += f"; feature-tree models for predict, evaluate and explain: {', '.join(trees)}"
+        if means := list_model_means():
+            names += f"; means of models for predict and evaluate: {', '.join(means)}"
         raise CheckpointError(f"no such model: not a shipped model ({names}) and no file or folder of that name", text)
     if path.is_file() and _is_heartgpt_file(path):
         return import_heartgpt(path).to(map_location)

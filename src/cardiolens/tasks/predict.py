@@ -24,6 +24,7 @@ from cardiolens.models import TaskModel, load_model
 from cardiolens.signal.leads import modality
 from cardiolens.signal.record import Record
 from cardiolens.signal.resample import resample
+from cardiolens.tasks.model_mean import ModelMean, find_model_mean, load_model_mean
 from cardiolens.tasks.tree_model import (
     BeatTreeModel,
     FeatureTreeModel,
@@ -59,7 +60,8 @@ class Prediction:
         confidence: per-sample tasks: the model's probability at each beat; per-beat: the
             probability of the class each beat was given.
         extra: per-beat: ``beat_labels`` (a class per beat), ``beat_probabilities`` (a row per
-            beat, in the order of ``classes``) and ``beats_per_class``.
+            beat, in the order of ``classes``) and ``beats_per_class``; a mean of models:
+            ``members``, each member's probabilities.
         fs: the record's sampling rate (the rate of ``beats``).
     """
 
@@ -90,13 +92,21 @@ def record_source(record: Record) -> str:
     return str(record.metadata.get("path") or record.source or record.metadata.get("record_id") or record.name)
 
 
-def load_predictor(model: str | Path | nn.Module | FeatureTreeModel) -> TaskModel | FeatureTreeModel:
-    """What ``cardiolens predict`` runs: a fine-tuned network, or a tree model
-    (:mod:`cardiolens.tasks.tree_model`: the shipped ``rhythm-ecg-trees`` and ``aami-ecg-trees``)."""
-    if isinstance(model, FeatureTreeModel):
+Predictor = TaskModel | FeatureTreeModel | ModelMean
+
+
+def load_predictor(model: str | Path | nn.Module | FeatureTreeModel | ModelMean) -> Predictor:
+    """What ``cardiolens predict`` runs: a fine-tuned network, a tree model
+    (:mod:`cardiolens.tasks.tree_model`: the shipped ``rhythm-ecg-trees`` and ``aami-ecg-trees``), or
+    a mean of such models (:mod:`cardiolens.tasks.model_mean`: the shipped ``rhythm-ecg-mean``)."""
+    if isinstance(model, (FeatureTreeModel, ModelMean)):
         return model
-    folder = find_tree_model(model) if isinstance(model, (str, Path)) else None
-    return load_tree_model(folder) if folder is not None else as_task_model(model)
+    if isinstance(model, (str, Path)):
+        if (folder := find_tree_model(model)) is not None:
+            return load_tree_model(folder)
+        if (folder := find_model_mean(model)) is not None:
+            return load_model_mean(folder)
+    return as_task_model(model)
 
 
 def as_task_model(model: str | Path | nn.Module) -> TaskModel:
@@ -211,6 +221,8 @@ def predict_record(
         raise RecordError(f"predict_record takes a Record or a record's file, got {type(record).__name__}")
 
     task_model = load_predictor(model)
+    if isinstance(task_model, ModelMean):
+        return _predict_with_mean(task_model, record, lead)
     if isinstance(task_model, RhythmTreeModel):
         return _predict_with_trees(task_model, record, lead)
     if isinstance(task_model, BeatTreeModel):
@@ -268,6 +280,27 @@ def predict_record(
         windows=windows,
         preprocessing=notes,
         fs=record.fs,
+    )
+
+
+def _predict_with_mean(model: ModelMean, record: Record, lead: str | None) -> Prediction:
+    cfg = model.config
+    parts = [predict_record(member, record, lead) for member in model.members]
+    p = np.mean([[part.probabilities[c] for c in cfg.classes] for part in parts], axis=0)
+    notes = [f"{part.model}: {step}" for part in parts for step in part.preprocessing]
+    notes.append(f"probabilities: the unweighted mean of {', '.join(part.model for part in parts)}")
+    return Prediction(
+        source=record_source(record),
+        model=cfg.name,
+        task=cfg.task,
+        kind=cfg.kind,
+        classes=cfg.classes,
+        probabilities={c: float(v) for c, v in zip(cfg.classes, p, strict=True)},
+        labels=[cfg.classes[int(np.argmax(p))]],
+        windows=max(part.windows for part in parts),
+        preprocessing=notes,
+        fs=record.fs,
+        extra={"members": {part.model: part.probabilities for part in parts}},
     )
 
 
@@ -446,7 +479,7 @@ def predict_paths(
 
 
 def evaluate(
-    model: str | Path | nn.Module | FeatureTreeModel,
+    model: str | Path | nn.Module | FeatureTreeModel | ModelMean,
     dataset: str | Path,
     *,
     all_items: bool = False,
@@ -456,43 +489,33 @@ def evaluate(
 
     By default only the items the model never trained on are scored: a checkpoint written by
     ``cardiolens finetune`` lists its test fold in ``split.json``. ``all_items=True`` scores every item
-    (and says the score is then optimistic).
+    (and says the score is then optimistic). A mean of models scores the mean of its members'
+    probabilities, each member reading the dataset at its own rate.
     """
-    from cardiolens.tasks.finetune import predict_items, summarise
-    from cardiolens.tasks.suite import get_task, load_task_data
+    from cardiolens.tasks.finetune import summarise
+    from cardiolens.tasks.suite import get_task
 
     task_model = load_predictor(model)
     cfg = task_model.config
     task = get_task(cfg.task)
     split = _read_split(model)
-    options = {}
-    if split and not all_items and "records" in inspect.signature(task.load).parameters:
-        options["records"] = split  # read only the test records
-    if isinstance(task_model, BeatTreeModel):
-        options["template"] = True  # its features compare each beat with its record's median beat
-    data = load_task_data(task, dataset, cfg.fs, **options)
-    scope = "all items"
-    if split and not all_items:
+    test_only = bool(split) and not all_items
+    members = task_model.members if isinstance(task_model, ModelMean) else [task_model]
+    data, probs = _dataset_probabilities(members[0], task, dataset, split if test_only else None)
+    for member in members[1:]:
+        member_data, member_probs = _dataset_probabilities(member, task, dataset, split if test_only else None)
+        order = {item: i for i, item in enumerate(member_data.item_ids.astype(str))}
         ids = data.item_ids.astype(str)
-        # a split lists items, or records for tasks whose items are "record:beat" (mitbih-aami)
-        keep = np.flatnonzero(np.isin(ids, split) | np.isin([i.split(":")[0] for i in ids], split))
-        if not len(keep):
-            raise CardiolensError(f"none of the {len(split)} test items of {cfg.name} are in {dataset}")
-        data = data.subset(keep)
-        scope = f"the model's test fold ({len(keep)} items it never trained on)"
+        if len(order) != len(ids) or any(item not in order for item in ids):
+            raise CardiolensError(f"the members of {cfg.name} read different items of {dataset}")
+        probs = probs + member_probs[[order[item] for item in ids]]
+    probs = probs / len(members)
+    if test_only:
+        scope = f"the model's test fold ({len(data)} items it never trained on)"
     elif not split:
         scope = "all items (the model records no test fold: if it trained on this data, the score is optimistic)"
     else:
         scope = "all items, including those the model trained on (optimistic)"
-    if isinstance(task_model, RhythmTreeModel):
-        probs = task_model.predict_signals(data.signals)
-    elif isinstance(task_model, BeatTreeModel):
-        from cardiolens.tasks.aami_features import aami_feature_matrix
-
-        probs = task_model.ensemble.predict_proba(aami_feature_matrix(data))  # at the annotated beats
-    else:
-        with torch.inference_mode():
-            probs = predict_items(task_model, data.signals, data.extra, batch_size=64)
     return {
         "model": cfg.name,
         "task": task.name,
@@ -502,6 +525,40 @@ def evaluate(
         "patients": int(len(np.unique(data.groups))),
         "scores": summarise(task, data, probs, cfg.thresholds, n_resamples=n_resamples),
     }
+
+
+def _dataset_probabilities(
+    task_model: TaskModel | FeatureTreeModel, task: Any, dataset: str | Path, split: list[str] | None
+) -> tuple[Any, np.ndarray]:
+    """The task's items of ``dataset`` as one model reads them (only those of ``split`` when given), and
+    the model's probabilities of each."""
+    from cardiolens.tasks.finetune import predict_items
+    from cardiolens.tasks.suite import load_task_data
+
+    cfg = task_model.config
+    options = {}
+    if split and "records" in inspect.signature(task.load).parameters:
+        options["records"] = split  # read only the test records
+    if isinstance(task_model, BeatTreeModel):
+        options["template"] = True  # its features compare each beat with its record's median beat
+    data = load_task_data(task, dataset, cfg.fs, **options)
+    if split:
+        ids = data.item_ids.astype(str)
+        # a split lists items, or records for tasks whose items are "record:beat" (mitbih-aami)
+        keep = np.flatnonzero(np.isin(ids, split) | np.isin([i.split(":")[0] for i in ids], split))
+        if not len(keep):
+            raise CardiolensError(f"none of the {len(split)} test items of {cfg.name} are in {dataset}")
+        data = data.subset(keep)
+    if isinstance(task_model, RhythmTreeModel):
+        probs = task_model.predict_signals(data.signals)
+    elif isinstance(task_model, BeatTreeModel):
+        from cardiolens.tasks.aami_features import aami_feature_matrix
+
+        probs = task_model.ensemble.predict_proba(aami_feature_matrix(data))  # at the annotated beats
+    else:
+        with torch.inference_mode():
+            probs = predict_items(task_model, data.signals, data.extra, batch_size=64)
+    return data, np.asarray(probs, dtype=np.float64)
 
 
 def _read_split(model: Any) -> list[str] | None:

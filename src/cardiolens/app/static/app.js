@@ -6,7 +6,7 @@ const state = { record: null, models: [], view: null, attention: null, shift: fa
 const ECG_PINK = "#f3b5b5", ECG_PINK_LIGHT = "#fbe4e4";
 const PLOT_CONFIG = { responsive: true, displaylogo: false, toImageButtonOptions: { format: "png", scale: 2 } };
 // one colour per rhythm model (the CNN, then the feature trees), whichever of them answered
-const RHYTHM_COLOURS = ["#1f6feb", "#b42318"];
+const RHYTHM_COLOURS = ["#1f6feb", "#b42318", "#6e40c9"];
 // beat classes of aami-ecg-trees: Okabe-Ito colours and a shape each, so colour is never the only cue;
 // N beats get a faint ring only (they are most beats), which still carries their hover text
 const BEAT_CLASS_MARKERS = {
@@ -283,7 +283,7 @@ function beatClassTraces(classified, inView) {
 }
 
 function drawAnalysis(result) {
-  const rhythms = [result.rhythm, result.rhythm_trees], bm = result.beat_model, classified = result.beat_classes;
+  const rhythms = [result.rhythm, result.rhythm_trees, result.rhythm_mean].filter(Boolean), bm = result.beat_model, classified = result.beat_classes;
   const hr = result.heart_rate.median_bpm;
   const verdicts = rhythms.filter((r) => r.ok).map(mostLikely);
   const perClass = classified.ok ? `; beats: ${classified.classes.map((c) => `${esc(c)} ${classified.counts[c]}`).join(", ")} (${esc(classified.model)})` : "";
