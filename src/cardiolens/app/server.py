@@ -80,14 +80,6 @@ class ErrorOut(BaseModel):
     detail: str = Field(description="what is wrong, in words to show a user")
 
 
-class LeadQualityOut(BaseModel):
-    lead: str
-    modality: str
-    problems: list[str]
-    heart_rate_bpm: float | None = None
-    peak_to_peak: float | None = None
-
-
 class RecordOut(BaseModel):
     id: str = Field(description="the record's handle for the other endpoints; valid until it expires or is deleted")
     name: str

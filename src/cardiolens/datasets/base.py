@@ -271,22 +271,3 @@ def value_counts(values: Iterable[Any]) -> dict[str, int]:
 def list_counts(lists: Iterable[Iterable[Any]]) -> dict[str, int]:
     """Counts of each element over lists of elements (multi-label counts), most frequent first."""
     return value_counts(x for items in lists for x in items)
-
-
-def read_header_line(hea: Path) -> tuple[int, float, int | None]:
-    """(signals, fs, samples) from a WFDB header's record line, without reading the signal list.
-
-    A fast path for catalogues of thousands of records; the full header is parsed on load.
-    """
-    try:
-        with open(hea, encoding="latin-1") as fh:
-            for line in fh:
-                if line.strip() and not line.startswith("#"):
-                    parts = line.split()
-                    n_sig = int(parts[1])
-                    fs = float(parts[2].split("/")[0].split("(")[0]) if len(parts) > 2 else 250.0
-                    n = int(parts[3]) if len(parts) > 3 else None
-                    return n_sig, fs, n
-    except (OSError, ValueError, IndexError) as exc:
-        raise DatasetError(f"{hea}: cannot read the WFDB header's record line: {exc}") from None
-    raise DatasetError(f"{hea}: WFDB header has no record line")
