@@ -87,6 +87,7 @@ def test_page_end_to_end(live_server, cinc2017_dir):
     assert analysis["rhythmModels"] == ["rhythm-ecg", "rhythm-ecg-trees", "rhythm-ecg-mean"]
     assert analysis["rhythmBarmode"] == "group"
     assert "rhythm-ecg-trees" in analysis["summary"] and "rhythm-ecg-trees" in analysis["rhythmNote"]
+    assert "rhythm-ecg-mean: the unweighted mean of rhythm-ecg and rhythm-ecg-trees" in analysis["rhythmNote"]
     assert analysis["treesReportPage"]["status"] == 200 and "rhythm-ecg-trees" in analysis["treesReportPage"]["text"]
     assert_beat_classes_drawn(analysis, hea)
 

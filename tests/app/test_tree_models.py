@@ -58,6 +58,7 @@ def test_analysis_shows_the_mean_of_both_rhythm_models_and_the_report_lists_it(c
     for c in mean["classes"]:
         assert mean["probabilities"][c] == pytest.approx((cnn["probabilities"][c] + forest["probabilities"][c]) / 2)
     assert mean["names"]["A"] == "atrial fibrillation" and "unweighted mean" in mean["preprocessing"][-1]
+    assert mean["members"] == [services.RHYTHM_MODEL, TREES] and "members" not in cnn
     # a mean predicts only: it is not offered to the explain and generate views
     assert services.RHYTHM_MEAN_MODEL not in [m["name"] for m in client.get("/api/models").json()]
     text = client.get(f"/api/records/{example['id']}/report", params={"lead": "II"}).text

@@ -272,9 +272,11 @@ def _predictor(
 
 def _rhythm(pool: ModelPool, name: str, record: Record, lead: str | None) -> dict[str, Any]:
     """One rhythm model's output (or why there is none), with each class's name in words."""
-    rhythm, _ = _predictor(pool, name, record, lead)
+    rhythm, pred = _predictor(pool, name, record, lead)
     if rhythm.get("ok"):
         rhythm["names"] = {c: RHYTHM_NAMES.get(c, c) for c in rhythm["classes"]}
+        if "members" in pred.extra:  # a mean of models: the page names them instead of repeating their steps
+            rhythm["members"] = list(pred.extra["members"])
     return rhythm
 
 

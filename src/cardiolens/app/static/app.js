@@ -258,9 +258,9 @@ function drawRhythm(models) {
   } else {
     Plotly.purge(rdiv);
   }
-  $("rhythm-message").textContent = models.map((r) => (r.ok
-    ? r.model + (r.preprocessing.length ? ": " + r.preprocessing.join("; ") : "")
-    : `${r.model} unavailable: ${r.message}`)).join("\n");
+  $("rhythm-message").textContent = models.map((r) => (!r.ok ? `${r.model} unavailable: ${r.message}`
+    : r.members ? `${r.model}: the unweighted mean of ${r.members.join(" and ")}`
+    : r.model + (r.preprocessing.length ? ": " + r.preprocessing.join("; ") : ""))).join("\n");
   bump(rdiv);
 }
 
