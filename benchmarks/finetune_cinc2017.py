@@ -445,7 +445,8 @@ chose the rule. Both members are fold 0's models of the same 5-fold split and ne
   intervals; experiment `{SHIPPED_MEAN}` of `benchmarks/finetune_cinc2017.py`):
   challenge score {score["value"]:.3f} [{score["low"]:.3f}, {score["high"]:.3f}];
   AF vs rest AUROC {af["value"]:.3f} [{af["low"]:.3f}, {af["high"]:.3f}].
-- The members' own cards give their scores; `cardiolens explain` explains each member, not the mean.
+- The members' own cards give their scores. `cardiolens explain rhythm-ecg-mean REC` writes one report per
+  member, each explaining the class the mean predicts.
 
 Command: `.venv/bin/python benchmarks/finetune_cinc2017.py --ship-mean` (checks that the mean scores on
 fold 0 exactly what the benchmark's average scored there).

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from cardiolens.errors import CardiolensError
+from cardiolens.errors import CardiolensError, ModelInputError
 
 
 def info(
@@ -595,7 +595,8 @@ def explain(
 
     Args:
         model: a shipped model (rhythm-ecg, rhythm-ecg-trees, ecgpt-small, ...), a checkpoint folder, or a
-            HeartGPT .zip.
+            HeartGPT .zip; for a mean of models (rhythm-ecg-mean), each member explains the mean's class in
+            out/MEMBER/, linked from out/index.html.
         path: the recording (WFDB .hea, CSV, .npy, HeartGPT context CSV, ...).
         method: comma-separated methods (attention, embeddings, physiology, gradcam, hirescam, ig,
             occlusion, gradrollout, faithfulness, randomization; features for a tree model), or auto:
@@ -613,8 +614,20 @@ def explain(
         projection: hidden-state map: pca, tsne or umap.
         seed: seed of the random orders and weights of the faithfulness checks.
     """
-    from cardiolens.explain import explain_record, summary_lines
+    from cardiolens.explain import explain_mean, explain_record, summary_lines
+    from cardiolens.tasks.model_mean import find_model_mean
 
+    if find_model_mean(model) is not None:  # rhythm-ecg-mean: one report per member, for the mean's class
+        if method != "auto" or token != -1 or layer is not None or head is not None or position is not None:
+            raise ModelInputError(
+                f"{model} is a mean of models: its members are explained with every method that applies to each; "
+                "--method, --token, --layer, --head and --position select within one model, so explain a member"
+            )
+        reports = explain_mean(model, path, out, fs=fs, lead=lead, start=start, target=target, seed=seed)
+        for member_report in reports:
+            print("\n".join(summary_lines(member_report)))
+        print(f"wrote {out}/index.html (the mean's prediction, with a report per member)")
+        return
     report = explain_record(
         model,
         path,

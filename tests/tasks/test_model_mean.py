@@ -1,6 +1,6 @@
 """Means of models (``cardiolens.tasks.model_mean``): the shipped ``rhythm-ecg-mean`` averages its two
 members exactly, states both members' preprocessing, round-trips through its folder, refuses members
-that do not fit, and reproduces its card on its real CinC 2017 test fold."""
+that do not fit, is explained member by member, and reproduces its card on its real CinC 2017 test fold."""
 
 from __future__ import annotations
 
@@ -101,12 +101,38 @@ def test_members_that_do_not_fit_and_bad_folders_are_refused(tmp_path: Path) -> 
         ModelMean(config, members).save(tmp_path / "other")
 
 
-def test_explain_and_load_model_send_the_user_to_the_members(tmp_path: Path) -> None:
-    from cardiolens.explain import explain_record
+def test_a_mean_is_explained_member_by_member_for_the_means_class(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cardiolens.explain import explain_mean, explain_record
 
     path = _write_sinus_csv(tmp_path / "sinus.csv")
-    with pytest.raises(ModelInputError, match="rhythm-ecg-mean is the mean of rhythm-ecg, rhythm-ecg-trees: explain"):
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert main(["explain", "rhythm-ecg-mean", str(path), "--out", str(out), "--target", "A"]) == 0
+    printed = capsys.readouterr().out
+    assert "rhythm-ecg on" in printed and "rhythm-ecg-trees on" in printed and "index.html" in printed
+    for member, method in (("rhythm-ecg", "attributions"), ("rhythm-ecg-trees", "features")):
+        summary = json.loads((out / member / "summary.json").read_text())
+        assert summary["target"] == "A" and method in summary, member  # the mean's class, not the member's own
+        assert (out / member / "report.html").is_file()
+    index = (out / "index.html").read_text()
+    assert 'href="rhythm-ecg/report.html"' in index and 'href="rhythm-ecg-trees/report.html"' in index
+    assert "explains the class <b>A</b>" in index and "http" not in index
+    # by default the class is the mean's prediction
+    assert {r.summary["target"] for r in explain_mean("rhythm-ecg-mean", path, lead="II")} == {"N"}
+    # options that select within one model are refused, naming the way out
+    assert main(["explain", "rhythm-ecg-mean", str(path), "--method", "ig"]) == 2
+    assert "explain a member" in capsys.readouterr().err
+    with pytest.raises(ModelInputError, match="unknown class 'X'; rhythm-ecg-mean has N, A, O, ~"):
+        explain_mean("rhythm-ecg-mean", path, target="X")
+    with pytest.raises(ModelInputError, match="rhythm-ecg is not a mean of models"):
+        explain_mean("rhythm-ecg", path)
+    with pytest.raises(ModelInputError, match="mean of rhythm-ecg, rhythm-ecg-trees: explain each of them, or use"):
         explain_record("rhythm-ecg-mean", path, "auto", tmp_path / "out")
+
+
+def test_load_model_sends_the_user_to_predict_and_evaluate() -> None:
     with pytest.raises(CheckpointError, match="is a mean of other models, not a network"):
         load_model("rhythm-ecg-mean")
     with pytest.raises(CheckpointError, match="means of models for predict and evaluate: rhythm-ecg-mean"):

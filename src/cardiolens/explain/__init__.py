@@ -76,7 +76,14 @@ from cardiolens.explain.physiology import (
     ppg_feature_masks,
     window_peaks,
 )
-from cardiolens.explain.report import ExplainReport, explain_record, render_html, summary_lines, write_report
+from cardiolens.explain.report import (
+    ExplainReport,
+    explain_mean,
+    explain_record,
+    render_html,
+    summary_lines,
+    write_report,
+)
 
 __all__ = [
     "ATTRIBUTION_METHODS",
@@ -108,6 +115,7 @@ __all__ = [
     "cycle_phase",
     "dicrotic_notches",
     "ecg_wave_masks",
+    "explain_mean",
     "explain_record",
     "faithfulness",
     "feature_masks",

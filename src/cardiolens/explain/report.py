@@ -173,9 +173,10 @@ def explain_record(
     if isinstance(model, str | Path) and find_model_mean(model) is not None:
         model = load_model_mean(find_model_mean(model))
     if isinstance(model, ModelMean):
-        # an explanation of a mean would mix maps of different kinds (samples, record features)
+        # one report cannot mix maps of different kinds (samples, record features): explain_mean writes one per member
         raise ModelInputError(
-            f"{model.config.name} is the mean of {', '.join(model.config.members)}: explain each of them"
+            f"{model.config.name} is the mean of {', '.join(model.config.members)}: explain each of them, "
+            "or use explain_mean (cardiolens explain does)"
         )
     if isinstance(model, str | Path):
         from cardiolens.models import load_model
@@ -441,6 +442,92 @@ def render_html(report: ExplainReport) -> str:
             parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def explain_mean(
+    model: Any,
+    signal: Any,
+    out: str | Path | None = None,
+    *,
+    fs: float | None = None,
+    lead: str | int | None = None,
+    start: float = 0.0,
+    target: int | str | None = None,
+    seed: int = 0,
+) -> list[ExplainReport]:
+    """Explain a mean of models (``rhythm-ecg-mean``) through its members: one report per member.
+
+    Every member explains the same class, the one the mean predicts (or ``target``), with every
+    method that applies to it, so each report shows that member's evidence for the mean's answer.
+    With ``out``, member ``m`` writes into ``out/m/`` and ``out/index.html`` links the reports under
+    the mean's prediction.
+
+    Raises:
+        ModelInputError: ``model`` is not a mean of models, or an unknown target class.
+    """
+    from cardiolens.tasks.model_mean import ModelMean, find_model_mean, load_model_mean
+    from cardiolens.tasks.predict import predict_record
+
+    if isinstance(model, str | Path):
+        folder = find_model_mean(model)
+        if folder is None:
+            raise ModelInputError(f"{model} is not a mean of models; explain it with explain_record")
+        model = load_model_mean(folder)
+    if not isinstance(model, ModelMean):
+        raise ModelInputError(f"{type(model).__name__} is not a mean of models; explain it with explain_record")
+    from cardiolens.signal.record import Record
+
+    if not isinstance(signal, Record):
+        from cardiolens.io import load_record
+
+        signal = load_record(signal, fs=fs)
+    single = lead if isinstance(lead, str) else None
+    prediction = predict_record(model, signal, lead=single)
+    classes = model.config.classes
+    if target is None:
+        target = prediction.labels[0]
+    elif isinstance(target, int) or str(target).lstrip("-").isdigit():
+        target = classes[int(target)]
+    if target not in classes:
+        raise ModelInputError(f"unknown class {target!r}; {model.config.name} has {', '.join(classes)}")
+    reports = [
+        explain_record(
+            member,
+            signal,
+            None,
+            None if out is None else Path(out) / member.config.name,
+            lead=lead,
+            start=start,
+            target=target,
+            seed=seed,
+        )
+        for member in model.members
+    ]
+    if out is not None:
+        rows = "".join(
+            f"<tr><th>{html.escape(c)}</th><td>{p:.3f}</td>"
+            + "".join(f"<td>{prediction.extra['members'][r.model][c]:.3f}</td>" for r in reports)
+            + "</tr>"
+            for c, p in prediction.probabilities.items()
+        )
+        links = "".join(
+            f'<li><a href="{html.escape(r.model)}/report.html">{html.escape(r.model)}</a>: '
+            f"{html.escape(', '.join(r.methods))}</li>"
+            for r in reports
+        )
+        page = (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(model.config.name)}</title>"
+            "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 10px;text-align:right}</style>"
+            f"</head><body><h1>{html.escape(model.config.name)} on {html.escape(prediction.source)}</h1>"
+            f"<p>The unweighted mean of {html.escape(', '.join(model.config.members))}. Each member's report "
+            f"explains the class <b>{html.escape(target)}</b>.</p>"
+            f"<table><tr><th>class</th><th>mean</th>"
+            + "".join(f"<th>{html.escape(r.model)}</th>" for r in reports)
+            + f"</tr>{rows}</table><ul>{links}</ul></body></html>\n"
+        )
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "index.html").write_text(page, encoding="utf-8")
+    return reports
 
 
 def write_report(report: ExplainReport, out: str | Path) -> list[Path]:

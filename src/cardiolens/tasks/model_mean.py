@@ -7,8 +7,9 @@ and the test split; the members stay separate models, each reading the record as
 100 Hz windows, the trees the whole record at 300 Hz). Nothing is fitted: the weights are equal, so
 no test record informed the combination.
 
-``cardiolens predict`` and ``evaluate`` accept a mean wherever they accept a model; ``explain`` names
-its members, which are explained one by one.
+``cardiolens predict`` and ``evaluate`` accept a mean wherever they accept a model; ``explain`` writes
+one report per member, each explaining the class the mean predicts
+(:func:`cardiolens.explain.explain_mean`).
 """
 
 from __future__ import annotations
