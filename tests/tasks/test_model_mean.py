@@ -84,6 +84,7 @@ def test_members_that_do_not_fit_and_bad_folders_are_refused(tmp_path: Path) -> 
     for change, message in [
         ({"members": ["rhythm-ecg", "no-such-model"]}, r"member 'no-such-model' cannot be loaded: .*no such model"),
         ({"members": ["rhythm-ecg", "rhythm-ecg-mean"]}, "'rhythm-ecg-mean' is itself a mean"),
+        ({"members": ["rhythm-ecg", "."]}, "'.' is itself a mean"),  # itself: refused, not loaded forever
     ]:
         (folder / MEAN_CONFIG).write_text(json.dumps({**meta, "config": {**meta["config"], **change}}))
         with pytest.raises(CheckpointError, match=message):

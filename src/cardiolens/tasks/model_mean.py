@@ -134,7 +134,8 @@ def load_model_mean(path: str | Path, load: Callable[[str | Path], Any] | None =
     members = []
     for reference in config.members:
         local = path / reference
-        if is_model_mean(local if local.exists() else reference):
+        # checked before loading: a mean that lists itself would otherwise load forever
+        if find_model_mean(local if local.exists() else reference) is not None:
             raise CheckpointError(f"member {reference!r} is itself a mean; list its members instead", path)
         try:
             members.append(load(local if local.exists() else reference))
