@@ -85,6 +85,7 @@ def test_members_that_do_not_fit_and_bad_folders_are_refused(tmp_path: Path) -> 
         ({"members": ["rhythm-ecg", "no-such-model"]}, r"member 'no-such-model' cannot be loaded: .*no such model"),
         ({"members": ["rhythm-ecg", "rhythm-ecg-mean"]}, "'rhythm-ecg-mean' is itself a mean"),
         ({"members": ["rhythm-ecg", "."]}, "'.' is itself a mean"),  # itself: refused, not loaded forever
+        ({"members": "rhythm-ecg"}, "members must be a list of model names or folders"),
     ]:
         (folder / MEAN_CONFIG).write_text(json.dumps({**meta, "config": {**meta["config"], **change}}))
         with pytest.raises(CheckpointError, match=message):
@@ -136,7 +137,7 @@ def test_a_mean_is_explained_member_by_member_for_the_means_class(
 def test_load_model_sends_the_user_to_predict_and_evaluate() -> None:
     with pytest.raises(CheckpointError, match="is a mean of other models, not a network"):
         load_model("rhythm-ecg-mean")
-    with pytest.raises(CheckpointError, match="means of models for predict and evaluate: rhythm-ecg-mean"):
+    with pytest.raises(CheckpointError, match="means of models for predict, evaluate and explain: rhythm-ecg-mean"):
         load_model("no-such-model")
 
 

@@ -170,8 +170,8 @@ def explain_record(
     from cardiolens.tasks.model_mean import ModelMean, find_model_mean, load_model_mean
     from cardiolens.tasks.tree_model import FeatureTreeModel, find_tree_model, load_tree_model
 
-    if isinstance(model, str | Path) and find_model_mean(model) is not None:
-        model = load_model_mean(find_model_mean(model))
+    if isinstance(model, str | Path) and (mean_folder := find_model_mean(model)) is not None:
+        model = load_model_mean(mean_folder)
     if isinstance(model, ModelMean):
         # one report cannot mix maps of different kinds (samples, record features): explain_mean writes one per member
         raise ModelInputError(

@@ -12,6 +12,7 @@ argument a user typed into a model:
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -27,12 +28,23 @@ def weights_dir() -> Path:
     return Path(str(resources.files("cardiolens") / "weights"))
 
 
+def shipped_names(is_kind: Callable[[Path], bool]) -> list[str]:
+    """Names of the shipped model folders of one kind (``is_kind`` tells a folder of that kind)."""
+    root = weights_dir()
+    return sorted(p.name for p in root.iterdir() if is_kind(p)) if root.is_dir() else []
+
+
+def find_shipped_or_path(name_or_path: str | Path, is_kind: Callable[[Path], bool]) -> Path | None:
+    """The folder of a model of one kind named like a shipped model, or given as a path; else None."""
+    text = str(name_or_path)
+    if "/" not in text and is_kind(weights_dir() / text):
+        return weights_dir() / text
+    return Path(text) if is_kind(Path(text)) else None
+
+
 def list_pretrained() -> list[str]:
     """Names of the trained checkpoints shipped with the package."""
-    root = weights_dir()
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if (p / CONFIG).is_file())
+    return shipped_names(lambda p: (p / CONFIG).is_file())
 
 
 def _is_heartgpt_file(path: Path) -> bool:
@@ -76,7 +88,7 @@ def load_model(name_or_path: str | Path, map_location: str = "cpu") -> nn.Module
         )
     if find_model_mean(text) is not None:
         raise CheckpointError(
-            "is a mean of other models, not a network: use cardiolens predict / evaluate, or "
+            "is a mean of other models, not a network: use cardiolens predict / evaluate / explain, or "
             "cardiolens.tasks.model_mean.load_model_mean",
             text,
         )
@@ -87,11 +99,11 @@ def load_model(name_or_path: str | Path, map_location: str = "cpu") -> nn.Module
         if trees:  # not networks, but a name predict, evaluate and explain accept in the same place
             names += f"; feature-tree models for predict, evaluate and explain: {', '.join(trees)}"
         if means := list_model_means():
-            names += f"; means of models for predict and evaluate: {', '.join(means)}"
+            names += f"; means of models for predict, evaluate and explain: {', '.join(means)}"
         raise CheckpointError(f"no such model: not a shipped model ({names}) and no file or folder of that name", text)
     if path.is_file() and _is_heartgpt_file(path):
         return import_heartgpt(path).to(map_location)
     return load_checkpoint(path, map_location)
 
 
-__all__ = ["list_pretrained", "load_model", "weights_dir"]
+__all__ = ["find_shipped_or_path", "list_pretrained", "load_model", "shipped_names", "weights_dir"]

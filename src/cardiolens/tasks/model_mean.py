@@ -90,20 +90,16 @@ def is_model_mean(path: str | Path) -> bool:
 
 def list_model_means() -> list[str]:
     """Names of the model means shipped in the weights folder."""
-    from cardiolens.models.pretrained import weights_dir
+    from cardiolens.models.pretrained import shipped_names
 
-    root = weights_dir()
-    return sorted(p.name for p in root.iterdir() if is_model_mean(p)) if root.is_dir() else []
+    return shipped_names(is_model_mean)
 
 
 def find_model_mean(name_or_path: str | Path) -> Path | None:
     """The folder of a model mean named like a shipped model (``rhythm-ecg-mean``) or given as a path; else None."""
-    from cardiolens.models.pretrained import weights_dir
+    from cardiolens.models.pretrained import find_shipped_or_path
 
-    text = str(name_or_path)
-    if "/" not in text and is_model_mean(weights_dir() / text):
-        return weights_dir() / text
-    return Path(text) if is_model_mean(text) else None
+    return find_shipped_or_path(name_or_path, is_model_mean)
 
 
 def load_model_mean(path: str | Path, load: Callable[[str | Path], Any] | None = None) -> ModelMean:
@@ -131,6 +127,8 @@ def load_model_mean(path: str | Path, load: Callable[[str | Path], Any] | None =
         config = ModelMeanConfig(**meta["config"])
     except (json.JSONDecodeError, TypeError, KeyError) as exc:
         raise CheckpointError(f"cannot read {MEAN_CONFIG} ({exc})", path) from None
+    if not isinstance(config.members, list) or not all(isinstance(m, str) for m in config.members):
+        raise CheckpointError(f"{MEAN_CONFIG}: members must be a list of model names or folders", path)
     members = []
     for reference in config.members:
         local = path / reference

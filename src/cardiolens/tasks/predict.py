@@ -283,44 +283,40 @@ def predict_record(
     )
 
 
+def _class_prediction(
+    cfg: Any, record: Record, p: np.ndarray, windows: int, notes: list[str], extra: dict | None = None
+) -> Prediction:
+    """A record-level multiclass prediction from its class probabilities ``p`` (the arg-max is the label)."""
+    return Prediction(
+        source=record_source(record),
+        model=cfg.name,
+        task=cfg.task,
+        kind=cfg.kind,
+        classes=cfg.classes,
+        probabilities={c: float(v) for c, v in zip(cfg.classes, p, strict=True)},
+        labels=[cfg.classes[int(np.argmax(p))]],
+        windows=windows,
+        preprocessing=notes,
+        fs=record.fs,
+        extra=extra or {},
+    )
+
+
 def _predict_with_mean(model: ModelMean, record: Record, lead: str | None) -> Prediction:
     cfg = model.config
     parts = [predict_record(member, record, lead) for member in model.members]
     p = np.mean([[part.probabilities[c] for c in cfg.classes] for part in parts], axis=0)
     notes = [f"{part.model}: {step}" for part in parts for step in part.preprocessing]
     notes.append(f"probabilities: the unweighted mean of {', '.join(part.model for part in parts)}")
-    return Prediction(
-        source=record_source(record),
-        model=cfg.name,
-        task=cfg.task,
-        kind=cfg.kind,
-        classes=cfg.classes,
-        probabilities={c: float(v) for c, v in zip(cfg.classes, p, strict=True)},
-        labels=[cfg.classes[int(np.argmax(p))]],
-        windows=max(part.windows for part in parts),
-        preprocessing=notes,
-        fs=record.fs,
-        extra={"members": {part.model: part.probabilities for part in parts}},
-    )
+    members = {part.model: part.probabilities for part in parts}
+    return _class_prediction(cfg, record, p, max(part.windows for part in parts), notes, {"members": members})
 
 
 def _predict_with_trees(model: RhythmTreeModel, record: Record, lead: str | None) -> Prediction:
     cfg = model.config
     signal, notes = model_input(model, record, lead)
     notes.append(f"{len(cfg.features)} rhythm features of the whole record ({cfg.feature_set}), boosted trees")
-    p = model.predict_signals([signal[0]])[0]
-    return Prediction(
-        source=record_source(record),
-        model=cfg.name,
-        task=cfg.task,
-        kind=cfg.kind,
-        classes=cfg.classes,
-        probabilities={c: float(v) for c, v in zip(cfg.classes, p, strict=True)},
-        labels=[cfg.classes[int(np.argmax(p))]],
-        windows=1,
-        preprocessing=notes,
-        fs=record.fs,
-    )
+    return _class_prediction(cfg, record, model.predict_signals([signal[0]])[0], 1, notes)
 
 
 def _classify_beats(model: BeatTreeModel, record: Record, lead: str | None) -> Prediction:

@@ -281,20 +281,16 @@ def is_tree_model(path: str | Path) -> bool:
 def list_tree_models() -> list[str]:
     """Names of the feature-tree models shipped in the weights folder (not torch checkpoints, so
     :func:`cardiolens.models.list_pretrained` leaves them out)."""
-    from cardiolens.models.pretrained import weights_dir
+    from cardiolens.models.pretrained import shipped_names
 
-    root = weights_dir()
-    return sorted(p.name for p in root.iterdir() if is_tree_model(p)) if root.is_dir() else []
+    return shipped_names(is_tree_model)
 
 
 def find_tree_model(name_or_path: str | Path) -> Path | None:
     """The folder of a tree model named like a shipped model (``rhythm-ecg-trees``) or given as a path; else None."""
-    from cardiolens.models.pretrained import weights_dir
+    from cardiolens.models.pretrained import find_shipped_or_path
 
-    text = str(name_or_path)
-    if "/" not in text and is_tree_model(weights_dir() / text):
-        return weights_dir() / text
-    return Path(text) if is_tree_model(text) else None
+    return find_shipped_or_path(name_or_path, is_tree_model)
 
 
 def load_tree_model(path: str | Path) -> FeatureTreeModel:

@@ -5,7 +5,7 @@ const $ = (id) => document.getElementById(id);
 const state = { record: null, models: [], view: null, attention: null, shift: false, tuned: {}, genAbort: null, busy: 0 };
 const ECG_PINK = "#f3b5b5", ECG_PINK_LIGHT = "#fbe4e4";
 const PLOT_CONFIG = { responsive: true, displaylogo: false, toImageButtonOptions: { format: "png", scale: 2 } };
-// one colour per rhythm model (the CNN, then the feature trees), whichever of them answered
+// one colour per rhythm model (the CNN, the feature trees, their mean), whichever of them answered
 const RHYTHM_COLOURS = ["#1f6feb", "#b42318", "#6e40c9"];
 // beat classes of aami-ecg-trees: Okabe-Ito colours and a shape each, so colour is never the only cue;
 // N beats get a faint ring only (they are most beats), which still carries their hover text
