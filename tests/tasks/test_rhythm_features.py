@@ -23,7 +23,7 @@ from cardiolens.tasks.rhythm_features import (
     template_features,
     window_features,
 )
-from cardiolens.tasks.trees import boosted_trees, permutation_importance_table
+from cardiolens.tasks.trees import boosted_trees, permutation_importance_table, tuned_boosted_trees
 
 FS = 300.0
 
@@ -174,3 +174,40 @@ def test_permutation_importance_ranks_the_feature_the_labels_depend_on_first():
     )
     assert [row["feature"] for row in table][0] == "b" and len(table) == 2
     assert table[0]["drop"] > 0.3 and table[1]["drop"] < 0.05
+
+
+def _accuracy(t, p) -> float:
+    return float(np.mean(np.asarray(t) == np.asarray(p)))
+
+
+def _recall_of_rare(t, p) -> float:
+    return float(np.mean(np.asarray(p)[np.asarray(t) == 1] == 1))
+
+
+def test_tuned_trees_choose_the_setting_that_scores_best_in_the_inner_folds():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((240, 2))
+    # a rare class: class weighting decides whether the trees ever predict it, and the score rewards it
+    y = ((x[:, 0] > 1.3) & (x[:, 1] > 0)).astype(int)
+    grid = {"class_weight": [None, "balanced"], "max_iter": [20]}
+    model, search = tuned_boosted_trees(x, y, _recall_of_rare, grid=grid)
+    scores = {str(r["settings"]["class_weight"]): r["score"] for r in search["inner"]}
+    assert len(search["inner"]) == 2 and set(scores) == {"None", "balanced"}
+    assert scores["balanced"] > scores["None"]
+    assert search["chosen"]["class_weight"] == "balanced"
+    assert model.get_params()["class_weight"] == search["chosen"]["class_weight"]
+    assert model.get_params()["max_iter"] == 20 and hasattr(model, "classes_")  # refitted on every item
+
+
+def test_tuned_trees_keep_a_patient_in_one_inner_fold():
+    rng = np.random.default_rng(2)
+    patients = np.repeat(np.arange(40), 6)
+    labels_of_patient = rng.integers(0, 2, 40)
+    y = labels_of_patient[patients]
+    # the feature names the patient and nothing else: memorising patients is the only way to score
+    x = (patients + 0.01 * rng.standard_normal(len(patients)))[:, None]
+    grid = {"max_iter": [30], "min_samples_leaf": [2]}  # leaves as small as one patient
+    _, leaky = tuned_boosted_trees(x, y, _accuracy, grid=grid)
+    _, grouped = tuned_boosted_trees(x, y, _accuracy, groups=patients, grid=grid)
+    assert leaky["inner"][0]["score"] > 0.9  # items of a seen patient are recognised
+    assert grouped["inner"][0]["score"] < 0.75  # unseen patients: near chance

@@ -5,6 +5,7 @@ One definition, so that both benchmarks and their tests use the same classifier 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,57 @@ def boosted_trees(seed: int = 0) -> Any:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     return HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, random_state=seed)
+
+
+# the settings an inner cross-validation chooses among (12 combinations; the first is boosted_trees())
+TREE_SETTINGS_GRID: dict[str, list] = {
+    "learning_rate": [0.05, 0.1],
+    "max_leaf_nodes": [31, 15, 63],
+    "class_weight": [None, "balanced"],
+}
+
+
+def tuned_boosted_trees(
+    features: Any,
+    targets: Any,
+    score: Callable[[Any, Any], float],
+    groups: Any = None,
+    grid: dict[str, list] | None = None,
+    inner_folds: int = 4,
+    seed: int = 0,
+) -> tuple[Any, dict]:
+    """:func:`boosted_trees` with the settings of ``grid`` that score best in an inner cross-validation
+    on the given (training) items, refitted on all of them.
+
+    Nested inside an outer cross-validation, the outer test items never take part in the choice, so the
+    outer score is an honest estimate of "trees tuned this way". ``score(y_true, y_pred_labels)``;
+    ``groups`` (patients) keep each patient's items in one inner fold.
+
+    Returns:
+        ``(fitted model, {"chosen": settings, "inner": [{"settings", "score"}, ...]})``.
+    """
+    from sklearn.metrics import make_scorer
+    from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, StratifiedKFold
+
+    if groups is None:
+        splitter = StratifiedKFold(inner_folds, shuffle=True, random_state=seed)
+    else:
+        splitter = StratifiedGroupKFold(inner_folds, shuffle=True, random_state=seed)
+    search = GridSearchCV(
+        boosted_trees(seed),
+        grid or TREE_SETTINGS_GRID,
+        scoring=make_scorer(score),
+        cv=splitter,
+        refit=True,
+        n_jobs=1,
+        error_score="raise",
+    )
+    search.fit(features, targets, groups=groups)
+    inner = [
+        {"settings": dict(settings), "score": float(value)}
+        for settings, value in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"], strict=True)
+    ]
+    return search.best_estimator_, {"chosen": dict(search.best_params_), "inner": inner}
 
 
 def balanced_weights(targets: Any, classes: int) -> np.ndarray:
@@ -52,4 +104,10 @@ def permutation_importance_table(
     ]
 
 
-__all__ = ["balanced_weights", "boosted_trees", "permutation_importance_table"]
+__all__ = [
+    "TREE_SETTINGS_GRID",
+    "balanced_weights",
+    "boosted_trees",
+    "permutation_importance_table",
+    "tuned_boosted_trees",
+]
