@@ -498,3 +498,49 @@ def test_the_protocol_says_how_many_folds_the_run_used():
     assert run_protocol(rhythm, 3) == rhythm.protocol + "; this run: 3 folds"
     aami = get_task("mitbih-aami")  # its protocol names no fold count
     assert run_protocol(aami, 3) == aami.protocol
+
+
+def test_an_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch):
+    import cardiolens.tasks.finetune as finetune_module
+
+    root = tmp_path / "data"
+    root.mkdir()
+
+    def run(out: Path) -> dict:
+        cfg = FinetuneConfig(
+            task="test-sines",
+            data=str(root),
+            backbone="resnet1d",
+            folds=2,
+            fold_ids=[0],
+            epochs=3,
+            patience=3,
+            batch_size=8,
+            lr=3e-3,
+            out=str(out),
+            progress=False,
+            bootstrap=10,
+            min_steps=1,
+        )
+        return finetune(cfg)
+
+    run(tmp_path / "whole")
+    real_predict, calls = finetune_module.predict_items, []
+
+    def interrupt_at_the_second_validation(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # after epoch 1's checkpoint, during epoch 2
+        return real_predict(*args, **kwargs)
+
+    monkeypatch.setattr(finetune_module, "predict_items", interrupt_at_the_second_validation)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut")
+    monkeypatch.setattr(finetune_module, "predict_items", real_predict)
+    assert torch.load(tmp_path / "cut" / "fold-0" / "last.pt", weights_only=True)["state"]["epoch"] == 1
+    run(tmp_path / "cut")  # resumes after epoch 1
+    whole = torch.load(tmp_path / "whole" / "fold-0" / "last.pt", weights_only=True)
+    cut = torch.load(tmp_path / "cut" / "fold-0" / "last.pt", weights_only=True)
+    assert whole["state"]["history"] == cut["state"]["history"]
+    for name, value in whole["model"].items():
+        assert torch.equal(value, cut["model"][name]), name  # dropout masks and batches continued as before

@@ -497,6 +497,8 @@ def train_fold(
         task_model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         state = saved["state"]
+        if "torch_rng" in saved:  # dropout masks continue as in an uninterrupted run
+            torch.set_rng_state(saved["torch_rng"])
         log.info("resuming %s after epoch %d", folder, state["epoch"])
     step = state["epoch"] * steps_per_epoch
     for epoch in range(state["epoch"], epochs):
@@ -539,7 +541,15 @@ def train_fold(
         state["epoch"] = epoch + 1
         if fabric.global_rank == 0:
             tmp = last.with_name(f".{last.name}.tmp")
-            torch.save({"model": task_model.state_dict(), "optimizer": optimizer.state_dict(), "state": state}, tmp)
+            torch.save(
+                {
+                    "model": task_model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "state": state,
+                    "torch_rng": torch.get_rng_state(),
+                },
+                tmp,
+            )
             os.replace(tmp, last)
     if state["best_state"] is not None:
         task_model.load_state_dict(state["best_state"])
