@@ -349,7 +349,8 @@ def ship_aami_trees(data_dir: Path, runs: Path, result_file: Path, out: Path) ->
     missed = sum(r["annotated_beats"] - r["matched"] for r in per_record.values())
     extra = sum(r["classified_beats"] - r["matched"] for r in per_record.values())
 
-    row = next(r for r in json.loads(result_file.read_text())["experiments"] if r["experiment"] == "beat-features-gbm")
+    rows = {r["experiment"]: r for r in json.loads(result_file.read_text())["experiments"]}
+    row = rows["beat-features-gbm"]
     write_result(
         {
             "model": config.name,
@@ -373,6 +374,15 @@ def ship_aami_trees(data_dir: Path, runs: Path, result_file: Path, out: Path) ->
         return f"{x:.3f}"
 
     oof_v, oof_s = row["oof"]["F1_V"], row["oof"]["F1_S"]
+    nested_note = "  The targets of the project (F1 V >= 0.92, F1 S >= 0.60) are met for S only.\n"
+    if "beat-features-gbm-nested" in rows:
+        nv, ns = (rows["beat-features-gbm-nested"]["oof"][m] for m in ("F1_V", "F1_S"))
+        nv, ns = (f"{f(v['value'])} [{f(v['low'])}, {f(v['high'])}]" for v in (nv, ns))
+        nested_note = f"""  This tree setting was kept after trying others on the same folds. With the setting chosen in
+  each fold by an inner cross-validation on its training records (`beat-features-gbm-nested`),
+  F1 V is {nv} and F1 S {ns}. The project's V target (F1 >= 0.92) is not met;
+  its S target (F1 >= 0.60) is met by the fixed setting only, so it is not settled.
+"""
     card = f"""# aami-ecg-trees
 
 Boosted trees for `mitbih-aami` (per beat: AAMI N, S, V, F) on {len(FEATURE_NAMES)} features of each beat of one
@@ -399,8 +409,7 @@ package's detector, then classifies them.
 - Out-of-fold scores of the whole run (5 folds, 22 records, bootstrap 95 % intervals over records):
   F1 V {f(oof_v["value"])} [{f(oof_v["low"])}, {f(oof_v["high"])}],
   F1 S {f(oof_s["value"])} [{f(oof_s["low"])}, {f(oof_s["high"])}].
-  The targets of the project (F1 V >= 0.92, F1 S >= 0.60) are met for S only.
-- Known errors (docs/BENCHMARKS.md): aberrant S beats called V (record 201), junctional S beats called N
+{nested_note}- Known errors (docs/BENCHMARKS.md): aberrant S beats called V (record 201), junctional S beats called N
   (record 124), normal beats of changing shape called V (records 108, 203).
 - 22 patients is a small training set: expect lower scores on other populations and lead placements than
   MLII.
