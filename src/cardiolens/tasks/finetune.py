@@ -497,7 +497,7 @@ def train_fold(
         task_model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         state = saved["state"]
-        if "torch_rng" in saved:  # dropout masks continue as in an uninterrupted run
+        if "torch_rng" in saved:  # dropout masks continue as in an uninterrupted run (on CPU: a GPU has its own stream)
             torch.set_rng_state(saved["torch_rng"])
         log.info("resuming %s after epoch %d", folder, state["epoch"])
     step = state["epoch"] * steps_per_epoch
