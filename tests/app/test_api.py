@@ -174,6 +174,9 @@ def test_attributions_per_lead(client, example):
     assert weighted["method"] == "gradrollout" and weighted["target"] == result["target"]
     w = np.asarray(weighted["leads"][0]["values"])
     assert w.shape == (900,) and (w >= 0).all() and not np.allclose(w / w.sum(), values / values.sum())
+    # plain rollout carries the faithfulness caveat, the gradient-weighted form does not need it
+    assert any("no better than random" in n for n in result["notes"])
+    assert not any("no better than random" in n for n in weighted["notes"])
     assert client.post(url, json={"lead": "II", "method": "magic"}).status_code == 422
     assert client.post(url, json={"lead": "PLETH", "model": "ecgpt-small"}).status_code == 422
 

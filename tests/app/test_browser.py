@@ -96,7 +96,8 @@ def test_page_end_to_end(live_server, cinc2017_dir):
     assert "all heads" in attention["before"] and "head 2" in attention["after"] and attention["tokens"] == 900
 
     assert result["similarityUpdates"] >= 2  # the similarity map follows the sliders too
-    assert result["attributions"]["points"] == 900 and "attention" in result["attributions"]["note"]
+    # the default is the method that passed the deletion check; plain rollout is offered with its caveat
+    assert result["attributions"]["points"] == 900 and "gradrollout" in result["attributions"]["note"]
 
     # the server offers a model fine-tuned from ecgpt-small (serve --models): its attention shift is drawn
     shift = result["shift"]

@@ -55,6 +55,7 @@ def test_report_of_a_token_classifier(gpt_classifier, make_ecg, tmp_path):
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["model"] == report.model and on_disk["methods"] == report.methods
     assert "attributions.png" in pngs and "faithfulness.png" in pngs
+    assert "not what decides its output" in html  # the attention section warns what attention is not
 
 
 def test_report_of_a_cnn_with_chosen_methods(cnn, ecg, tmp_path):

@@ -617,6 +617,11 @@ def attributions(pool: ModelPool, record: Record, model_name: str, lead: str, st
         raise ModelInputError(f"{model_name} offers the attributions {', '.join(offered)}, not {method!r}")
     window, notes = _window(model, record, lead, start)
     result = attribute(model, window, method)
+    if result.method == "attention":
+        notes = notes + [
+            "plain attention rollout shows what the model reads, not what decides its output: on HeartGPT's AF "
+            "model it was no better than random at deletion, gradient-weighted rollout was (docs/BENCHMARKS.md)"
+        ]
     t = window.times
     return {
         "model": model_name,

@@ -231,7 +231,11 @@ def explain_record(
             "Attention",
             f"Per layer and head attention of {maps.n_layers} layers x {maps.n_heads} heads over {maps.n_tokens} "
             f"tokens; token {token}'s attention ({which}) drawn on the signal. {stats['peak_share']:.0%} of it "
-            f"falls within 60 ms of an R/pulse peak, against {stats['chance']:.0%} for uniform attention.",
+            f"falls within 60 ms of an R/pulse peak, against {stats['chance']:.0%} for uniform attention. "
+            "Attention shows what the model reads, not what decides its output: on HeartGPT's AF model, "
+            "deleting the samples plain rollout ranks first lowered the AF probability no faster than "
+            "random order (docs/BENCHMARKS.md, interpretability). For the decision, read gradient-weighted "
+            "rollout, occlusion or integrated gradients, and check them with the faithfulness method.",
         )
         sec.images["attention_token.png"] = _png(
             plots.plot_token_attention(
