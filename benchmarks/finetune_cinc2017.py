@@ -90,6 +90,19 @@ EXPERIMENTS: dict[str, dict] = {
         "window_seconds": 30.0,
         "batch_size": 32,
     },
+    # declared 2026-11-25 before any of its folds ran, reported whatever it scores: cnn-scratch-30s-long
+    # again with another training seed (initialisation, crops, batch order, dropout; the folds and
+    # validation splits are the same), so that the two runs average as a seed ensemble: the CNN's
+    # run-to-run noise is of the size of the gap between the best average (0.827) and 0.83
+    "cnn-scratch-30s-long-seed1": {
+        "backbone": "resnet1d",
+        "policy": "full",
+        "epochs": 42,
+        "patience": 42,
+        "window_seconds": 30.0,
+        "batch_size": 32,
+        "train_seed": 1,
+    },
     "ecgpt-small-linear": {"backbone": "ecgpt-small", "policy": "linear"},
     # all 5 folds since 2026-11-24 (fold 0 alone before); folds ran two at a time with --fold-ids, one thread each
     "ecgpt-small-last-block": {"backbone": "ecgpt-small", "policy": "last-block", "epochs": 4},
@@ -112,6 +125,9 @@ EXPERIMENTS: dict[str, dict] = {
     # trees are the strongest single model and ran on untuned defaults; and its mean with the best CNN
     "rhythm-features-gbm-nested": {"feature_model": True, "tuned": True},
     "cnn-scratch-30s-long+rhythm-features-gbm-nested": {"feature_model": True},
+    # declared with cnn-scratch-30s-long-seed1 (2026-11-25), before any of its folds ran
+    "cnn-scratch-30s-long-2seeds": {"feature_model": True},
+    "cnn-scratch-30s-long-2seeds+rhythm-features": {"feature_model": True},
 }
 # the feature model reads the records at their own rate
 FEATURE_FS = 300.0
@@ -127,6 +143,14 @@ ENSEMBLES = {
     "cnn-scratch-30s-long+rhythm-features": ("cnn-scratch-30s-long", "rhythm-features-gbm"),
     # declared with rhythm-features-gbm-nested (2026-11-25), before it ran
     "cnn-scratch-30s-long+rhythm-features-gbm-nested": ("cnn-scratch-30s-long", "rhythm-features-gbm-nested"),
+    # declared with cnn-scratch-30s-long-seed1 (2026-11-25), before any of its folds ran: the two seeds'
+    # mean, and that mean averaged with the trees (a member that is a tuple is averaged first, so the
+    # trees keep half the weight, as in cnn-scratch-30s-long+rhythm-features)
+    "cnn-scratch-30s-long-2seeds": ("cnn-scratch-30s-long", "cnn-scratch-30s-long-seed1"),
+    "cnn-scratch-30s-long-2seeds+rhythm-features": (
+        ("cnn-scratch-30s-long", "cnn-scratch-30s-long-seed1"),
+        "rhythm-features-gbm",
+    ),
 }
 for _fraction in (0.01, 0.1, 0.25, 0.5):
     # the CNN's low-label runs cost a full fine-tune each: fold 0 only here (the curve is read on fold 0)
@@ -482,31 +506,43 @@ Research use only; not a medical device.
 
 
 def run_ensemble(name: str, data_dir: Path, runs: Path) -> dict:
-    """The unweighted mean of the out-of-fold probabilities of the runs ``ENSEMBLES[name]`` (no weight is fitted)."""
+    """The unweighted mean of the out-of-fold probabilities of the runs ``ENSEMBLES[name]`` (no weight is fitted).
+
+    A member that is a tuple of runs is their mean, taken first (a seed ensemble counts as one member)."""
     members = ENSEMBLES[name]
     data = load_task_data(get_task("cinc2017-rhythm"), data_dir, 100.0, progress=False)
     ids = data.item_ids.astype(str).tolist()
-    probs, folds = [], None
-    for member in members:
-        with np.load(runs / member / "oof.npz") as z:
+    folds = None
+
+    def out_of_fold(run: str) -> np.ndarray:
+        nonlocal folds
+        with np.load(runs / run / "oof.npz") as z:
             where = {item: i for i, item in enumerate(z["item_ids"].astype(str).tolist())}
             missing = [i for i in ids if i not in where]
             if missing:
-                raise CardiolensError(f"{runs / member}: {len(missing)} records have no out-of-fold probabilities")
-            probs.append(z["probs"][[where[i] for i in ids]])
-        fold_of = json.loads((runs / member / "folds.json").read_text())
+                raise CardiolensError(f"{runs / run}: {len(missing)} records have no out-of-fold probabilities")
+            probs = z["probs"][[where[i] for i in ids]]
+        fold_of = json.loads((runs / run / "folds.json").read_text())
         mine = np.array([fold_of[i] for i in ids])
         if folds is not None and not np.array_equal(folds, mine):
-            raise CardiolensError(f"{' and '.join(members)} were run on different folds")
+            raise CardiolensError(f"the runs of {name} were run on different folds ({run} differs)")
         folds = mine
+        return probs
+
+    probs = [
+        np.mean([out_of_fold(r) for r in member], axis=0) if isinstance(member, tuple) else out_of_fold(member)
+        for member in members
+    ]
+    names = ["(" + " + ".join(m) + ")" if isinstance(m, tuple) else m for m in members]
     return feature_row(
         name,
         data,
         np.mean(probs, axis=0),
         folds,
         runs / name,
-        " + ".join(members),
-        f"mean of the {len(members)} models' probabilities",
+        " + ".join(names),
+        f"mean of the {len(members)} models' probabilities"
+        + (" (a bracketed member is the mean of its runs)" if any(isinstance(m, tuple) for m in members) else ""),
     )
 
 

@@ -381,6 +381,7 @@ def finetune(
     class_weights: str = "balanced",
     max_items: int | None = None,
     seed: int = 0,
+    train_seed: int | None = None,
     out: Path = Path("runs/finetune"),
     accelerator: str = "cpu",
     devices: int = 1,
@@ -418,6 +419,8 @@ def finetune(
         class_weights: balanced or none.
         max_items: use at most this many items (quick runs).
         seed: folds, fractions and initialisation.
+        train_seed: crops, batch order, initialisation and dropout only (default: --seed); runs that differ
+            only here share folds and validation splits (a seed ensemble).
         out: run folder (fold checkpoints, out-of-fold predictions, results.json).
         accelerator: Lightning Fabric accelerator (cpu, gpu, auto).
         devices: devices/processes.
@@ -455,6 +458,7 @@ def finetune(
         class_weights=class_weights,
         max_items=max_items,
         seed=seed,
+        train_seed=train_seed,
         out=str(out),
         accelerator=accelerator,
         devices=devices,

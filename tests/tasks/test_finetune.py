@@ -544,3 +544,38 @@ def test_an_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_p
     assert whole["state"]["history"] == cut["state"]["history"]
     for name, value in whole["model"].items():
         assert torch.equal(value, cut["model"][name]), name  # dropout masks and batches continued as before
+
+
+def test_train_seed_changes_the_weights_and_keeps_the_folds_and_the_validation_split(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+
+    def run(name: str, train_seed: int | None) -> Path:
+        out = tmp_path / name
+        cfg = FinetuneConfig(
+            task="test-sines",
+            data=str(root),
+            backbone="resnet1d",
+            folds=2,
+            fold_ids=[0],
+            epochs=1,
+            batch_size=8,
+            out=str(out),
+            progress=False,
+            bootstrap=10,
+            min_steps=1,
+            train_seed=train_seed,
+        )
+        finetune(cfg)
+        return out
+
+    default, same, other = run("default", None), run("seed0", 0), run("seed1", 1)
+
+    def weights(out: Path) -> dict:
+        return torch.load(out / "fold-0" / "last.pt", weights_only=True)["model"]
+
+    split = [json.loads((out / "fold-0" / "model" / "split.json").read_text()) for out in (default, same, other)]
+    assert split[0] == split[1] == split[2]  # the same test, validation and training items
+    assert len({(out / "folds.json").read_text() for out in (default, same, other)}) == 1
+    assert all(torch.equal(v, weights(same)[k]) for k, v in weights(default).items())  # None means seed
+    assert not all(torch.equal(v, weights(other)[k]) for k, v in weights(default).items())

@@ -95,6 +95,8 @@ class FinetuneConfig:
         window_seconds: window length (default: the task's, cropped to the backbone's context).
         max_items: use at most this many items (stratified sample; for quick runs).
         seed: folds, label fractions, crops and initialisation.
+        train_seed: crops, batch order, initialisation and dropout only (default: ``seed``). Runs that
+            differ only here share folds and validation splits, so they can be averaged as a seed ensemble.
         out: run folder.
         accelerator, devices, strategy, precision, num_nodes: Lightning Fabric settings.
         threads: CPU threads for torch (0 keeps torch's default).
@@ -128,6 +130,7 @@ class FinetuneConfig:
     window_seconds: float | None = None
     max_items: int | None = None
     seed: int = 0
+    train_seed: int | None = None
     out: str = "runs/finetune"
     accelerator: str = "cpu"
     devices: int = 1
@@ -156,6 +159,11 @@ class FinetuneConfig:
             bad = [k for k in self.fold_ids if not 0 <= k < self.folds]
             if bad:
                 raise CardiolensError(f"fold_ids {bad} outside 0..{self.folds - 1}")
+
+    @property
+    def training_seed(self) -> int:
+        """The seed of crops, batch order, initialisation and dropout."""
+        return self.seed if self.train_seed is None else self.train_seed
 
 
 # -- backbones ------------------------------------------------------------------------------------
@@ -505,7 +513,9 @@ def train_fold(
         if epoch - state["best_epoch"] > patience and state["best_epoch"] >= 0:
             break
         frozen_eval(task_model, cfg.policy)
-        batches = training_batches(train, window, cfg.batch_size, cfg.seed, epoch, cfg.crops_per_item, cfg.augment)
+        batches = training_batches(
+            train, window, cfg.batch_size, cfg.training_seed, epoch, cfg.crops_per_item, cfg.augment
+        )
         rank, world = fabric.global_rank, fabric.world_size
         bar = tqdm(batches, desc=f"{folder.name} epoch {epoch + 1}/{epochs}", disable=not cfg.progress or rank)
         t0, seen, running = time.perf_counter(), 0, 0.0
@@ -627,7 +637,7 @@ def train_linear_probe(
     loss_fn = _loss_fn(task.kind, train, model.config.num_outputs, cfg.class_weights)
     best, best_epoch, best_state, history = -math.inf, -1, None, []
     epochs = max(cfg.epochs, 30)  # one epoch of a linear head costs milliseconds
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(cfg.training_seed)
     for epoch in range(epochs):
         if epoch - best_epoch > max(cfg.patience, 5) and best_epoch >= 0:
             break
@@ -871,7 +881,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
             else:
                 train_index, val_index = fixed_train, fixed_val
             train, val = data.subset(train_index), data.subset(val_index)
-            torch.manual_seed(cfg.seed + fold)
+            torch.manual_seed(cfg.training_seed + fold)
             # the probe's features were computed with ``probe``: its head must read that same backbone
             backbone = (
                 copy.deepcopy(probe) if probe_features is not None else resolve_backbone(cfg.backbone, cfg.from_scratch)
