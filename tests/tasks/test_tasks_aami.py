@@ -16,10 +16,14 @@ from cardiolens.models import create_model, load_model, save_checkpoint
 from cardiolens.tasks.aami_features import (
     FEATURE_NAMES,
     MORPHOLOGY_FEATURES,
+    SHAPE_CONTEXT_FEATURES,
     aami_feature_matrix,
     feature_names,
     morphology_features,
     rr_irregularity,
+    shape_context_features,
+    shape_context_matrix,
+    shape_context_names,
     standardise_by_record,
 )
 from cardiolens.tasks.finetune import FinetuneConfig, finetune
@@ -389,6 +393,43 @@ def test_rr_irregularity_is_zero_for_a_regular_rhythm_at_any_rate_and_high_for_a
     assert local[19:23].min() > 0.1 and local[:15].max() == 0 and local[26:].max() == 0
     with pytest.raises(CardiolensError, match="strictly increasing"):
         rr_irregularity([0, 100, 100])
+
+
+def test_shape_context_finds_rare_beats_where_the_records_own_beat_drifts():
+    # 300 normal beats whose QRS turns from upright to inverted through the record (as in MIT-BIH
+    # 108), and every 20th beat a wide ectopic one
+    drift = np.linspace(1.0, -1.0, 300)
+    beats = np.stack([_pulse(0.012, 1.2) * d + _pulse(0.03, 0.4, shift_s=0.02) for d in drift])
+    ectopic = np.arange(10, 300, 20)
+    beats[ectopic] = _pulse(0.06, -1.5)
+    f = shape_context_features(beats, 250.0)
+    assert f.shape == (300, len(SHAPE_CONTEXT_FEATURES))
+    column = {n: f[:, i] for i, n in enumerate(SHAPE_CONTEXT_FEATURES)}
+    normal = np.setdiff1d(np.arange(300), ectopic)
+    # the ectopic shape is 15 of 300 beats, and rare among each beat's neighbours
+    assert column["qrs_prevalence_95"][ectopic] == pytest.approx(15 / 300)
+    assert column["qrs_prevalence_local_90"][ectopic].max() < 0.1
+    # near the polarity turn a normal shape is shared by fewer beats, still far more than the ectopic one
+    assert np.median(column["qrs_prevalence_local_90"][normal]) > 0.8
+    assert column["qrs_prevalence_local_90"][normal].min() > 0.4
+    # against its neighbours' median beat every normal beat fits, though the record's median beat does not
+    assert column["corr_qrs_local"][normal].min() > 0.95 and column["corr_qrs_local"][ectopic].max() < 0.5
+    assert column["rms_difference_local"][ectopic].min() > 5 * column["rms_difference_local"][normal].max()
+    record_median = np.median(beats, axis=0)
+    far_from_it = morphology_features(beats[normal], np.broadcast_to(record_median, beats[normal].shape), 250.0)
+    assert _feature(far_from_it, "corr_qrs").min() < 0  # what the record-median features miss
+    with pytest.raises(CardiolensError, match="0.25 s before and 0.45 s after"):
+        shape_context_features(beats[:, 200:300], 250.0)
+
+
+def test_shape_context_of_items_follows_each_records_beat_order(simulated_mitdb):
+    folder, _ = simulated_mitdb
+    data = load_aami(folder, 250.0, template=True, progress=False)
+    matrix = shape_context_matrix(data)
+    assert matrix.shape == (len(data), len(shape_context_names())) and np.isfinite(matrix).all()
+    one = np.flatnonzero(np.char.startswith(data.item_ids.astype(str), "109:"))
+    alone = shape_context_features(np.stack([data.signals[i][0] for i in one]), 250.0)
+    assert np.allclose(matrix[one, : len(SHAPE_CONTEXT_FEATURES)], alone)
 
 
 def test_standardising_within_records_removes_each_records_scale_and_offset():

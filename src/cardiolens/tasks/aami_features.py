@@ -45,6 +45,21 @@ IRREGULARITY_HALF_WIDTHS = (4, 8, 16)
 IRREGULARITY_FEATURES = tuple(f"rr_irregularity_{h}" for h in IRREGULARITY_HALF_WIDTHS)
 
 
+# How common each beat's shape is in its own record, and how it differs from its neighbours' beats
+# (:func:`shape_context_features`): a ventricular beat is rare and unlike the beats around it even
+# where the record's median beat drifts or is itself unusual (records whose QRS changes through the
+# recording, bigeminy that pulls the median beat towards the ectopic shape)
+PREVALENCE_LEVELS = (0.8, 0.9, 0.95)
+LOCAL_TEMPLATE_HALF_WIDTH = 15  # the local median beat: the beat and 15 beats either side
+LOCAL_PREVALENCE_HALF_WIDTH = 50
+SHAPE_CONTEXT_FEATURES = (
+    *(f"qrs_prevalence_{round(100 * level)}" for level in PREVALENCE_LEVELS),  # share of the record's beats
+    "qrs_prevalence_local_90",  # ... of the 100 neighbouring beats, QRS correlation >= 0.9
+    "corr_qrs_local",  # correlation with the local median beat over R +- 0.1 s
+    "rms_difference_local",  # RMS of beat - local median beat, R - 0.25 s .. R + 0.45 s
+)
+
+
 def feature_names(leads: int = 1) -> list[str]:
     """Column names of :func:`aami_feature_matrix` for items of ``leads`` leads."""
     morphology = [n if leads == 1 else f"{n}_lead{i}" for i in range(leads) for n in MORPHOLOGY_FEATURES]
@@ -111,6 +126,77 @@ def morphology_features(beats: Any, templates: Any, fs: float) -> np.ndarray:
             (np.argmin(xs[:, qrs], axis=1) + start - c) / fs,
         ]
     )
+
+
+def shape_context_features(windows: Any, fs: float) -> np.ndarray:
+    """:data:`SHAPE_CONTEXT_FEATURES` of one record's beats, from its beat windows alone (no labels).
+
+    Args:
+        windows: (N, window) one lead's beat windows in the record's order, the beat at ``window // 2``;
+            windows must reach 0.25 s before and 0.45 s after it.
+        fs: sampling rate.
+
+    Returns:
+        (N, 6) float64: the share of the record's beats (itself included) whose QRS (R +- 0.1 s)
+        correlates with this beat's at :data:`PREVALENCE_LEVELS` or more; the same share among the
+        beat's 100 neighbours at 0.9; its QRS correlation with, and RMS difference from, the median
+        of itself and its 30 neighbours (in units of that local median beat's QRS height).
+    """
+    x = np.asarray(windows, dtype=np.float64)
+    if x.ndim != 2 or len(x) == 0:
+        raise CardiolensError(f"shape_context_features: need (beats, window) windows, got {x.shape}")
+    n, c = len(x), x.shape[1] // 2
+    qrs = slice(c - int(round(0.1 * fs)), c + int(round(0.1 * fs)) + 1)
+    beat = slice(c - int(round(0.25 * fs)), c + int(round(0.45 * fs)))
+    if beat.start < 0 or beat.stop > x.shape[1]:
+        raise CardiolensError(
+            f"shape_context_features: windows of {x.shape[1]} samples at {fs:g} Hz do not reach 0.25 s before "
+            "and 0.45 s after the beat"
+        )
+    q = x[:, qrs] - x[:, qrs].mean(axis=1, keepdims=True)
+    q /= np.linalg.norm(q, axis=1, keepdims=True) + 1e-12
+    similar = q @ q.T  # (N, N) QRS correlations
+    prevalence = [(similar >= level).mean(axis=1) for level in PREVALENCE_LEVELS]
+    offsets = np.arange(-LOCAL_PREVALENCE_HALF_WIDTH, LOCAL_PREVALENCE_HALF_WIDTH + 1)
+    neighbours = np.clip(np.arange(n)[:, None] + offsets[offsets != 0][None, :], 0, n - 1)
+    local_prevalence = (np.take_along_axis(similar, neighbours, axis=1) >= 0.9).mean(axis=1)
+    # the local median beat: clipping at the record's ends repeats its first or last beats
+    around = np.clip(
+        np.arange(n)[:, None] + np.arange(-LOCAL_TEMPLATE_HALF_WIDTH, LOCAL_TEMPLATE_HALF_WIDTH + 1), 0, n - 1
+    )
+    segment = x[:, beat] - np.median(x[:, beat], axis=1, keepdims=True)
+    local = np.stack([np.median(segment[i], axis=0) for i in around])  # (N, beat samples)
+    in_qrs = slice(qrs.start - beat.start, qrs.stop - beat.start)
+    height = np.ptp(local[:, in_qrs], axis=1) + 1e-6
+    return np.column_stack(
+        [
+            *prevalence,
+            local_prevalence,
+            _correlation(segment[:, in_qrs], local[:, in_qrs]),
+            np.sqrt(((segment - local) ** 2).mean(axis=1)) / height,
+        ]
+    )
+
+
+def shape_context_matrix(data: TaskData) -> np.ndarray:
+    """:data:`SHAPE_CONTEXT_FEATURES` of ``mitbih-aami`` items (first lead), then the same standardised
+    within each record (:func:`standardise_by_record`): (N, 12), columns :func:`shape_context_names`.
+
+    Computed over each record's kept beats (items), in the order of their positions."""
+    windows = np.stack([s[0] for s in data.signals])
+    records = np.array([i.split(":")[0] for i in data.item_ids.tolist()])
+    positions = np.array([int(i.split(":")[1]) for i in data.item_ids.tolist()])
+    out = np.empty((len(data), len(SHAPE_CONTEXT_FEATURES)))
+    for r in dict.fromkeys(records.tolist()):
+        k = np.flatnonzero(records == r)
+        k = k[np.argsort(positions[k], kind="stable")]
+        out[k] = shape_context_features(windows[k], data.fs)
+    return np.column_stack([out, standardise_by_record(out, records)])
+
+
+def shape_context_names() -> list[str]:
+    """Column names of :func:`shape_context_matrix`."""
+    return [*SHAPE_CONTEXT_FEATURES, *(f"{n}_in_record" for n in SHAPE_CONTEXT_FEATURES)]
 
 
 def rr_irregularity(samples: Any, half_widths: Sequence[int] = IRREGULARITY_HALF_WIDTHS) -> np.ndarray:
@@ -232,10 +318,14 @@ __all__ = [
     "FEATURE_NAMES",
     "IRREGULARITY_FEATURES",
     "MORPHOLOGY_FEATURES",
+    "SHAPE_CONTEXT_FEATURES",
     "aami_feature_matrix",
     "feature_names",
     "morphology_features",
     "record_beat_features",
     "rr_irregularity",
+    "shape_context_features",
+    "shape_context_matrix",
+    "shape_context_names",
     "standardise_by_record",
 ]
