@@ -272,6 +272,20 @@ def score_out_of_fold(data, probs: np.ndarray, folds: np.ndarray, test_parts: li
     }
 
 
+def v_errors_by_record(data, probs: np.ndarray) -> dict[str, dict[str, int]]:
+    """Out of fold, per record with any: V beats called another class (missed) and other beats called V (false)."""
+    records = np.array([i.split(":")[0] for i in data.item_ids.astype(str).tolist()])
+    v = AAMI_TASK_CLASSES.index("V")
+    truth, called = np.asarray(data.targets) == v, np.argmax(probs, axis=1) == v
+    out = {}
+    for r in np.unique(records):
+        k = records == r
+        missed, false = int((truth[k] & ~called[k]).sum()), int((~truth[k] & called[k]).sum())
+        if missed or false:
+            out[str(r)] = {"V_beats": int(truth[k].sum()), "missed": missed, "false": false}
+    return out
+
+
 def mean_of_runs(data, runs: Path, members: list[str]) -> np.ndarray:
     """The unweighted mean of the members' saved out-of-fold probabilities, in ``data``'s item order."""
     ids = data.item_ids.astype(str).tolist()
@@ -671,6 +685,7 @@ def main() -> None:
                     for k, f in result["folds"].items()
                 },
             }
+            rows[name]["v_errors_by_record"] = v_errors_by_record(data, result["probs"])
             if "importance" in result:
                 rows[name]["feature_importance_fold0"] = result["importance"]
             if "tree_settings" in result:
