@@ -121,18 +121,27 @@ DEFAULT = [
     "beat-features-gbm-2leads",
     "beat-features-gbm+cnn-scratch-template",  # reads the two runs above
 ]
+TREES = "gradient-boosted trees (HistGradientBoostingClassifier, class-balanced weights)"
+NESTED_TREES = (
+    "gradient-boosted trees (HistGradientBoostingClassifier), settings chosen per fold by an inner "
+    "4-fold cross-validation grouped by patient on the training records (mean F1 of S and V)"
+)
+SHAPE_CONTEXT_BACKBONE = (
+    f"none ({len(FEATURE_NAMES) + len(shape_context_names())} beat features: beat-features-gbm's "
+    f"and the beat's shape in its record's context, at {FEATURE_FS:g} Hz)"
+)
 # experiments that are not fine-tuning runs: scikit-learn models on per-beat features
 FEATURE_MODELS = {
     "rr-logistic": {"backbone": "none (RR features only)", "policy": "logistic regression"},
     "beat-features-gbm": {
         "backbone": f"none ({len(FEATURE_NAMES)} beat features, cardiolens.tasks.aami_features, at {FEATURE_FS:g} Hz)",
-        "policy": "gradient-boosted trees (HistGradientBoostingClassifier, class-balanced weights)",
+        "policy": TREES,
         "features": list(FEATURE_NAMES),
     },
     # the same on both leads of every record (MLII and the other one, V1 in 20 of the 22)
     "beat-features-gbm-2leads": {
         "backbone": f"none ({len(feature_names(2))} beat features of MLII and the other lead, at {FEATURE_FS:g} Hz)",
-        "policy": "gradient-boosted trees (HistGradientBoostingClassifier, class-balanced weights)",
+        "policy": TREES,
         "features": feature_names(2),
         "leads": ["MLII", OTHER_LEAD],
     },
@@ -145,8 +154,7 @@ FEATURE_MODELS = {
     # the same features, tree settings chosen per fold by an inner grouped cross-validation (nested)
     "beat-features-gbm-nested": {
         "backbone": f"none ({len(FEATURE_NAMES)} beat features, cardiolens.tasks.aami_features, at {FEATURE_FS:g} Hz)",
-        "policy": "gradient-boosted trees (HistGradientBoostingClassifier), settings chosen per fold by an inner "
-        "4-fold cross-validation grouped by patient on the training records (mean F1 of S and V)",
+        "policy": NESTED_TREES,
         "features": list(FEATURE_NAMES),
         "tuned": True,
     },
@@ -157,17 +165,14 @@ FEATURE_MODELS = {
     # badly (108: the QRS changes through the record; 203: multiform) and where V beats are common
     # (207, 208). With beat-features-gbm's fixed setting, and with the setting chosen per fold (nested)
     "beat-features-gbm-shape-context": {
-        "backbone": f"none ({len(FEATURE_NAMES) + len(shape_context_names())} beat features: beat-features-gbm's "
-        "and the beat's shape in its record's context, at 250 Hz)",
-        "policy": "gradient-boosted trees (HistGradientBoostingClassifier, class-balanced weights)",
+        "backbone": SHAPE_CONTEXT_BACKBONE,
+        "policy": TREES,
         "features": [*FEATURE_NAMES, *shape_context_names()],
         "shape_context": True,
     },
     "beat-features-gbm-shape-context-nested": {
-        "backbone": f"none ({len(FEATURE_NAMES) + len(shape_context_names())} beat features: beat-features-gbm's "
-        "and the beat's shape in its record's context, at 250 Hz)",
-        "policy": "gradient-boosted trees (HistGradientBoostingClassifier), settings chosen per fold by an inner "
-        "4-fold cross-validation grouped by patient on the training records (mean F1 of S and V)",
+        "backbone": SHAPE_CONTEXT_BACKBONE,
+        "policy": NESTED_TREES,
         "features": [*FEATURE_NAMES, *shape_context_names()],
         "shape_context": True,
         "tuned": True,
@@ -175,7 +180,7 @@ FEATURE_MODELS = {
     # ablation: the same without the per-record standardised copies (what standardising adds)
     "beat-features-gbm-unstandardised": {
         "backbone": f"none ({len(UNSTANDARDISED)} beat features: those of beat-features-gbm before standardising)",
-        "policy": "gradient-boosted trees (HistGradientBoostingClassifier, class-balanced weights)",
+        "policy": TREES,
         "features": list(UNSTANDARDISED),
     },
 }
@@ -310,17 +315,18 @@ def save_oof(data, probs: np.ndarray, folder: Path) -> None:
     tmp.replace(folder / "oof.npz")
 
 
-def beat_features(
-    data_dir: Path, load_options: dict, data, leads: tuple[str, ...], shape_context: bool = False
-) -> np.ndarray:
-    """:func:`aami_feature_matrix` of the same beats as ``data``, read again at FEATURE_FS with the median beat;
-    ``shape_context``: followed by the columns of :func:`shape_context_matrix` (first lead)."""
+def feature_beats(data_dir: Path, load_options: dict, data, leads: tuple[str, ...]):
+    """The same beats as ``data``, read again at FEATURE_FS with the median beat (what the features read)."""
     options = {**load_options, "leads": list(leads)}
     beats = load_task_data(get_task(TASK), data_dir, FEATURE_FS, progress=False, template=True, **options)
     if beats.item_ids.tolist() != data.item_ids.tolist():
         raise CardiolensError("the beats read at 250 Hz are not those read at 100 Hz")
-    matrix = aami_feature_matrix(beats)
-    return np.column_stack([matrix, shape_context_matrix(beats)]) if shape_context else matrix
+    return beats
+
+
+def beat_features(data_dir: Path, load_options: dict, data, leads: tuple[str, ...]) -> np.ndarray:
+    """:func:`aami_feature_matrix` of the same beats as ``data`` (:func:`feature_beats`)."""
+    return aami_feature_matrix(feature_beats(data_dir, load_options, data, leads))
 
 
 SHIPPED_TREES_FOLD = 0
@@ -646,7 +652,8 @@ def main() -> None:
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         parser.error(f"unknown experiments {unknown}; known: {', '.join(EXPERIMENTS)}")
-    features: dict[tuple, np.ndarray] = {}  # the beat features by leads, read once for every feature model
+    beats: dict[tuple, object] = {}  # the beats at FEATURE_FS by leads, read once for every feature model
+    features: dict[tuple, np.ndarray] = {}  # their feature matrices, by (leads, "base" or "shape-context")
     for name in names:
         started = time.perf_counter()
         parts = [0] if fixed else list(range(args.folds))
@@ -659,13 +666,18 @@ def main() -> None:
             else:
                 leads = tuple(FEATURE_MODELS[name].get("leads", ["MLII"]))
                 context = FEATURE_MODELS[name].get("shape_context", False)
-                if (leads, context) not in features:
-                    features[leads, context] = beat_features(data_dir, load_options, data, leads, context)
+                if leads not in beats:
+                    beats[leads] = feature_beats(data_dir, load_options, data, leads)
+                if (leads, "base") not in features:
+                    features[leads, "base"] = aami_feature_matrix(beats[leads])
+                if context and (leads, "shape-context") not in features:
+                    features[leads, "shape-context"] = shape_context_matrix(beats[leads])
+                blocks = [features[leads, "base"]] + ([features[leads, "shape-context"]] if context else [])
                 known = feature_names(len(leads)) + (shape_context_names() if context else [])
                 columns = [known.index(n) for n in FEATURE_MODELS[name]["features"]]
                 result = run_feature_model(
                     data,
-                    features[leads, context][:, columns],
+                    np.column_stack(blocks)[:, columns],
                     boosted_trees,
                     folds,
                     parts,

@@ -51,6 +51,15 @@ from cardiolens.tasks.trees import boosted_trees, permutation_importance_table, 
 HEARTGPT_ECG = SHARED_DATA / "heartgpt" / "ECGPT_560k_iters.zip"
 HEARTGPT_AF = SHARED_DATA / "heartgpt" / "ECGPT_AF_1k_iters.zip"
 
+# cnn-scratch-30s-long's settings, which its second training seed repeats
+CNN_30S_LONG = {
+    "backbone": "resnet1d",
+    "policy": "full",
+    "epochs": 42,
+    "patience": 42,
+    "window_seconds": 30.0,
+    "batch_size": 32,
+}
 # name -> settings; "fold_ids": [0] marks experiments that only fit one fold in this CPU's budget
 EXPERIMENTS: dict[str, dict] = {
     # 3 random crops per record and epoch, ~2,400 steps (a first run, 1 crop x 12 epochs, was under-trained);
@@ -82,27 +91,12 @@ EXPERIMENTS: dict[str, dict] = {
     # declared 2026-11-25 before any of its folds ran, reported whatever it scores: cnn-scratch-30s trained
     # 3x longer, because it underfits: its training loss was still 0.41-0.46 at its last epoch and the best
     # validation epoch was among the last two in 4 folds of 5; only the number of epochs changes
-    "cnn-scratch-30s-long": {
-        "backbone": "resnet1d",
-        "policy": "full",
-        "epochs": 42,
-        "patience": 42,
-        "window_seconds": 30.0,
-        "batch_size": 32,
-    },
+    "cnn-scratch-30s-long": CNN_30S_LONG,
     # declared 2026-11-25 before any of its folds ran, reported whatever it scores: cnn-scratch-30s-long
     # again with another training seed (initialisation, crops, batch order, dropout; the folds and
     # validation splits are the same), so that the two runs average as a seed ensemble: the CNN's
     # run-to-run noise is of the size of the gap between the best average (0.827) and 0.83
-    "cnn-scratch-30s-long-seed1": {
-        "backbone": "resnet1d",
-        "policy": "full",
-        "epochs": 42,
-        "patience": 42,
-        "window_seconds": 30.0,
-        "batch_size": 32,
-        "train_seed": 1,
-    },
+    "cnn-scratch-30s-long-seed1": {**CNN_30S_LONG, "train_seed": 1},
     "ecgpt-small-linear": {"backbone": "ecgpt-small", "policy": "linear"},
     # all 5 folds since 2026-11-24 (fold 0 alone before); folds ran two at a time with --fold-ids, one thread each
     "ecgpt-small-last-block": {"backbone": "ecgpt-small", "policy": "last-block", "epochs": 4},

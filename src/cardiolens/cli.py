@@ -418,7 +418,7 @@ def finetune(
         window_seconds: window length (default: the task's, cut to the backbone's context).
         class_weights: balanced or none.
         max_items: use at most this many items (quick runs).
-        seed: folds, fractions and initialisation.
+        seed: folds, fractions and validation splits; also crops and initialisation unless --train_seed is given.
         train_seed: crops, batch order, initialisation and dropout only (default: --seed); runs that differ
             only here share folds and validation splits (a seed ensemble).
         out: run folder (fold checkpoints, out-of-fold predictions, results.json).

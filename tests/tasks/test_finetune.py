@@ -500,29 +500,29 @@ def test_the_protocol_says_how_many_folds_the_run_used():
     assert run_protocol(aami, 3) == aami.protocol
 
 
+def _one_fold_of_sines(root: Path, out: Path, **settings) -> FinetuneConfig:
+    """Fold 0 of 2 of the simulated sine task, a CNN with small batches: a run of seconds."""
+    root.mkdir(exist_ok=True)
+    return FinetuneConfig(
+        task="test-sines",
+        data=str(root),
+        backbone="resnet1d",
+        folds=2,
+        fold_ids=[0],
+        batch_size=8,
+        out=str(out),
+        progress=False,
+        bootstrap=10,
+        min_steps=1,
+        **settings,
+    )
+
+
 def test_an_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch):
     import cardiolens.tasks.finetune as finetune_module
 
-    root = tmp_path / "data"
-    root.mkdir()
-
     def run(out: Path) -> dict:
-        cfg = FinetuneConfig(
-            task="test-sines",
-            data=str(root),
-            backbone="resnet1d",
-            folds=2,
-            fold_ids=[0],
-            epochs=3,
-            patience=3,
-            batch_size=8,
-            lr=3e-3,
-            out=str(out),
-            progress=False,
-            bootstrap=10,
-            min_steps=1,
-        )
-        return finetune(cfg)
+        return finetune(_one_fold_of_sines(tmp_path / "data", out, epochs=3, patience=3, lr=3e-3))
 
     run(tmp_path / "whole")
     real_predict, calls = finetune_module.predict_items, []
@@ -547,27 +547,9 @@ def test_an_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_p
 
 
 def test_train_seed_changes_the_weights_and_keeps_the_folds_and_the_validation_split(tmp_path):
-    root = tmp_path / "data"
-    root.mkdir()
-
     def run(name: str, train_seed: int | None) -> Path:
-        out = tmp_path / name
-        cfg = FinetuneConfig(
-            task="test-sines",
-            data=str(root),
-            backbone="resnet1d",
-            folds=2,
-            fold_ids=[0],
-            epochs=1,
-            batch_size=8,
-            out=str(out),
-            progress=False,
-            bootstrap=10,
-            min_steps=1,
-            train_seed=train_seed,
-        )
-        finetune(cfg)
-        return out
+        finetune(_one_fold_of_sines(tmp_path / "data", tmp_path / name, epochs=1, train_seed=train_seed))
+        return tmp_path / name
 
     default, same, other = run("default", None), run("seed0", 0), run("seed1", 1)
 
@@ -579,3 +561,5 @@ def test_train_seed_changes_the_weights_and_keeps_the_folds_and_the_validation_s
     assert len({(out / "folds.json").read_text() for out in (default, same, other)}) == 1
     assert all(torch.equal(v, weights(same)[k]) for k, v in weights(default).items())  # None means seed
     assert not all(torch.equal(v, weights(other)[k]) for k, v in weights(default).items())
+    with pytest.raises(CardiolensError, match="train_seed must be a non-negative integer"):
+        _one_fold_of_sines(tmp_path / "data", tmp_path / "bad", train_seed=-1)

@@ -94,7 +94,8 @@ class FinetuneConfig:
         class_weights: ``"balanced"`` (inverse class frequency) or ``"none"``.
         window_seconds: window length (default: the task's, cropped to the backbone's context).
         max_items: use at most this many items (stratified sample; for quick runs).
-        seed: folds, label fractions, crops and initialisation.
+        seed: folds, label fractions and validation splits; also crops and initialisation unless
+            ``train_seed`` is given.
         train_seed: crops, batch order, initialisation and dropout only (default: ``seed``). Runs that
             differ only here share folds and validation splits, so they can be averaged as a seed ensemble.
         out: run folder.
@@ -159,6 +160,8 @@ class FinetuneConfig:
             bad = [k for k in self.fold_ids if not 0 <= k < self.folds]
             if bad:
                 raise CardiolensError(f"fold_ids {bad} outside 0..{self.folds - 1}")
+        if self.train_seed is not None and (not isinstance(self.train_seed, int) or self.train_seed < 0):
+            raise CardiolensError(f"train_seed must be a non-negative integer, got {self.train_seed!r}")
 
     @property
     def training_seed(self) -> int:
