@@ -43,7 +43,12 @@ from cardiolens.tasks.finetune import (  # noqa: E402
     summarise,
 )
 from cardiolens.tasks.metrics import CINC2017_CLASSES, auroc, bootstrap, cinc2017_score  # noqa: E402
-from cardiolens.tasks.rhythm_features import FEATURE_NAMES, MIN_SECONDS, rhythm_feature_matrix  # noqa: E402
+from cardiolens.tasks.rhythm_features import (  # noqa: E402
+    EXTENDED_FEATURE_NAMES,
+    FEATURE_NAMES,
+    MIN_SECONDS,
+    rhythm_feature_matrix,
+)
 from cardiolens.tasks.suite import get_task, load_task_data  # noqa: E402
 from cardiolens.tasks.tasks_rhythm import heartgpt_af_probabilities  # noqa: E402
 from cardiolens.tasks.trees import boosted_trees, permutation_importance_table, tuned_boosted_trees  # noqa: E402
@@ -122,6 +127,22 @@ EXPERIMENTS: dict[str, dict] = {
     # declared with cnn-scratch-30s-long-seed1 (2026-11-25), before any of its folds ran
     "cnn-scratch-30s-long-2seeds": {"feature_model": True},
     "cnn-scratch-30s-long-2seeds+rhythm-features": {"feature_model": True},
+    # declared 2026-11-25 before either ran, reported whatever they score. The trees' errors are mostly
+    # "other rhythm" called normal (366 of 1,416 O records in cnn-scratch-30s-long-2seeds+rhythm-features):
+    # (1) the trees with 6 more features (EVENT_FEATURES: single events such as one ectopic beat, which
+    # the record-wide percentiles average away, and the sample entropy of the RR intervals), and their
+    # mean with the two-seed CNN (the trees keep half the weight);
+    "rhythm-features-gbm-events": {"feature_model": True, "extended": True},
+    "cnn-scratch-30s-long-2seeds+rhythm-features-events": {"feature_model": True},
+    # (2) the trees stacked on the two-seed CNN: the 102 features + the log of the CNN's out-of-fold
+    # probabilities (mean of the two seeds), so the trees learn where to trust the network instead of a
+    # fixed half weight. A training record's CNN probabilities come from the fold models that did not
+    # train on it; those models did train on the test fold's records (not on their use here as
+    # stacking targets): the usual cross-validated stacking, not a nested one
+    "rhythm-features-gbm-stacked": {
+        "feature_model": True,
+        "stack_with": ("cnn-scratch-30s-long", "cnn-scratch-30s-long-seed1"),
+    },
 }
 # the feature model reads the records at their own rate
 FEATURE_FS = 300.0
@@ -144,6 +165,11 @@ ENSEMBLES = {
     "cnn-scratch-30s-long-2seeds+rhythm-features": (
         ("cnn-scratch-30s-long", "cnn-scratch-30s-long-seed1"),
         "rhythm-features-gbm",
+    ),
+    # declared with rhythm-features-gbm-events (2026-11-25), before it ran
+    "cnn-scratch-30s-long-2seeds+rhythm-features-events": (
+        ("cnn-scratch-30s-long", "cnn-scratch-30s-long-seed1"),
+        "rhythm-features-gbm-events",
     ),
 }
 for _fraction in (0.01, 0.1, 0.25, 0.5):
@@ -307,13 +333,32 @@ def feature_row(
 
 @functools.lru_cache(maxsize=1)  # once per invocation, however many experiments read them
 def cinc2017_features(data_dir: Path) -> tuple:
-    """The records at FEATURE_FS, their folds and :func:`rhythm_feature_matrix`."""
+    """The records at FEATURE_FS, their folds and :func:`rhythm_feature_matrix` with ``extended=True``
+    (the columns of EXTENDED_FEATURE_NAMES; the first len(FEATURE_NAMES) are the standard set)."""
     data = load_task_data(get_task("cinc2017-rhythm"), data_dir, FEATURE_FS, progress=False)
-    return data, assign_folds(data, 5, 0), rhythm_feature_matrix(data.signals, FEATURE_FS)
+    return data, assign_folds(data, 5, 0), rhythm_feature_matrix(data.signals, FEATURE_FS, extended=True)
+
+
+def out_of_fold(runs: Path, run: str, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A run's out-of-fold probabilities (records in the order of ``ids``) and each record's fold."""
+    with np.load(runs / run / "oof.npz") as z:
+        where = {item: i for i, item in enumerate(z["item_ids"].astype(str).tolist())}
+        missing = [i for i in ids if i not in where]
+        if missing:
+            raise CardiolensError(f"{runs / run}: {len(missing)} records have no out-of-fold probabilities")
+        probs = z["probs"][[where[i] for i in ids]]
+    fold_of = json.loads((runs / run / "folds.json").read_text())
+    return probs, np.array([fold_of[i] for i in ids])
 
 
 def run_rhythm_features(
-    data_dir: Path, runs: Path, name: str = "rhythm-features-gbm", fraction: float = 1.0, tuned: bool = False
+    data_dir: Path,
+    runs: Path,
+    name: str = "rhythm-features-gbm",
+    fraction: float = 1.0,
+    tuned: bool = False,
+    extended: bool = False,
+    stack_with: tuple[str, ...] = (),
 ) -> dict:
     """Boosted trees on :func:`rhythm_feature_matrix` of each record, on the 5 folds every experiment uses.
 
@@ -321,8 +366,25 @@ def run_rhythm_features(
     (``fraction_of_patients``, seed 0 + fold); the trees need no validation split, so they train on
     all of it (the fine-tuned models use part of the same labels for validation).
     ``tuned``: the trees' settings are chosen per fold by an inner 4-fold cross-validation on that
-    fold's training records only (:func:`tuned_boosted_trees`), so the test fold takes no part in it."""
-    data, folds, features = cinc2017_features(data_dir)
+    fold's training records only (:func:`tuned_boosted_trees`), so the test fold takes no part in it.
+    ``extended``: the trees read EXTENDED_FEATURE_NAMES instead of FEATURE_NAMES.
+    ``stack_with``: runs on the same folds whose out-of-fold probabilities, averaged, join the features
+    as their logarithm (one column per class)."""
+    data, folds, all_features = cinc2017_features(data_dir)
+    names = list(EXTENDED_FEATURE_NAMES if extended else FEATURE_NAMES)
+    features = all_features[:, : len(names)]
+    if stack_with:
+        ids = data.item_ids.astype(str).tolist()
+        stacked = []
+        for run in stack_with:
+            probs, run_folds = out_of_fold(runs, run, ids)
+            if not np.array_equal(run_folds, folds):
+                raise CardiolensError(f"{name}: {run} was run on other folds than the trees")
+            stacked.append(probs)
+        features = np.hstack([features, np.log(np.clip(np.mean(stacked, axis=0), 1e-6, 1))])
+        names += [f"log_p_{c}_stacked" for c in CINC2017_CLASSES]
+    stacked_note = f"; the last {len(CINC2017_CLASSES)}: log mean probabilities of {' + '.join(stack_with)}"
+    stacked_note = stacked_note if stack_with else ""
     y = np.asarray(data.targets)
     probs = np.zeros((len(data), len(CINC2017_CLASSES)))
     importance = None
@@ -343,7 +405,7 @@ def run_rhythm_features(
         if k == 0 and fraction == 1.0:
             # the drop in challenge score when one feature is shuffled among fold 0's test records
             importance = permutation_importance_table(
-                model, features[test], y[test], lambda t, p: cinc2017_score(t, p)["score"], FEATURE_NAMES
+                model, features[test], y[test], lambda t, p: cinc2017_score(t, p)["score"], names
             )
     row = feature_row(
         name,
@@ -351,7 +413,7 @@ def run_rhythm_features(
         probs,
         folds,
         runs / name,
-        f"none ({len(FEATURE_NAMES)} record features, cardiolens.tasks.rhythm_features, at {FEATURE_FS:g} Hz)",
+        f"none ({len(names)} record features, cardiolens.tasks.rhythm_features, at {FEATURE_FS:g} Hz{stacked_note})",
         "gradient-boosted trees (HistGradientBoostingClassifier)",
     )
     row["label_fraction"] = fraction
@@ -374,6 +436,7 @@ def ship_rhythm_trees(data_dir: Path, runs: Path, result_file: Path, out: Path) 
     from cardiolens.tasks.tree_model import RhythmTreeModel, TreeEnsemble, TreeModelConfig, load_tree_model
 
     data, folds, features = cinc2017_features(data_dir)
+    features = features[:, : len(FEATURE_NAMES)]  # the standard set, which the shipped model reads
     y = np.asarray(data.targets)
     test = folds == SHIPPED_TREES_FOLD
     sklearn_model = boosted_trees().fit(features[~test], y[~test])
@@ -508,23 +571,16 @@ def run_ensemble(name: str, data_dir: Path, runs: Path) -> dict:
     ids = data.item_ids.astype(str).tolist()
     folds = None
 
-    def out_of_fold(run: str) -> np.ndarray:
+    def member_probs(run: str) -> np.ndarray:
         nonlocal folds
-        with np.load(runs / run / "oof.npz") as z:
-            where = {item: i for i, item in enumerate(z["item_ids"].astype(str).tolist())}
-            missing = [i for i in ids if i not in where]
-            if missing:
-                raise CardiolensError(f"{runs / run}: {len(missing)} records have no out-of-fold probabilities")
-            probs = z["probs"][[where[i] for i in ids]]
-        fold_of = json.loads((runs / run / "folds.json").read_text())
-        mine = np.array([fold_of[i] for i in ids])
+        probs, mine = out_of_fold(runs, run, ids)
         if folds is not None and not np.array_equal(folds, mine):
             raise CardiolensError(f"the runs of {name} were run on different folds ({run} differs)")
         folds = mine
         return probs
 
     probs = [
-        np.mean([out_of_fold(r) for r in member], axis=0) if isinstance(member, tuple) else out_of_fold(member)
+        np.mean([member_probs(r) for r in member], axis=0) if isinstance(member, tuple) else member_probs(member)
         for member in members
     ]
     names = ["(" + " + ".join(m) + ")" if isinstance(m, tuple) else m for m in members]
@@ -710,6 +766,8 @@ def main() -> None:
                     name,
                     EXPERIMENTS[name].get("label_fraction", 1.0),
                     tuned=EXPERIMENTS[name].get("tuned", False),
+                    extended=EXPERIMENTS[name].get("extended", False),
+                    stack_with=EXPERIMENTS[name].get("stack_with", ()),
                 )
             else:
                 row = run_ensemble(name, data_dir, args.runs)

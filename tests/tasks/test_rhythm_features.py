@@ -12,10 +12,13 @@ from cardiolens.errors import CardiolensError
 from cardiolens.io import load_record
 from cardiolens.tasks.metrics import auroc
 from cardiolens.tasks.rhythm_features import (
+    EVENT_FEATURES,
+    EXTENDED_FEATURE_NAMES,
     FEATURE_NAMES,
     QUALITY_FEATURES,
     TEMPLATE_FEATURES,
     WINDOW_FEATURES,
+    event_features,
     quality_features,
     record_features,
     rhythm_feature_matrix,
@@ -211,3 +214,39 @@ def test_tuned_trees_keep_a_patient_in_one_inner_fold():
     _, grouped = tuned_boosted_trees(x, y, _accuracy, groups=patients, grid=grid)
     assert leaky["inner"][0]["score"] > 0.9  # items of a seen patient are recognised
     assert grouped["inner"][0]["score"] < 0.75  # unseen patients: near chance
+
+
+def test_event_features_find_one_wide_premature_beat_and_rr_entropy_orders_rhythms():
+    """One wide early beat with a pause after it, in 30 s of sinus rhythm: the extended features see it;
+    an AF-like rhythm has a higher RR sample entropy and COSEn than a sinus rhythm with slight variability."""
+    seconds, fs = 30.0, FS
+    r_times = np.arange(0.5, seconds - 0.5, 0.8)
+    sinus = _ecg(r_times, seconds, p_waves=True)
+    early = 0.5 * (r_times[15] + r_times[16]) - 0.1  # 300 ms after the beat before it, 1.3 s before the next
+    with_ectopic = _ecg(np.delete(r_times, 16), seconds, p_waves=True)
+    t = np.arange(len(sinus)) / fs
+    with_ectopic += 1.5 * np.exp(-0.5 * ((t - early) / 0.025) ** 2)  # twice as wide a QRS, no P wave
+    plain = record_features(sinus, fs, extended=True)
+    ectopic = record_features(with_ectopic, fs, extended=True)
+    assert plain.shape == ectopic.shape == (len(EXTENDED_FEATURE_NAMES),)
+    assert np.array_equal(plain[: len(FEATURE_NAMES)], record_features(sinus, fs), equal_nan=True)
+
+    def event(row: np.ndarray, name: str) -> float:
+        return float(row[EXTENDED_FEATURE_NAMES.index(name)])
+
+    assert event(plain, "beat_corr_min") > 0.95 > 0.7 > event(ectopic, "beat_corr_min")
+    assert event(plain, "frac_beats_wide") == 0 < event(ectopic, "frac_beats_wide") <= 2 / 36
+    assert event(plain, "prematurity_min") == pytest.approx(1, abs=0.02)
+    assert event(ectopic, "prematurity_min") == pytest.approx(0.3 / 0.8, abs=0.02)
+    assert event(ectopic, "compensation_max") == pytest.approx(1.3 / 0.3, abs=0.1)
+    assert event(plain, "compensation_max") == pytest.approx(1, abs=0.02)
+
+    rng = np.random.default_rng(3)
+    sinus_rr = 0.8 + 0.01 * np.sin(np.arange(40) / 3)  # slow, smooth variability: predictable
+    af_rr = rng.uniform(0.45, 1.1, 40)
+    calm, chaotic = event_features(sinus_rr, None, fs), event_features(af_rr, None, fs)
+    names = list(EVENT_FEATURES)
+    assert np.isnan(calm[names.index("beat_corr_min")])  # no beats given: morphology undefined, not zero
+    for name in ("rr_sample_entropy", "rr_cosen"):
+        assert np.isfinite(chaotic[names.index(name)]) and chaotic[names.index(name)] > calm[names.index(name)]
+    assert np.isnan(event_features(np.full(8, 0.8), None, fs)[names.index("rr_sample_entropy")])

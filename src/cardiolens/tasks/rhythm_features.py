@@ -19,6 +19,12 @@ features from one lead with the package's own cleaning and R-peak detector:
 - agreement of two R-peak detectors and the amplitude of 2-s segments (:data:`QUALITY_FEATURES`):
   where detectors disagree or the amplitude jumps, the beat features are not to be trusted.
 
+:data:`FEATURE_NAMES` are the groups above, the set the shipped ``rhythm-ecg-trees`` reads.
+:data:`EXTENDED_FEATURE_NAMES` add :data:`EVENT_FEATURES` (``extended=True``): single events that a
+percentile over a 30-s record's 30-40 beats averages away (the one beat least like the median beat,
+the earliest beat, the longest pause after a short interval, the share of wide beats) and the sample
+entropy of the RR intervals (with COSEn, Lake & Moorman 2011, an AF detector for short records).
+
 A record with too few beats for a feature gets NaN there; histogram gradient boosting takes NaN as
 a value of its own.
 """
@@ -117,6 +123,15 @@ QUALITY_FEATURES = (
     "frac_segments_under_0_3x_amplitude",
     "segment_amplitude_cv",
 )
+EVENT_FEATURES = (
+    "beat_corr_min",  # the beat least like the median beat (one ectopic beat in a record)
+    "frac_beats_wide",  # beats whose QRS is over 1.3x as wide as the median beat's
+    "prematurity_min",  # the smallest RR over the mean of the 3 RR before it
+    "compensation_max",  # the largest ratio of an RR to the RR before it (ectopic beat, then pause)
+    "rr_sample_entropy",  # SampEn of the RR intervals, m = 2, r = 0.2 x their standard deviation
+    "rr_cosen",  # SampEn with m = 1, r = 30 ms, + ln(2 r / mean RR) (coefficient of sample entropy)
+)
+COSEN_TOLERANCE_S = 0.03
 FEATURE_NAMES = (
     *RR_FEATURES,
     *MORPHOLOGY_FEATURES,
@@ -125,6 +140,7 @@ FEATURE_NAMES = (
     *WINDOW_FEATURES,
     *QUALITY_FEATURES,
 )
+EXTENDED_FEATURE_NAMES = (*FEATURE_NAMES, *EVENT_FEATURES)
 MIN_SECONDS = 2.0
 
 
@@ -330,8 +346,49 @@ def quality_features(cleaned: Any, beats: Any, fs: float) -> list[float]:
     ]
 
 
-def record_features(signal: Any, fs: float) -> np.ndarray:
-    """The :data:`FEATURE_NAMES` of one single-lead ECG (samples,) or (1, samples), in signal units.
+def _sample_entropy(x: np.ndarray, dimension: int, tolerance: float) -> float:
+    """neurokit2's sample entropy; where no template of ``dimension + 1`` points matches (infinite
+    entropy) its bound for one match, so a very irregular series stays finite and above regular ones."""
+    import neurokit2 as nk
+
+    value = nk.entropy_sample(x, dimension=dimension, tolerance=tolerance)[0]
+    if np.isfinite(value):
+        return float(value)
+    pairs = (len(x) - dimension) * (len(x) - dimension - 1) / 2
+    return float(np.log(max(pairs, 1.0)))
+
+
+def event_features(rr: Any, beat_windows: tuple[np.ndarray, np.ndarray] | None, fs: float) -> list[float]:
+    """:data:`EVENT_FEATURES` of RR intervals in seconds and :func:`_beat_windows` (NaN where too few beats)."""
+    rr = np.asarray(rr, dtype=np.float64)
+    if beat_windows is None:
+        corr_min = wide = np.nan
+    else:
+        windows, template = beat_windows
+        pre, half = _samples(0.25, fs), _samples(0.15, fs)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a flat window has no correlation: NaN
+            corr = np.array([np.corrcoef(w, template)[0, 1] for w in windows])
+        widths = np.array([_qrs_width(w, pre, half, fs) for w in windows])
+        corr_min = np.nanmin(corr) if np.isfinite(corr).any() else np.nan
+        wide = np.nanmean(widths > 1.3 * _qrs_width(template, pre, half, fs)) if np.isfinite(widths).any() else np.nan
+    if len(rr) < 5:
+        return [corr_min, wide] + [np.nan] * (len(EVENT_FEATURES) - 2)
+    before = np.convolve(rr, np.ones(3) / 3, mode="valid")[:-1]  # mean of rr[i-3:i] for i >= 3
+    rhythm = [np.min(rr[3:] / before), np.max(rr[1:] / rr[:-1])]
+    if len(rr) < 10 or np.std(rr) == 0:
+        return [corr_min, wide, *rhythm, np.nan, np.nan]
+    return [
+        corr_min,
+        wide,
+        *rhythm,
+        _sample_entropy(rr, 2, 0.2 * np.std(rr)),
+        _sample_entropy(rr, 1, COSEN_TOLERANCE_S) + np.log(2 * COSEN_TOLERANCE_S / np.mean(rr)),
+    ]
+
+
+def record_features(signal: Any, fs: float, extended: bool = False) -> np.ndarray:
+    """The :data:`FEATURE_NAMES` of one single-lead ECG (samples,) or (1, samples), in signal units;
+    with ``extended``, the :data:`EXTENDED_FEATURE_NAMES`.
 
     Cleans it (:func:`cardiolens.signal.filters.clean_ecg`) and finds its R peaks
     (:func:`cardiolens.signal.peaks.ecg_peaks`, the package default detector).
@@ -359,20 +416,27 @@ def record_features(signal: Any, fs: float) -> np.ndarray:
         + _template(beat_windows, fs)
         + window_features(rr)
         + quality_features(cleaned, r, fs)
+        + (event_features(rr, beat_windows, fs) if extended else [])
     )
     return np.asarray(rows, dtype=np.float64)
 
 
-def rhythm_feature_matrix(signals: Sequence[Any], fs: float, progress: bool = True) -> np.ndarray:
-    """(records, len(FEATURE_NAMES)) features of single-lead records (e.g. ``cinc2017-rhythm`` items at 300 Hz)."""
+def rhythm_feature_matrix(
+    signals: Sequence[Any], fs: float, progress: bool = True, extended: bool = False
+) -> np.ndarray:
+    """(records, len(FEATURE_NAMES)) features of single-lead records (e.g. ``cinc2017-rhythm`` items at 300 Hz);
+    with ``extended``, (records, len(EXTENDED_FEATURE_NAMES))."""
     rows = [
-        record_features(s, fs)
+        record_features(s, fs, extended)
         for s in tqdm(signals, desc="rhythm features", unit="rec", disable=not progress, mininterval=2)
     ]
-    return np.stack(rows) if rows else np.empty((0, len(FEATURE_NAMES)))
+    names = EXTENDED_FEATURE_NAMES if extended else FEATURE_NAMES
+    return np.stack(rows) if rows else np.empty((0, len(names)))
 
 
 __all__ = [
+    "EVENT_FEATURES",
+    "EXTENDED_FEATURE_NAMES",
     "FEATURE_NAMES",
     "MORPHOLOGY_FEATURES",
     "QUALITY_FEATURES",
@@ -380,6 +444,7 @@ __all__ = [
     "SIGNAL_FEATURES",
     "TEMPLATE_FEATURES",
     "WINDOW_FEATURES",
+    "event_features",
     "morphology_features",
     "quality_features",
     "record_features",
