@@ -372,7 +372,8 @@ def run_rhythm_features(
     as their logarithm (one column per class)."""
     data, folds, all_features = cinc2017_features(data_dir)
     names = list(EXTENDED_FEATURE_NAMES if extended else FEATURE_NAMES)
-    features = all_features[:, : len(names)]
+    n_record_features = len(names)
+    features = all_features[:, :n_record_features]
     if stack_with:
         ids = data.item_ids.astype(str).tolist()
         stacked = []
@@ -383,7 +384,7 @@ def run_rhythm_features(
             stacked.append(probs)
         features = np.hstack([features, np.log(np.clip(np.mean(stacked, axis=0), 1e-6, 1))])
         names += [f"log_p_{c}_stacked" for c in CINC2017_CLASSES]
-    stacked_note = f"; the last {len(CINC2017_CLASSES)}: log mean probabilities of {' + '.join(stack_with)}"
+    stacked_note = f" + the log mean probabilities of {' + '.join(stack_with)}"
     stacked_note = stacked_note if stack_with else ""
     y = np.asarray(data.targets)
     probs = np.zeros((len(data), len(CINC2017_CLASSES)))
@@ -413,7 +414,8 @@ def run_rhythm_features(
         probs,
         folds,
         runs / name,
-        f"none ({len(names)} record features, cardiolens.tasks.rhythm_features, at {FEATURE_FS:g} Hz{stacked_note})",
+        f"none ({n_record_features} record features, cardiolens.tasks.rhythm_features, at {FEATURE_FS:g} Hz"
+        f"{stacked_note})",
         "gradient-boosted trees (HistGradientBoostingClassifier)",
     )
     row["label_fraction"] = fraction
@@ -596,6 +598,24 @@ def run_ensemble(name: str, data_dir: Path, runs: Path) -> dict:
     )
 
 
+def paired_difference(a: str, b: str, data_dir: Path, runs: Path) -> dict:
+    """Challenge score of run ``a`` minus run ``b`` on the same out-of-fold records, with a paired
+    bootstrap interval (the same resampled records for both; 1,000 resamples, seed 0)."""
+    data = load_task_data(get_task("cinc2017-rhythm"), data_dir, 100.0, progress=False)
+    ids = data.item_ids.astype(str).tolist()
+    (pa, fa), (pb, fb) = out_of_fold(runs, a, ids), out_of_fold(runs, b, ids)
+    if not np.array_equal(fa, fb):
+        raise CardiolensError(f"{a} and {b} were run on different folds")
+    y = np.asarray(data.targets)
+
+    def gain(t: np.ndarray, x: np.ndarray, z: np.ndarray) -> float:
+        return cinc2017_score(t, x)["score"] - cinc2017_score(t, z)["score"]
+
+    interval = bootstrap(gain, y, pa.argmax(axis=1), pb.argmax(axis=1), n_resamples=1000)
+    folds = {str(k): gain(y[fa == k], pa[fa == k].argmax(axis=1), pb[fa == k].argmax(axis=1)) for k in sorted(set(fa))}
+    return {"a": a, "b": b, "value": interval.value, "low": interval.low, "high": interval.high, "per_fold": folds}
+
+
 def _ci(v: dict | None) -> str:
     return "-" if not v else f"{v['value']:.3f} [{v['low']:.3f}, {v['high']:.3f}]"
 
@@ -701,6 +721,12 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "finetune_cinc2017.json")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
+    parser.add_argument(
+        "--paired",
+        nargs=2,
+        metavar=("A", "B"),
+        help="challenge score of run A minus run B (paired bootstrap over records), saved in --out; exit",
+    )
     parser.add_argument("--table", action="store_true", help="print the markdown summary of --out and exit")
     parser.add_argument(
         "--ship-trees",
@@ -736,6 +762,14 @@ def main() -> None:
         return
     if args.list:
         print("\n".join(["heartgpt-af-head", *EXPERIMENTS]))
+        return
+    if args.paired:
+        data_dir = args.data or unpacked("cinc2017-dev.zip") / "training2017"
+        difference = paired_difference(*args.paired, data_dir, args.runs)
+        result = json.loads(args.out.read_text()) if args.out.exists() else {}
+        result.setdefault("paired_differences", {})[f"{args.paired[0]} - {args.paired[1]}"] = difference
+        write_result(result, args.out)
+        print(json.dumps(difference, indent=1))
         return
     if args.ship_trees:
         from cardiolens.models.pretrained import weights_dir

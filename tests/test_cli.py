@@ -13,6 +13,7 @@ import pytest
 import wfdb
 
 from cardiolens.cli import main
+from cardiolens.tasks.rhythm_features import EXTENDED_FEATURE_NAMES
 
 
 def _write_ecg(folder: Path, seconds: float = 12.0, fs: int = 250) -> tuple[Path, np.ndarray]:
@@ -134,6 +135,14 @@ def test_features_csv_has_a_row_per_record_and_tells_an_irregular_rhythm(tmp_pat
     assert set(rows) == {"regular", "irregular"} and rows["regular"]["lead"] == "II"
     assert float(rows["regular"]["heart_rate_bpm"]) == pytest.approx(75, abs=1)
     assert float(rows["regular"]["rr_cv"]) < 0.02 < 0.2 < float(rows["irregular"]["rr_cv"])
+    assert "rr_sample_entropy" not in rows["regular"]
+    # --extended adds the event and RR-entropy columns after the standard ones, which stay the same
+    assert main(["features", str(tmp_path), "--out", str(out), "--extended", "true"]) == 0
+    with open(out) as f:
+        extended = {row["record"]: row for row in csv.DictReader(f)}
+    assert list(extended["regular"])[2:] == list(EXTENDED_FEATURE_NAMES)
+    assert all(extended[r][k] == rows[r][k] for r in rows for k in rows[r])
+    assert float(extended["regular"]["rr_cosen"]) < float(extended["irregular"]["rr_cosen"])
 
 
 def test_features_refuse_a_ppg_lead_and_name_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

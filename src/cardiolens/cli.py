@@ -132,7 +132,12 @@ def peaks(
 
 
 def features(
-    path: str, lead: str | None = None, out: Path | None = None, fs: float | None = None, nan_policy: str = "raise"
+    path: str,
+    lead: str | None = None,
+    out: Path | None = None,
+    fs: float | None = None,
+    nan_policy: str = "raise",
+    extended: bool = False,
 ) -> None:
     """Write record-level rhythm features of an ECG lead as CSV, one row per record: RR irregularity,
     ectopy, P wave, beat similarity, the median beat's shape, signal quality (cardiolens.tasks.rhythm_features).
@@ -144,6 +149,8 @@ def features(
         fs: sampling rate for formats that do not carry one.
         nan_policy: what to do with missing samples (NaN): raise (default) or interpolate (fill the gaps
             linearly; the record's metadata says which samples were filled).
+        extended: add the 6 event and RR-entropy features (one ectopic beat, the earliest beat, the longest
+            pause after a short RR, wide beats, sample entropy, COSEn) after the standard set.
     """
     import csv
     import io
@@ -154,11 +161,12 @@ def features(
     from cardiolens.io import load_record
     from cardiolens.signal.leads import modality
     from cardiolens.tasks.predict import record_files
-    from cardiolens.tasks.rhythm_features import FEATURE_NAMES, record_features
+    from cardiolens.tasks.rhythm_features import EXTENDED_FEATURE_NAMES, FEATURE_NAMES, record_features
 
+    names = EXTENDED_FEATURE_NAMES if extended else FEATURE_NAMES
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
-    writer.writerow(["record", "lead", *FEATURE_NAMES])
+    writer.writerow(["record", "lead", *names])
     files = record_files([path])
     for file in tqdm(files, desc="rhythm features", unit="rec", disable=len(files) < 20, file=sys.stderr):
         record = load_record(file, fs=fs, nan_policy=nan_policy)
@@ -171,7 +179,7 @@ def features(
                 "rhythm features are computed from an ECG lead"
             )
         try:
-            values = record_features(record.signal[index], record.fs)
+            values = record_features(record.signal[index], record.fs, extended=extended)
         except CardiolensError as exc:
             raise CardiolensError(f"{file}: {exc}") from exc
         writer.writerow([file.stem, name, *(f"{v:.6g}" for v in values)])  # NaN: undefined for this record
@@ -179,7 +187,7 @@ def features(
         sys.stdout.write(table.getvalue())
     else:
         out.write_text(table.getvalue())
-        print(f"{len(FEATURE_NAMES)} features of {len(files)} record(s) -> {out}", file=sys.stderr)
+        print(f"{len(names)} features of {len(files)} record(s) -> {out}", file=sys.stderr)
 
 
 def demo(out: Path = Path("demo-output"), seconds: float = 30.0) -> None:
