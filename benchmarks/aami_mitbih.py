@@ -98,6 +98,7 @@ EXPERIMENTS: dict[str, dict] = {
     # declared 2026-11-25 before they ran (FEATURE_MODELS says what they add), reported whatever they score
     "beat-features-gbm-shape-context": {},
     "beat-features-gbm-shape-context-nested": {},
+    "beat-features-gbm-local-template": {},
     # 3 epochs of ~40,000 beats fit the CPU budget (a few minutes per fold on one thread)
     "cnn-scratch": {"backbone": "resnet1d", "policy": "full", "epochs": 3, "patience": 1, "batch_size": 128},
     # the same, with the record's median beat as a second channel (loader option template=True)
