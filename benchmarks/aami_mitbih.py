@@ -59,7 +59,10 @@ from cardiolens.errors import CardiolensError  # noqa: E402
 from cardiolens.tasks import finetune as finetune_module  # noqa: E402
 from cardiolens.tasks.aami_features import (  # noqa: E402
     FEATURE_NAMES,
+    POLARITY_SENSITIVE,
     aami_feature_matrix,
+    envelope_matrix,
+    envelope_names,
     feature_names,
     shape_context_matrix,
     shape_context_names,
@@ -99,6 +102,8 @@ EXPERIMENTS: dict[str, dict] = {
     "beat-features-gbm-shape-context": {},
     "beat-features-gbm-shape-context-nested": {},
     "beat-features-gbm-local-template": {},
+    "beat-features-gbm-envelope": {},
+    "beat-features-gbm-polarity-free": {},
     # 3 epochs of ~40,000 beats fit the CPU budget (a few minutes per fold on one thread)
     "cnn-scratch": {"backbone": "resnet1d", "policy": "full", "epochs": 3, "patience": 1, "batch_size": 128},
     # the same, with the record's median beat as a second channel (loader option template=True)
@@ -133,6 +138,10 @@ SHAPE_CONTEXT_BACKBONE = (
 )
 # the shape-context columns that compare a beat with its neighbours' median beat (no prevalence)
 LOCAL_TEMPLATE = [n for n in shape_context_names() if n.startswith(("corr_qrs_local", "rms_difference_local"))]
+# beat-features-gbm's columns that do not change when a QRS flips, and the envelope features
+POLARITY_FREE = [
+    n for n in FEATURE_NAMES if n not in POLARITY_SENSITIVE and n.removesuffix("_in_record") not in POLARITY_SENSITIVE
+] + envelope_names()
 # experiments that are not fine-tuning runs: scikit-learn models on per-beat features
 FEATURE_MODELS = {
     "rr-logistic": {"backbone": "none (RR features only)", "policy": "logistic regression"},
@@ -194,6 +203,34 @@ FEATURE_MODELS = {
         "policy": TREES,
         "features": [*FEATURE_NAMES, *LOCAL_TEMPLATE],
         "shape_context": True,
+        "importance": True,
+    },
+    # declared 2026-11-25 before either ran, both reported whatever they score. In 108, 478 normal beats
+    # are called V: their RR intervals are normal, their P wave is like the record's, their QRS is narrow,
+    # but it points the other way from the record's median beat (corr_qrs -0.47, against 0.93 for the
+    # beats called N), and no training record teaches the trees a normal beat with a flipped QRS.
+    # (1) the 35 features + the polarity-free |slope| envelope against the median beat's (ENVELOPE_FEATURES
+    # and their per-record standardised copies); (2) the same with the features that change when a QRS
+    # flips (POLARITY_SENSITIVE and their copies) left out, so the trees can only read width, timing,
+    # height, the P wave and the rhythm
+    "beat-features-gbm-envelope": {
+        "backbone": (
+            f"none ({len(FEATURE_NAMES) + len(envelope_names())} beat features: beat-features-gbm's and "
+            f"the QRS |slope| envelope against the median beat's, at {FEATURE_FS:g} Hz)"
+        ),
+        "policy": TREES,
+        "features": [*FEATURE_NAMES, *envelope_names()],
+        "envelope": True,
+        "importance": True,
+    },
+    "beat-features-gbm-polarity-free": {
+        "backbone": (
+            f"none ({len(POLARITY_FREE)} beat features: beat-features-gbm's without those that change when "
+            f"a QRS flips, and the QRS |slope| envelope against the median beat's, at {FEATURE_FS:g} Hz)"
+        ),
+        "policy": TREES,
+        "features": POLARITY_FREE,
+        "envelope": True,
         "importance": True,
     },
     # ablation: the same without the per-record standardised copies (what standardising adds)
@@ -685,14 +722,19 @@ def main() -> None:
             else:
                 leads = tuple(FEATURE_MODELS[name].get("leads", ["MLII"]))
                 context = FEATURE_MODELS[name].get("shape_context", False)
+                envelope = FEATURE_MODELS[name].get("envelope", False)
                 if leads not in beats:
                     beats[leads] = feature_beats(data_dir, load_options, data, leads)
                 if (leads, "base") not in features:
                     features[leads, "base"] = aami_feature_matrix(beats[leads])
                 if context and (leads, "shape-context") not in features:
                     features[leads, "shape-context"] = shape_context_matrix(beats[leads])
+                if envelope and (leads, "envelope") not in features:
+                    features[leads, "envelope"] = envelope_matrix(beats[leads])
                 blocks = [features[leads, "base"]] + ([features[leads, "shape-context"]] if context else [])
+                blocks += [features[leads, "envelope"]] if envelope else []
                 known = feature_names(len(leads)) + (shape_context_names() if context else [])
+                known += envelope_names() if envelope else []
                 columns = [known.index(n) for n in FEATURE_MODELS[name]["features"]]
                 result = run_feature_model(
                     data,

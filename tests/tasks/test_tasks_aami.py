@@ -14,10 +14,14 @@ import wfdb
 from cardiolens.errors import CardiolensError, DatasetError
 from cardiolens.models import create_model, load_model, save_checkpoint
 from cardiolens.tasks.aami_features import (
+    ENVELOPE_FEATURES,
     FEATURE_NAMES,
     MORPHOLOGY_FEATURES,
     SHAPE_CONTEXT_FEATURES,
     aami_feature_matrix,
+    envelope_features,
+    envelope_matrix,
+    envelope_names,
     feature_names,
     morphology_features,
     rr_irregularity,
@@ -420,6 +424,34 @@ def test_shape_context_finds_rare_beats_where_the_records_own_beat_drifts():
     assert _feature(far_from_it, "corr_qrs").min() < 0  # what the record-median features miss
     with pytest.raises(CardiolensError, match="0.25 s before and 0.45 s after"):
         shape_context_features(beats[:, 200:300], 250.0)
+
+
+def test_envelope_features_ignore_a_flipped_qrs_and_see_a_wide_one():
+    normal = _pulse(0.012, 1.2) + _pulse(0.03, 0.4, shift_s=0.02)
+    flipped, wide = -normal, _pulse(0.04, -1.5)
+    template = np.broadcast_to(normal, (3, normal.size))
+    f = envelope_features(np.stack([normal, flipped, wide]), template, 250.0)
+    assert f.shape == (3, len(ENVELOPE_FEATURES))
+    corr, width = f[:, 0], f[:, 1]
+    assert corr[0] == pytest.approx(1) and width[0] == pytest.approx(1)
+    assert corr[1] == pytest.approx(1) and width[1] == pytest.approx(1)  # negated: the same envelope
+    assert width[2] > 2 and corr[2] < corr[0]  # about 3x as wide a QRS
+    signed = morphology_features(np.stack([normal, flipped]), template[:2], 250.0)
+    assert _feature(signed, "corr_qrs")[1] == pytest.approx(-1)  # what the signed features say instead
+    with pytest.raises(CardiolensError, match="must both be \\(N, window\\)"):
+        envelope_features(np.zeros((3, 500)), np.zeros((2, 500)), 250.0)
+    with pytest.raises(CardiolensError, match="R \\+- 0.15 s"):
+        envelope_features(np.zeros((3, 60)), np.zeros((3, 60)), 250.0)
+
+
+def test_envelope_matrix_of_items_adds_per_record_standardised_copies(simulated_mitdb):
+    folder, _ = simulated_mitdb
+    data = load_aami(folder, 250.0, template=True, progress=False)
+    f = envelope_matrix(data)
+    assert f.shape == (len(data), len(envelope_names())) and np.isfinite(f).all()
+    records = np.array([i.split(":")[0] for i in data.item_ids.tolist()])
+    for r in np.unique(records):  # each standardised copy has median 0 within its record
+        assert np.median(f[records == r, len(ENVELOPE_FEATURES) :], axis=0) == pytest.approx(0, abs=1e-9)
 
 
 def test_shape_context_of_items_follows_each_records_beat_order(simulated_mitdb):

@@ -59,6 +59,16 @@ SHAPE_CONTEXT_FEATURES = (
     "rms_difference_local",  # RMS of beat - local median beat, R - 0.25 s .. R + 0.45 s
 )
 
+# Polarity-free QRS features (:func:`envelope_features`): the beat's |slope| envelope against the
+# median beat's, which says how wide and when the QRS is but not which way it points, so a normal
+# beat whose QRS flips polarity (a record whose axis shifts) differs from a wide ventricular beat
+ENVELOPE_FEATURES = (
+    "slope_envelope_corr_qrs",  # correlation of the smoothed |slope|, beat vs median beat, R +- 0.1 s
+    "slope_width_ratio",  # span of the central 80 % of |slope| over R +- 0.15 s, beat / median beat
+)
+# MORPHOLOGY_FEATURES that change sign or order when a QRS flips polarity
+POLARITY_SENSITIVE = ("corr_qrs", "corr_beat", "rms_difference", "qrs_max", "qrs_min", "qrs_max_time", "qrs_min_time")
+
 
 def feature_names(leads: int = 1) -> list[str]:
     """Column names of :func:`aami_feature_matrix` for items of ``leads`` leads."""
@@ -194,6 +204,63 @@ def shape_context_matrix(data: TaskData) -> np.ndarray:
     return np.column_stack([out, standardise_by_record(out, records)])
 
 
+def _central_span(energy: np.ndarray, share: float = 0.8) -> np.ndarray:
+    """Samples between the points where each row's cumulative energy passes (1 - share) / 2 and (1 + share) / 2."""
+    cumulative = np.cumsum(energy, axis=1)
+    total = cumulative[:, -1:] + 1e-12
+    start = np.argmax(cumulative >= total * (1 - share) / 2, axis=1)
+    end = np.argmax(cumulative >= total * (1 + share) / 2, axis=1)
+    return (end - start + 1).astype(np.float64)
+
+
+def envelope_features(beats: Any, templates: Any, fs: float) -> np.ndarray:
+    """:data:`ENVELOPE_FEATURES` of beat windows against their record's median beat (as :func:`morphology_features`).
+
+    Returns:
+        (N, 2) float64: the correlation of the beat's and the median beat's |slope| (smoothed over
+        20 ms) over R +- 0.1 s, and the span holding the central 80 % of the beat's |slope| over
+        R +- 0.15 s over the same span of the median beat. Both are unchanged when a beat is negated.
+    """
+    x = np.asarray(beats, dtype=np.float64)
+    m = np.asarray(templates, dtype=np.float64)
+    if x.ndim != 2 or x.shape != m.shape:
+        raise CardiolensError(f"envelope_features: beats {x.shape} and templates {m.shape} must both be (N, window)")
+    c = x.shape[1] // 2
+    half = int(round(0.15 * fs))
+    if c - half < 1 or c + half > x.shape[1]:
+        raise CardiolensError(
+            f"envelope_features: windows of {x.shape[1]} samples at {fs:g} Hz do not reach R +- 0.15 s"
+        )
+    kernel = np.ones(max(int(round(0.02 * fs)), 1))
+    kernel /= kernel.size
+
+    def envelope(w: np.ndarray) -> np.ndarray:
+        slope = np.abs(np.diff(w, axis=1, prepend=w[:, :1]))
+        return np.apply_along_axis(np.convolve, 1, slope, kernel, mode="same")
+
+    ex, em = envelope(x), envelope(m)
+    qrs = slice(c - int(round(0.1 * fs)), c + int(round(0.1 * fs)) + 1)
+    wide = slice(c - half, c + half + 1)
+    return np.column_stack(
+        [_correlation(ex[:, qrs], em[:, qrs]), _central_span(ex[:, wide]) / _central_span(em[:, wide])]
+    )
+
+
+def envelope_matrix(data: TaskData) -> np.ndarray:
+    """:data:`ENVELOPE_FEATURES` of ``mitbih-aami`` items loaded with ``template=True`` (first lead), then
+    the same standardised within each record: (N, 4), columns :func:`envelope_names`."""
+    windows = np.stack(data.signals)
+    n_leads = len(data.leads) // 2
+    records = np.array([i.split(":")[0] for i in data.item_ids.tolist()])
+    out = envelope_features(windows[:, 0], windows[:, n_leads], data.fs)
+    return np.column_stack([out, standardise_by_record(out, records)])
+
+
+def envelope_names() -> list[str]:
+    """Column names of :func:`envelope_matrix`."""
+    return [*ENVELOPE_FEATURES, *(f"{n}_in_record" for n in ENVELOPE_FEATURES)]
+
+
 def shape_context_names() -> list[str]:
     """Column names of :func:`shape_context_matrix`."""
     return [*SHAPE_CONTEXT_FEATURES, *(f"{n}_in_record" for n in SHAPE_CONTEXT_FEATURES)]
@@ -315,11 +382,16 @@ def record_beat_features(signal: Any, fs: float, beats: Any, beats_fs: float) ->
 
 
 __all__ = [
+    "ENVELOPE_FEATURES",
     "FEATURE_NAMES",
     "IRREGULARITY_FEATURES",
     "MORPHOLOGY_FEATURES",
+    "POLARITY_SENSITIVE",
     "SHAPE_CONTEXT_FEATURES",
     "aami_feature_matrix",
+    "envelope_features",
+    "envelope_matrix",
+    "envelope_names",
     "feature_names",
     "morphology_features",
     "record_beat_features",
