@@ -838,6 +838,7 @@ def main() -> None:
                 "data": str(data_dir),
                 "experiments": list(rows.values()),
                 "heartgpt_af_head": heartgpt,
+                "paired_differences": previous.get("paired_differences", {}),  # from --paired calls
             },
             args.out,
         )
