@@ -614,22 +614,27 @@ def run_ensemble(name: str, data_dir: Path, runs: Path) -> dict:
     )
 
 
+def score_difference(y: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray, folds: np.ndarray) -> dict:
+    """Challenge score of the arg-max of ``probs_a`` minus that of ``probs_b`` on the same records, with a
+    paired bootstrap interval (the same resampled records for both; 1,000 resamples, seed 0) and per fold."""
+    a, b = probs_a.argmax(axis=1), probs_b.argmax(axis=1)
+
+    def gain(t: np.ndarray, x: np.ndarray, z: np.ndarray) -> float:
+        return cinc2017_score(t, x)["score"] - cinc2017_score(t, z)["score"]
+
+    interval = bootstrap(gain, y, a, b, n_resamples=1000)
+    per_fold = {str(k): gain(y[folds == k], a[folds == k], b[folds == k]) for k in sorted(set(folds.tolist()))}
+    return {"value": interval.value, "low": interval.low, "high": interval.high, "per_fold": per_fold}
+
+
 def paired_difference(a: str, b: str, data_dir: Path, runs: Path) -> dict:
-    """Challenge score of run ``a`` minus run ``b`` on the same out-of-fold records, with a paired
-    bootstrap interval (the same resampled records for both; 1,000 resamples, seed 0)."""
+    """:func:`score_difference` of runs ``a`` and ``b`` from their out-of-fold probabilities."""
     data = load_task_data(get_task("cinc2017-rhythm"), data_dir, 100.0, progress=False)
     ids = data.item_ids.astype(str).tolist()
     (pa, fa), (pb, fb) = out_of_fold(runs, a, ids), out_of_fold(runs, b, ids)
     if not np.array_equal(fa, fb):
         raise CardiolensError(f"{a} and {b} were run on different folds")
-    y = np.asarray(data.targets)
-
-    def gain(t: np.ndarray, x: np.ndarray, z: np.ndarray) -> float:
-        return cinc2017_score(t, x)["score"] - cinc2017_score(t, z)["score"]
-
-    interval = bootstrap(gain, y, pa.argmax(axis=1), pb.argmax(axis=1), n_resamples=1000)
-    folds = {str(k): gain(y[fa == k], pa[fa == k].argmax(axis=1), pb[fa == k].argmax(axis=1)) for k in sorted(set(fa))}
-    return {"a": a, "b": b, "value": interval.value, "low": interval.low, "high": interval.high, "per_fold": folds}
+    return {"a": a, "b": b, **score_difference(np.asarray(data.targets), pa, pb, fa)}
 
 
 def _ci(v: dict | None) -> str:
