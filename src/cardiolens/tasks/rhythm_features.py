@@ -347,8 +347,9 @@ def quality_features(cleaned: Any, beats: Any, fs: float) -> list[float]:
 
 
 def _sample_entropy(x: np.ndarray, dimension: int, tolerance: float) -> float:
-    """neurokit2's sample entropy; where no template of ``dimension + 1`` points matches (infinite
-    entropy) its bound for one match, so a very irregular series stays finite and above regular ones."""
+    """neurokit2's sample entropy. Where no template of ``dimension + 1`` points matches (infinite
+    entropy): the log of the number of template pairs, at least what a single match would give, so a
+    very irregular series stays finite and above the regular ones."""
     import neurokit2 as nk
 
     value = nk.entropy_sample(x, dimension=dimension, tolerance=tolerance)[0]
