@@ -357,6 +357,8 @@ def cinc2017_features(data_dir: Path) -> tuple:
 
 def out_of_fold(runs: Path, run: str, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """A run's out-of-fold probabilities (records in the order of ``ids``) and each record's fold."""
+    if not (runs / run / "oof.npz").is_file():
+        raise CardiolensError(f"{runs / run}: no out-of-fold probabilities (oof.npz); run --only {run} first")
     with np.load(runs / run / "oof.npz") as z:
         where = {item: i for i, item in enumerate(z["item_ids"].astype(str).tolist())}
         missing = [i for i in ids if i not in where]
@@ -400,8 +402,7 @@ def run_rhythm_features(
             stacked.append(probs)
         features = np.hstack([features, np.log(np.clip(np.mean(stacked, axis=0), 1e-6, 1))])
         names += [f"log_p_{c}_stacked" for c in CINC2017_CLASSES]
-    stacked_note = f" + the log mean probabilities of {' + '.join(stack_with)}"
-    stacked_note = stacked_note if stack_with else ""
+    stacked_note = f" + the log mean probabilities of {' + '.join(stack_with)}" if stack_with else ""
     y = np.asarray(data.targets)
     probs = np.zeros((len(data), len(CINC2017_CLASSES)))
     importance = None
@@ -627,14 +628,17 @@ def score_difference(y: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray, fo
     return {"value": interval.value, "low": interval.low, "high": interval.high, "per_fold": per_fold}
 
 
-def paired_difference(a: str, b: str, data_dir: Path, runs: Path) -> dict:
-    """:func:`score_difference` of runs ``a`` and ``b`` from their out-of-fold probabilities."""
-    data = load_task_data(get_task("cinc2017-rhythm"), data_dir, 100.0, progress=False)
-    ids = data.item_ids.astype(str).tolist()
+def paired_difference(a: str, b: str, runs: Path) -> dict:
+    """:func:`score_difference` of runs ``a`` and ``b`` from their out-of-fold probabilities, on the
+    records of ``a`` (its ``oof.npz`` holds their ids and labels; ``b`` must cover them)."""
+    if not (runs / a / "oof.npz").is_file():
+        raise CardiolensError(f"{runs / a}: no out-of-fold probabilities (oof.npz); run --only {a} first")
+    with np.load(runs / a / "oof.npz") as z:
+        ids, targets = z["item_ids"].astype(str).tolist(), z["targets"]
     (pa, fa), (pb, fb) = out_of_fold(runs, a, ids), out_of_fold(runs, b, ids)
     if not np.array_equal(fa, fb):
         raise CardiolensError(f"{a} and {b} were run on different folds")
-    return {"a": a, "b": b, **score_difference(np.asarray(data.targets), pa, pb, fa)}
+    return {"a": a, "b": b, **score_difference(targets, pa, pb, fa)}
 
 
 def _ci(v: dict | None) -> str:
@@ -785,8 +789,10 @@ def main() -> None:
         print("\n".join(["heartgpt-af-head", *EXPERIMENTS]))
         return
     if args.paired:
-        data_dir = args.data or unpacked("cinc2017-dev.zip") / "training2017"
-        difference = paired_difference(*args.paired, data_dir, args.runs)
+        try:
+            difference = paired_difference(*args.paired, args.runs)
+        except CardiolensError as exc:
+            raise SystemExit(f"--paired: {exc}") from exc
         result = json.loads(args.out.read_text()) if args.out.exists() else {}
         result.setdefault("paired_differences", {})[f"{args.paired[0]} - {args.paired[1]}"] = difference
         write_result(result, args.out)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from finetune_cinc2017 import score_difference  # noqa: E402
+from cardiolens.errors import CardiolensError  # noqa: E402
+from finetune_cinc2017 import paired_difference, score_difference  # noqa: E402
 
 
 def _one_hot(labels: np.ndarray) -> np.ndarray:
@@ -31,3 +32,8 @@ def test_a_model_right_where_the_other_errs_scores_higher_with_an_interval_above
     # swapping the two negates the difference
     swapped = score_difference(y, _one_hot(wrong), _one_hot(y), folds)
     assert swapped["value"] == pytest.approx(-out["value"]) and swapped["high"] < 0
+
+
+def test_paired_difference_names_a_run_that_has_no_out_of_fold_probabilities(tmp_path):
+    with pytest.raises(CardiolensError, match="missing-run: no out-of-fold probabilities.*--only missing-run"):
+        paired_difference("missing-run", "other", tmp_path)

@@ -220,6 +220,12 @@ def morphology_features(x: Any, beats: Any, fs: float) -> list[float]:
     return _morphology(_beat_windows(x, beats, fs), fs)
 
 
+def _correlations(windows: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """Each window's correlation with the template (NaN for a flat window)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.array([np.corrcoef(w, template)[0, 1] for w in windows])
+
+
 def _morphology(beat_windows: tuple[np.ndarray, np.ndarray] | None, fs: float) -> list[float]:
     if beat_windows is None:
         return [np.nan] * len(MORPHOLOGY_FEATURES)
@@ -233,9 +239,8 @@ def _morphology(beat_windows: tuple[np.ndarray, np.ndarray] | None, fs: float) -
     height = np.ptp(template[qrs]) + 1e-6
     p_wave = slice(0, pre - samples(0.08))
     t_wave = slice(pre + samples(0.15), pre + samples(0.40))
-    with np.errstate(invalid="ignore", divide="ignore"):  # a flat window has no correlation: NaN
-        corr = np.array([np.corrcoef(w, template)[0, 1] for w in windows])
-        p_corr = np.array([np.corrcoef(w[p_wave], template[p_wave])[0, 1] for w in windows])
+    corr = _correlations(windows, template)
+    p_corr = _correlations(windows[:, p_wave], template[p_wave])
     odd = windows[corr < 0.8]
     return [
         np.median(corr),
@@ -367,8 +372,7 @@ def event_features(rr: Any, beat_windows: tuple[np.ndarray, np.ndarray] | None, 
     else:
         windows, template = beat_windows
         pre, half = _samples(0.25, fs), _samples(0.15, fs)
-        with np.errstate(invalid="ignore", divide="ignore"):  # a flat window has no correlation: NaN
-            corr = np.array([np.corrcoef(w, template)[0, 1] for w in windows])
+        corr = _correlations(windows, template)
         widths = np.array([_qrs_width(w, pre, half, fs) for w in windows])
         corr_min = np.nanmin(corr) if np.isfinite(corr).any() else np.nan
         wide = np.nanmean(widths > 1.3 * _qrs_width(template, pre, half, fs)) if np.isfinite(widths).any() else np.nan
