@@ -401,6 +401,24 @@ def smooth_v_by_shape(probs: np.ndarray, shapes: np.ndarray, records: np.ndarray
     return out
 
 
+def paired_f1(data, probs_a: np.ndarray, probs_b: np.ndarray) -> dict[str, dict]:
+    """F1 of V and of S with ``probs_a`` minus with ``probs_b`` on the same beats, with paired bootstrap
+    intervals that resample records (the same records for both; 1,000 resamples, seed 0)."""
+    from cardiolens.tasks.metrics import bootstrap
+
+    y = np.asarray(data.targets)
+    records = np.array([i.split(":")[0] for i in data.item_ids.astype(str).tolist()])
+    out = {}
+    for metric in ("F1_V", "F1_S"):
+
+        def gain(t, a, b, metric=metric):
+            return aami_score(t, a)[metric] - aami_score(t, b)[metric]
+
+        interval = bootstrap(gain, y, probs_a, probs_b, groups=records, n_resamples=1000)
+        out[metric] = {"value": interval.value, "low": interval.low, "high": interval.high}
+    return out
+
+
 def mean_of_runs(data, runs: Path, members: list[str]) -> np.ndarray:
     """The unweighted mean of the members' saved out-of-fold probabilities, in ``data``'s item order."""
     ids = data.item_ids.astype(str).tolist()
@@ -777,13 +795,10 @@ def main() -> None:
                 if ("MLII",) not in beats:
                     beats["MLII",] = feature_beats(data_dir, load_options, data, ("MLII",))
                 records = np.array([i.split(":")[0] for i in data.item_ids.astype(str).tolist()])
-                probs = smooth_v_by_shape(
-                    mean_of_runs(data, runs, [FEATURE_MODELS[name]["smooths"]]),
-                    qrs_shapes(beats["MLII",]),
-                    records,
-                    SMOOTHING_NEIGHBOURS,
-                )
+                unsmoothed = mean_of_runs(data, runs, [FEATURE_MODELS[name]["smooths"]])
+                probs = smooth_v_by_shape(unsmoothed, qrs_shapes(beats["MLII",]), records, SMOOTHING_NEIGHBOURS)
                 result = score_out_of_fold(data, probs, folds, parts)
+                result["paired"] = paired_f1(data, probs, unsmoothed)
             else:
                 leads = tuple(FEATURE_MODELS[name].get("leads", ["MLII"]))
                 context = FEATURE_MODELS[name].get("shape_context", False)
@@ -828,6 +843,8 @@ def main() -> None:
                 rows[name]["feature_importance_fold0"] = result["importance"]
             if "tree_settings" in result:
                 rows[name]["tree_settings_per_fold"] = result["tree_settings"]
+            if "paired" in result:
+                rows[name][f"paired_over_{FEATURE_MODELS[name]['smooths']}"] = result["paired"]
         else:
             settings = dict(EXPERIMENTS[name])
             options = {**load_options, **settings.pop("load_options", {})}
