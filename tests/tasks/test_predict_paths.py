@@ -60,3 +60,19 @@ def test_predict_record_reads_a_file_it_is_given(tmp_path):
     assert from_file.source == str(folder / "A1.hea") and set(from_file.probabilities) == {"N", "A", "O", "~"}
     with pytest.raises(RecordError, match="takes a Record or a record's file, got list"):
         predict_record("rhythm-ecg-trees", [1, 2, 3])
+
+
+def test_a_dataset_root_gives_the_records_its_catalogue_lists(ptbxl_dir):
+    # PTB-XL keeps its records two levels down, at two rates; the catalogue lists one of each (100 Hz)
+    files = record_files([ptbxl_dir])
+    assert len(files) == 500 and all(f.parent.parent.name == "records100" and f.suffix == ".hea" for f in files)
+    prediction = predict_paths("rhythm-ecg-trees", [files[0]])[0]
+    assert prediction.source == str(files[0])
+
+
+def test_a_folder_whose_records_are_in_subfolders_names_them(tmp_path):
+    (tmp_path / "part1").mkdir()
+    np.savetxt(tmp_path / "part1" / "r1.csv", _ecg()[:, None], delimiter=",", header="ECG", comments="")
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(RecordError, match=r"holds no record.*subfolders part1: pass one of them"):
+        record_files([tmp_path])

@@ -417,10 +417,13 @@ def record_files(paths: list[str | Path]) -> list[Path]:
     A folder holding WFDB headers is a WFDB dataset: its records are its ``.hea`` files, and its
     CSV and ``.mat`` files are the dataset's tables and the records' signal files (PhysioNet's
     ``REFERENCE.csv``, BIDMC's ``*_Breaths.csv``). A folder without headers holds CSV, NumPy or
-    PhysioNet ``.mat`` records.
+    PhysioNet ``.mat`` records. A folder with none of these that is a dataset's root (PTB-XL, whose
+    records sit in ``records100/``; an unpacked archive) gives the records its catalogue lists.
 
     Raises:
-        RecordError: a path that does not exist, or a folder with no record.
+        RecordError: a path that does not exist, or a folder with no record (the message names
+            subfolders that hold some).
+        DatasetError: a folder that holds several datasets.
     """
     return [path for path, _ in _record_files(paths)]
 
@@ -435,13 +438,34 @@ def _record_files(paths: list[str | Path]) -> list[tuple[Path, bool]]:
         if path.is_file():
             found.append((path, True))
             continue
-        records = sorted(path.glob("*.hea")) or sorted(
-            p for p in path.iterdir() if p.suffix.lower() in (".csv", ".npy", ".npz", ".mat")
-        )
-        if not records:
-            raise RecordError("the folder holds no record (.hea, .csv, .npy, .npz, .mat)", path)
-        found.extend((p, False) for p in records)
+        found.extend((p, False) for p in _folder_records(path))
     return found
+
+
+_RECORD_SUFFIXES = (".csv", ".npy", ".npz", ".mat")
+
+
+def _records_in(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.hea")) or sorted(p for p in folder.iterdir() if p.suffix.lower() in _RECORD_SUFFIXES)
+
+
+def _folder_records(folder: Path) -> list[Path]:
+    """The records of one folder: its WFDB headers; else, for a dataset's root (PTB-XL, whose records
+    sit in ``records100/`` beside its CSV tables; an unpacked archive's one dataset folder), the records
+    its catalogue lists; else its CSV, NumPy and ``.mat`` files."""
+    from cardiolens.datasets import dataset_root, detect_dataset, open_dataset
+
+    headers = sorted(folder.glob("*.hea"))
+    if headers:
+        return headers
+    if detect_dataset(dataset_root(folder)) is not None:  # several datasets: dataset_root names them
+        return [Path(p) for p in open_dataset(folder).records["path"]]
+    records = _records_in(folder)
+    if records:
+        return records
+    inner = [d for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".") and _records_in(d)]
+    hint = f"; records are in its subfolders {', '.join(d.name for d in inner[:5])}: pass one of them" if inner else ""
+    raise RecordError(f"the folder holds no record (.hea, .csv, .npy, .npz, .mat){hint}", folder)
 
 
 def predict_paths(
