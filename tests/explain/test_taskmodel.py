@@ -122,6 +122,26 @@ def test_per_sample_task_model_position(ecg):
         occlusion(model, w, position=300)
 
 
+def test_a_detector_over_a_whole_window_reports_its_mean_beat_probability_and_explains_beats(ecg):
+    torch.manual_seed(0)
+    c = create_model("resnet1d-dense", widths=(8, 8, 8, 8))
+    model = build_task_model(
+        c, task="beats", kind="per-sample", classes=["beat"], fs=100.0, leads=["I"], window=300, backbone_name="cnn"
+    ).eval()
+    w = prepare_window(model, ecg, fs=100.0)
+    with torch.no_grad():
+        per_sample = model(w.tensor())
+        per_sample = (per_sample[0] if isinstance(per_sample, tuple) else per_sample).sigmoid().squeeze(-1)
+    adapter = as_explainable(model)
+    assert adapter.per_sample
+    index, prob = adapter.target(w)
+    # the default class is "beat" however rare beats are, and its probability is the mean over samples
+    assert index == 1 and prob == pytest.approx(float(per_sample.mean()), rel=1e-4)
+    assert adapter.target(w, target=0)[1] == pytest.approx(1 - float(per_sample.mean()), rel=1e-4)
+    at_150 = float(per_sample[0, 150])
+    assert adapter.target(w, position=150)[1] == pytest.approx(max(at_150, 1 - at_150), rel=1e-4)
+
+
 def test_extra_features_are_required_and_held_fixed(ecg):
     model = _gpt_task(kind="multiclass", classes=("N", "V"), leads=("I",), n_extra=2)
     w = prepare_window(model, ecg, fs=100.0)

@@ -247,6 +247,14 @@ class ExplainModel:
         return str(getattr(cfg, "head_activation", "softmax") or "softmax")
 
     @property
+    def per_sample(self) -> bool:
+        """One output per sample or token (a beat detector): with no ``position``, a window's score
+        is its mean probability and the class explained by default is the detected one."""
+        if self.kind == "gpt":
+            return self.gpt.config.head == "classifier" and self.gpt.config.head_pool == "none"
+        return getattr(getattr(self.model, "config", None), "kind", None) == "per-sample"
+
+    @property
     def binary(self) -> bool:
         """A single sigmoid output, explained as two classes."""
         return self._raw_outputs() == 1 and self._activation == "sigmoid"
@@ -339,7 +347,7 @@ class ExplainModel:
             def raw(x: Tensor) -> Tensor:
                 return model(x)
 
-        binary = self.binary
+        binary, sigmoid = self.binary, self._activation == "sigmoid"
 
         def score(x: Tensor) -> Tensor:
             out = raw(x)
@@ -347,7 +355,13 @@ class ExplainModel:
                 out = out[0]
             if out.dim() == 3:  # per-sample (or per-token) outputs (B, T, K)
                 if position is None:
-                    out = out.mean(dim=1)
+                    # the mean probability over the window, returned as the scores that give it (the
+                    # mean of logits would let the many confident "no beat" samples drown the beats)
+                    if sigmoid:
+                        p = out.sigmoid().mean(dim=1).clamp(1e-7, 1 - 1e-7)
+                        out = torch.log(p) - torch.log1p(-p)
+                    else:
+                        out = out.softmax(dim=-1).mean(dim=1).clamp_min(1e-12).log()
                 else:
                     if not -out.size(1) <= position < out.size(1):
                         raise ModelInputError(
@@ -395,11 +409,15 @@ class ExplainModel:
         return captured[0]
 
     def target(self, window: Window, target: int | str | None = None, position: int | None = None) -> tuple[int, float]:
-        """``(index, probability)`` of the class to explain: the predicted one unless named."""
+        """``(index, probability)`` of the class to explain: the predicted one unless named; for a
+        binary detector over a whole window (no ``position``), the detected class (``beat``), since
+        most samples of any window are no beat."""
         with torch.no_grad(), self.evaluating():
             probs = self.probabilities(self.scorer(window, position)(window.tensor()))[0]
         names = self.class_names if len(self.class_names) == probs.numel() else None
-        if target is None:
+        if target is None and self.per_sample and self.binary and position is None:
+            index = 1
+        elif target is None:
             index = int(probs.argmax())
         elif isinstance(target, str) and not target.lstrip("-").isdigit():
             if names is None or target not in names:
