@@ -365,3 +365,71 @@ def test_csv_without_a_single_digit_is_still_read_as_a_table(tmp_path: Path) -> 
     words.write_text("time,II\na,b\nc,d\n")
     with pytest.raises(RecordError, match="text where a number belongs \\(line 2, column 'time': 'a'"):
         load_record(words)
+
+
+def test_named_csv_or_numpy_file_is_read_not_the_wfdb_record_beside_it(tmp_path: Path) -> None:
+    write_wfdb(tmp_path, channels=2)
+    signal = _ecg_like(1000, 3)
+    np.savetxt(tmp_path / "rec.csv", signal, delimiter=",")
+    np.save(tmp_path / "rec.npy", signal)
+    np.savez(tmp_path / "rec.npz", signal=signal.T, fs=FS)
+    assert [detect_format(tmp_path / f"rec.{ext}") for ext in ("csv", "npy", "npz")] == ["csv", "npy", "npz"]
+    for ext in ("csv", "npy", "npz"):
+        rec = load_record(tmp_path / f"rec.{ext}", fs=FS)
+        assert rec.signal.shape == (3, 1000) and rec.source == tmp_path / f"rec.{ext}"
+    # the record's own files and its name still open the WFDB record
+    for name in ("rec.hea", "rec.dat", "rec"):
+        assert detect_format(tmp_path / name) == "wfdb"
+
+
+def test_header_without_sampling_frequency(tmp_path: Path) -> None:
+    hea = write_wfdb(tmp_path)
+    # 'rec 2' alone: wfdb would read the record at its default 250 Hz without a word
+    _rewrite_header(hea, lambda ls: [" ".join(ls[0].split()[:2])] + ls[1:])
+    with pytest.raises(RecordError, match="header gives no sampling frequency: add it to the record line") as err:
+        load_record(hea)
+    assert "rec.hea" in str(err.value)
+
+
+@pytest.mark.parametrize("declared", [1, 3])
+def test_header_signal_count_disagrees_with_signal_lines(tmp_path: Path, declared: int) -> None:
+    hea = write_wfdb(tmp_path)
+    _rewrite_header(hea, lambda ls: [ls[0].replace("rec 2 ", f"rec {declared} ", 1)] + ls[1:])
+    with pytest.raises(RecordError, match=f"header declares {declared} signals? but has 2 signal lines") as err:
+        load_record(hea)
+    assert "rec.hea" in str(err.value)
+
+
+def _ann_words(*words: tuple[int, int]) -> bytes:
+    """MIT-format annotation bytes from (code, interval) words (WFDB annot(5))."""
+    return b"".join(((code << 10) | interval).to_bytes(2, "little") for code, interval in words)
+
+
+def _ann_skip(interval: int) -> bytes:
+    """A SKIP word and its 32-bit interval, high 16-bit word first (PDP-11 order)."""
+    value = interval & 0xFFFFFFFF
+    return _ann_words((59, 0)) + (value >> 16).to_bytes(2, "little") + (value & 0xFFFF).to_bytes(2, "little")
+
+
+def test_truncated_or_junk_annotation_file_refused(tmp_path: Path) -> None:
+    hea = write_wfdb(tmp_path)
+    beats = np.arange(10, 2500, 50)
+    wfdb.wrann("rec", "atr", beats, ["N"] * len(beats), write_dir=str(tmp_path))
+    atr = tmp_path / "rec.atr"
+    whole = atr.read_bytes()
+    assert whole.endswith(b"\x00\x00") and load_record(hea).annotations.symbol.count("N") == len(beats)
+    junk = np.random.default_rng(1).integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    cases = [
+        (whole[:-2], "does not end with the WFDB end-of-file marker"),
+        (whole[: len(whole) // 4 * 2], "does not end with the WFDB end-of-file marker"),
+        (whole[:-1], "odd number of bytes"),
+        (junk, "not a WFDB annotation file"),
+        (_ann_words((1, 500)) + _ann_skip(-300) + _ann_words((1, 0), (0, 0)), "comes before"),
+        (_ann_words((1, 1000), (1, 1000), (1, 1000), (0, 0)), "beyond the record's 2500 samples"),
+        (_ann_words(*[(54, 10)] * 20, (0, 0)), "undefined annotation code"),
+    ]
+    for content, message in cases:
+        atr.write_bytes(content)
+        with pytest.raises(RecordError, match=message) as err:
+            load_record(hea)
+        assert "rec.atr" in str(err.value)

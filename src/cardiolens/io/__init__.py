@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 FORMATS = ("wfdb", "mat", "npy", "npz", "csv", "heartgpt")
 # Peak-to-peak (0.1-99.9 percentile) beyond this many mV is no ECG: the gain is wrong.
 MAX_PLAUSIBLE_MV = 40.0
+# Files that belong to the WFDB record of a .hea beside them, whatever their content.
+_WFDB_SUFFIXES = (".hea", ".dat", ".mat", ".atr")
 
 __all__ = [
     "FORMATS",
@@ -54,7 +56,8 @@ def detect_format(path: str | Path) -> str:
         raise RecordError("file does not exist", path)
     if path.is_dir():
         raise RecordError("is a folder, not a record; open it with cardiolens.datasets.open_dataset", path)
-    if header_path(path) is not None:
+    hea = header_path(path)
+    if hea is not None and _belongs_to_header(path, hea):
         return "wfdb"
     with open(path, "rb") as fh:
         head = fh.read(4096)
@@ -93,6 +96,22 @@ def detect_format(path: str | Path) -> str:
         "HeartGPT context CSV",
         path,
     )
+
+
+def _belongs_to_header(path: Path, hea: Path) -> bool:
+    """Whether the existing file ``path`` is part of the WFDB record of ``hea`` beside it.
+
+    A header, a ``.dat``/``.mat``/``.atr`` and any file the header names as a signal file are; a
+    ``data.csv`` or ``data.npz`` that merely shares the stem of ``data.hea`` is not: the user named it.
+    """
+    if path == hea or path.suffix.lower() in _WFDB_SUFFIXES:
+        return True
+    try:
+        text = hea.read_text(encoding="latin-1")
+    except OSError:
+        return False
+    lines = [ln.split() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    return any(fields[0] == path.name for fields in lines[1:])
 
 
 def _numeric(text: str) -> bool:

@@ -58,18 +58,34 @@ def read_header(hea: Path) -> wfdb.Record:
         text = hea.read_text(encoding="latin-1")
     except OSError as exc:
         raise RecordError(f"cannot read header: {exc}", hea) from None
-    first = next((ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")), "")
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    first = lines[0] if lines else ""
     if not re.match(r"^\S+(/\d+)?\s+\d+", first):
         raise RecordError("not a WFDB header: its first line must be 'name n_signals [fs [n_samples]]'", hea)
     fields = first.split()
-    if len(fields) > 2:  # wfdb falls back to 250 Hz on a rate it cannot parse: refuse it instead
-        rate = re.split(r"[/(]", fields[2])[0]
-        try:
-            fs = float(rate)
-        except ValueError:
-            fs = float("nan")
-        if not (np.isfinite(fs) and fs > 0):
-            raise RecordError(f"header gives no valid sampling rate ({fields[2]!r})", hea)
+    # wfdb reads a missing or unparsable rate as 250 Hz without a word: refuse it instead
+    if len(fields) < 3:
+        raise RecordError(
+            f"header gives no sampling frequency: add it to the record line after the signal count, "
+            f"e.g. '{fields[0]} {fields[1]} 500' for 500 Hz",
+            hea,
+        )
+    rate = re.split(r"[/(]", fields[2])[0]
+    try:
+        fs = float(rate)
+    except ValueError:
+        fs = float("nan")
+    if not (np.isfinite(fs) and fs > 0):
+        raise RecordError(f"header gives no valid sampling rate ({fields[2]!r})", hea)
+    n_sig, n_lines = int(fields[1]), len(lines) - 1
+    # wfdb parses every signal line whatever the count says, then fails later with its own internals;
+    # a multi-segment header ('name/n_segments') lists segments, not signals, so it is not counted here
+    if "/" not in fields[0] and n_sig != n_lines:
+        raise RecordError(
+            f"header declares {n_sig} signal{'s' * (n_sig != 1)} but has {n_lines} signal "
+            f"line{'s' * (n_lines != 1)}: correct the count on the record line or the signal lines",
+            hea,
+        )
     try:
         return wfdb.rdheader(str(hea.with_suffix("")))
     except Exception as exc:  # wfdb raises bare ValueError/IndexError on malformed headers
@@ -181,7 +197,7 @@ def read_wfdb(path: str | Path, *, annotation: str | None = "atr", nan_policy: s
     units = [_UNIT_SPELLING.get(str(u).strip().lower(), str(u).strip() or "unknown") for u in rec.units]
     annotations = None
     if annotation and (hea.parent / f"{hea.stem}.{annotation}").is_file():
-        annotations = read_annotations(hea.with_suffix(""), extension=annotation)
+        annotations = read_annotations(hea.with_suffix(""), extension=annotation, n_samples=rec.sig_len)
     meta = _metadata_from_comments(rec.comments or [])
     meta["format"] = "wfdb"
     return Record(
@@ -196,12 +212,18 @@ def read_wfdb(path: str | Path, *, annotation: str | None = "atr", nan_policy: s
     )
 
 
-def read_annotations(path: str | Path, extension: str = "atr") -> Annotations:
+def read_annotations(path: str | Path, extension: str = "atr", *, n_samples: int | None = None) -> Annotations:
     """Read a WFDB annotation file (beat symbols, rhythm changes in ``aux``).
+
+    A file that does not end with its end-of-file marker (truncated), whose positions go backwards or
+    beyond the record, or that is full of undefined annotation codes (not an annotation file) is
+    refused: wfdb would read it without a word and invent beats.
 
     Args:
         path: record name without extension (or the ``.hea``), the annotation file beside it.
         extension: annotation file extension, ``atr`` for reference annotations.
+        n_samples: the record's length, to check positions against; by default taken from the
+            record's header when there is one.
     """
     path = Path(path)
     stem = path.with_suffix("") if path.suffix.lower() in (".hea", f".{extension}") else path
@@ -209,8 +231,96 @@ def read_annotations(path: str | Path, extension: str = "atr") -> Annotations:
     if not ann_file.is_file():
         raise RecordError(f"annotation file {ann_file.name} does not exist", ann_file)
     try:
-        ann = wfdb.rdann(str(stem), extension)
+        data = ann_file.read_bytes()
+    except OSError as exc:
+        raise RecordError(f"cannot read annotation file: {exc}", ann_file) from None
+    _check_annotation_bytes(data, ann_file)
+    try:
+        ann = wfdb.rdann(str(stem), extension, return_label_elements=["symbol", "label_store"])
     except Exception as exc:
         raise RecordError(f"malformed WFDB annotation file: {exc}", ann_file) from None
+    sample = np.asarray(ann.sample, dtype=np.int64)
+    if n_samples is None and (stem.parent / f"{stem.name}.hea").is_file():
+        try:
+            n_samples = read_header(stem.parent / f"{stem.name}.hea").sig_len
+        except RecordError:
+            n_samples = None  # the header's own problems are reported when the signal is read
+    _check_annotation_content(ann, sample, n_samples, ann_file)
     aux = [a or "" for a in (ann.aux_note or [""] * len(ann.sample))]
-    return Annotations(np.asarray(ann.sample), list(ann.symbol), aux)
+    symbols = [sym if isinstance(sym, str) else "" for sym in ann.symbol]
+    return Annotations(sample, symbols, aux)
+
+
+# Annotation codes (6 bits) with a meaning of their own in the MIT annotation format (WFDB annot(5)).
+_ANN_EOF_CODE, _ANN_SKIP, _ANN_AUX = 0, 59, 63
+# More undefined annotation codes than this share means the file is no annotation file.
+_MAX_UNKNOWN_CODE_SHARE = 0.01
+
+
+def _check_annotation_bytes(data: bytes, ann_file: Path) -> None:
+    """Walk the MIT-format words up to the end-of-file marker (a zero word), which must end the file.
+
+    Written by hand because wfdb.rdann reads every byte pair but the last as annotations and never
+    checks for the marker, so a truncated file loses its tail without a word.
+    """
+    if len(data) % 2:
+        raise RecordError(
+            f"annotation file {ann_file.name} has an odd number of bytes ({len(data)}): it is truncated "
+            "or not a WFDB annotation file",
+            ann_file,
+        )
+    i, end = 0, None
+    while i + 1 < len(data):
+        word = data[i] | (data[i + 1] << 8)
+        code, interval = word >> 10, word & 0x3FF
+        i += 2
+        if code == _ANN_EOF_CODE and interval == 0:
+            end = i
+            break
+        if code == _ANN_SKIP:  # a 32-bit interval follows
+            i += 4
+        elif code == _ANN_AUX:  # ``interval`` bytes of text follow, padded to an even count
+            i += interval + (interval & 1)
+    if end is None or i > len(data):
+        raise RecordError(
+            f"annotation file {ann_file.name} does not end with the WFDB end-of-file marker (two zero bytes): "
+            "it is truncated or not a WFDB annotation file",
+            ann_file,
+        )
+    if any(data[end:]):
+        raise RecordError(
+            f"annotation file {ann_file.name} has {len(data) - end} bytes after its end-of-file marker: "
+            "it is corrupted or not a WFDB annotation file",
+            ann_file,
+        )
+
+
+def _check_annotation_content(ann: wfdb.Annotation, sample: np.ndarray, n_samples: int | None, ann_file: Path) -> None:
+    """Refuse positions that go backwards or leave the record, and files made of undefined codes."""
+    if sample.size and np.any(np.diff(sample) < 0):
+        at = int(np.argmax(np.diff(sample) < 0)) + 1
+        raise RecordError(
+            f"annotation file {ann_file.name} is corrupted: annotation {at} at sample {sample[at]} comes before "
+            f"the one at sample {sample[at - 1]}",
+            ann_file,
+        )
+    if sample.size and sample[0] < 0:
+        raise RecordError(f"annotation file {ann_file.name} has an annotation at negative sample {sample[0]}", ann_file)
+    if n_samples is not None and sample.size and sample[-1] > n_samples:
+        raise RecordError(
+            f"annotation file {ann_file.name} has an annotation at sample {sample[-1]}, beyond the record's "
+            f"{n_samples} samples: it belongs to another record or is corrupted",
+            ann_file,
+        )
+    # wfdb gives an undefined code (neither standard nor defined in the file) a NaN symbol
+    undefined = np.array([not isinstance(sym, str) for sym in ann.symbol], dtype=bool)
+    if undefined.sum() > _MAX_UNKNOWN_CODE_SHARE * undefined.size:
+        codes = np.unique(np.asarray(ann.label_store)[undefined])
+        raise RecordError(
+            f"annotation file {ann_file.name} uses {codes.size} undefined annotation code(s) "
+            f"({', '.join(map(str, codes[:10]))}{', ...' if codes.size > 10 else ''}) in {undefined.sum()} of its "
+            f"{undefined.size} annotations: it is corrupted or not a WFDB annotation file",
+            ann_file,
+        )
+    if undefined.any():
+        log.warning("%s: %d annotation(s) with an undefined code, kept without a symbol", ann_file, undefined.sum())
