@@ -139,8 +139,12 @@ def features(
     nan_policy: str = "raise",
     extended: bool = False,
 ) -> None:
-    """Write record-level rhythm features of an ECG lead as CSV, one row per record: RR irregularity,
-    ectopy, P wave, beat similarity, the median beat's shape, signal quality (cardiolens.tasks.rhythm_features).
+    """Write record-level rhythm features of an ECG lead as CSV, one row per record.
+
+    The features (cardiolens.tasks.rhythm_features) describe RR irregularity, ectopy, the P wave, beat
+    similarity, the median beat's shape and signal quality. In a folder, a record that cannot be read or
+    has no usable ECG lead is skipped with a warning naming it; a file named itself, or a folder where no
+    record's features could be computed, is an error.
 
     Args:
         path: a record file or a folder of records.
@@ -163,31 +167,48 @@ def features(
     from cardiolens.tasks.predict import record_files
     from cardiolens.tasks.rhythm_features import EXTENDED_FEATURE_NAMES, FEATURE_NAMES, record_features
 
+    if nan_policy not in ("raise", "interpolate"):  # checked once here, not as each record is read
+        raise CardiolensError(f"nan_policy must be 'raise' or 'interpolate', got {nan_policy!r}")
     names = EXTENDED_FEATURE_NAMES if extended else FEATURE_NAMES
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(["record", "lead", *names])
     files = record_files([path])
+    named = Path(path).is_file()  # as predict: a file named itself raises, one found in a folder is skipped
+    written, skipped = 0, []
     for file in tqdm(files, desc="rhythm features", unit="rec", disable=len(files) < 20, file=sys.stderr):
-        record = load_record(file, fs=fs, nan_policy=nan_policy)
-        name = lead or default_lead(record)
-        index = record.lead_index(name)  # its error names the file already
-        kind = modality(name, record.units[index])
-        if kind != "ECG":
-            raise CardiolensError(
-                f"{file}: lead {name} is {'a PPG' if kind == 'PPG' else 'neither ECG nor PPG'}; "
-                "rhythm features are computed from an ECG lead"
-            )
         try:
-            values = record_features(record.signal[index], record.fs, extended=extended)
+            record = load_record(file, fs=fs, nan_policy=nan_policy)
+            name = lead or default_lead(record)
+            index = record.lead_index(name)  # its error names the file already
+            kind = modality(name, record.units[index])
+            if kind != "ECG":
+                raise CardiolensError(
+                    f"{file}: lead {name} is {'a PPG' if kind == 'PPG' else 'neither ECG nor PPG'}; "
+                    "rhythm features are computed from an ECG lead"
+                )
+            try:
+                values = record_features(record.signal[index], record.fs, extended=extended)
+            except CardiolensError as exc:
+                raise CardiolensError(f"{file}: {exc}") from exc
         except CardiolensError as exc:
-            raise CardiolensError(f"{file}: {exc}") from exc
+            if named:
+                raise
+            logging.getLogger("cardiolens.cli").warning("skipped %s", exc)  # the message names the file
+            skipped.append(exc)
+            continue
         writer.writerow([file.stem, name, *(f"{v:.6g}" for v in values)])  # NaN: undefined for this record
+        written += 1
+    if not written:
+        raise CardiolensError(
+            f"{path}: no record's features could be computed ({len(skipped)} skipped); the first: {skipped[0]}"
+        )
     if out is None:
         sys.stdout.write(table.getvalue())
     else:
         out.write_text(table.getvalue())
-        print(f"{len(names)} features of {len(files)} record(s) -> {out}", file=sys.stderr)
+        left_out = f", {len(skipped)} skipped" if skipped else ""
+        print(f"{len(names)} features of {written} record(s){left_out} -> {out}", file=sys.stderr)
 
 
 def demo(out: Path = Path("demo-output"), seconds: float = 30.0) -> None:
@@ -495,6 +516,7 @@ def predict(
     lead: str | None = None,
     as_json: bool = False,
     out: Path | None = None,
+    nan_policy: str = "raise",
 ) -> None:
     """Labels and probabilities of a fine-tuned model for one record, or for every record of a folder.
 
@@ -508,10 +530,12 @@ def predict(
         as_json: print JSON (one object per record) instead of a table.
         out: also write the predictions to this folder: predictions.json, predictions.csv (a row per
             record) and, for beat models, <record>_beats.csv (a row per beat).
+        nan_policy: what to do with missing samples (NaN): raise (default) or interpolate (fill the gaps
+            linearly; the record's metadata says which samples were filled, and the prediction says so).
     """
     from cardiolens.tasks.predict import predict_paths, write_predictions
 
-    predictions = predict_paths(model, [path], fs=fs, lead=lead)
+    predictions = predict_paths(model, [path], fs=fs, lead=lead, nan_policy=nan_policy)
     if out is not None:
         written = write_predictions(predictions, out)
         print(f"wrote {len(written)} files to {out}", file=sys.stderr)
@@ -549,6 +573,10 @@ def evaluate(model: str, dataset: Path, all_items: bool = False, bootstrap: int 
         return
     print(f"{result['model']} on {result['task']}: {result['items']} items, {result['scope']}")
     _print_scores(result["scores"])
+    scores = result["scores"]
+    if {"tp", "fn", "fp", "threshold"} <= scores.keys():  # beat detection: the counts behind the rates
+        tp, fn, fp = (scores[k]["value"] for k in ("tp", "fn", "fp"))
+        print(f"  beats: {tp} found, {fn} missed, {fp} false (decoding threshold {scores['threshold']['value']:g})")
 
 
 def serve(
@@ -573,6 +601,17 @@ def serve(
         compute_threads: requests doing model work at once; the others wait (more than the cores only slows the
             server's answers to everything else).
     """
+    if not 1 <= port <= 65535:
+        raise CardiolensError(f"port {port} is not a TCP port: give one of 1..65535")
+    for option, value, least in (
+        ("ttl_minutes", ttl_minutes, "more than 0 (minutes an upload is kept)"),
+        ("max_upload_mb", max_upload_mb, "more than 0 (MB)"),
+    ):
+        if not value > 0 or value == float("inf"):  # also NaN
+            raise CardiolensError(f"--{option} {value:g}: give a number {least}")
+    for option, value in (("threads", threads), ("compute_threads", compute_threads)):
+        if value < 1:
+            raise CardiolensError(f"--{option} {value}: give 1 or more")
     from cardiolens.app import serve as run
 
     run(

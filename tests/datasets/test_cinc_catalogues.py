@@ -57,8 +57,15 @@ def test_cinc2017_fixture_and_bad_layouts(tiny_cinc2017: Path, tmp_path: Path) -
     db = CinC2017(tiny_cinc2017.parent)  # the folder holding training2017 works too
     assert db.root == tiny_cinc2017 and db.record_ids == ["A00001", "A00002", "A00003", "A00004"]
     assert db.class_counts() == {"N": 1, "A": 1, "O": 1, "~": 1}
+    # a subset of the dataset (records copied with the full REFERENCE.csv) lists the records present and
+    # says how many rows have none; it used to be refused, unlike MIT-BIH subsets and predict/features
     (tiny_cinc2017 / "A00002.hea").unlink()
-    with pytest.raises(DatasetError, match=r"1 records in REFERENCE.csv have no .hea header \(A00002\)"):
+    subset = CinC2017(tiny_cinc2017)
+    assert subset.record_ids == ["A00001", "A00003", "A00004"] and subset.class_counts()["A"] == 0
+    assert any("1 of the 4 records in REFERENCE.csv have no .hea header here (A00002)" in n for n in subset.notes)
+    for name in ("A00001", "A00003", "A00004"):
+        (tiny_cinc2017 / f"{name}.hea").rename(tiny_cinc2017 / f"{name}.hea.bak")
+    with pytest.raises(DatasetError, match=r"none of the 4 records in REFERENCE.csv has a .hea header"):
         CinC2017(tiny_cinc2017)
     (tiny_cinc2017 / "REFERENCE.csv").write_text("A00001,X\n")
     with pytest.raises(DatasetError, match="label 'X'"):

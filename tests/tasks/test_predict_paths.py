@@ -76,3 +76,16 @@ def test_a_folder_whose_records_are_in_subfolders_names_them(tmp_path):
     (tmp_path / "notes").mkdir()
     with pytest.raises(RecordError, match=r"holds no record.*subfolders part1: pass one of them"):
         record_files([tmp_path])
+
+
+def test_a_model_trained_on_mlii_reads_lead_ii_of_a_standard_record():
+    from cardiolens.signal import Record
+    from cardiolens.tasks.predict import load_predictor, model_input
+
+    x = _ecg(12.0)
+    record = Record(np.vstack([0.2 * x, x, -x]), fs=FS, leads=["I", "II", "V1"], units=["mV"] * 3)
+    signal, notes = model_input(load_predictor("beats-ecg"), record)
+    assert "lead 'II' used as the model's lead 'MLII'" in notes
+    assert signal.max() > 0.5  # lead II peaks at 1, lead I at 0.2
+    # a lead named by the user still wins
+    assert "lead 'I' used as the model's lead 'MLII'" in model_input(load_predictor("beats-ecg"), record, lead="I")[1]

@@ -67,10 +67,19 @@ class CinC2017(Catalogue):
                 f"{path}: record {row['record_id']} has label {row['label']!r}; CinC 2017 labels are N, A, O, ~"
             )
         headers = {p.stem for p in self.root.glob("*.hea")}
-        absent = [r for r in ref["record_id"] if r not in headers]
-        if absent:
-            shown = ", ".join(absent[:5]) + (", ..." if len(absent) > 5 else "")
-            raise DatasetError(f"{self.root}: {len(absent)} records in REFERENCE.csv have no .hea header ({shown})")
+        present = ref["record_id"].isin(headers)
+        absent = ref.loc[~present, "record_id"].tolist()
+        shown = ", ".join(absent[:5]) + (", ..." if len(absent) > 5 else "")
+        if len(absent) == len(ref):
+            raise DatasetError(
+                f"{self.root}: none of the {len(ref)} records in REFERENCE.csv has a .hea header ({shown})"
+            )
+        if absent:  # a subset of the dataset (a few records copied with the full table): list those present
+            ref = ref.loc[present].reset_index(drop=True)
+            self.notes.append(
+                f"a subset: {len(absent)} of the {len(ref) + len(absent)} records in REFERENCE.csv have no .hea "
+                f"header here ({shown}) and are not listed"
+            )
         self.notes.append(
             "no patient ids are published: each record is its own patient, so grouped splits cannot keep "
             "one person's recordings together"

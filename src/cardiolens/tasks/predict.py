@@ -35,8 +35,11 @@ from cardiolens.tasks.tree_model import (
 
 log = logging.getLogger(__name__)
 
-# a single-lead model reads the record's lead of the same name, else the first of these present
+# a single-lead model reads the record's lead of the same name, else its equivalent (MIT-BIH's modified
+# lead II is placed as lead II: a model trained on MLII reads II of a 12-lead record), else the first
+# of these present
 _SINGLE_LEAD_PREFERENCE = ("I", "II", "MLII", "ECG", "V5", "PLETH", "PPG")
+_EQUIVALENT_LEADS = {"MLII": ("II",), "II": ("MLII",)}
 
 
 @dataclass
@@ -143,10 +146,11 @@ def model_input(
     names = {n.upper(): i for i, n in enumerate(record.leads)}
     if len(cfg.leads) == 1:
         wanted = modality(cfg.leads[0])  # an ECG model must not read a PPG lead, nor the reverse
+        same = [n for n in (cfg.leads[0].upper(), *_EQUIVALENT_LEADS.get(cfg.leads[0].upper(), ())) if n in names]
         if lead is not None:
             index = record.lead_index(lead)
-        elif cfg.leads[0].upper() in names:
-            index = names[cfg.leads[0].upper()]
+        elif same:
+            index = names[same[0]]
         else:
             same_kind = [
                 i for i, (n, u) in enumerate(zip(record.leads, record.units, strict=True)) if modality(n, u) == wanted
@@ -179,6 +183,14 @@ def model_input(
         notes.append(f"leads {', '.join(cfg.leads)}")
     if not np.all(np.isfinite(signal)):
         raise RecordError("the signal holds NaN or infinite values; load it with nan_policy='interpolate'", source)
+    repaired = (record.metadata.get("repaired") or {}).get("interpolated_samples_per_channel") or {}
+    read = [index] if len(cfg.leads) == 1 else [names[n.upper()] for n in cfg.leads]
+    filled = {record.leads[i]: int(repaired.get(i, repaired.get(str(i), 0))) for i in read}
+    if any(filled.values()):  # load_record(nan_policy="interpolate") filled them
+        notes.append(
+            "missing samples filled by linear interpolation: "
+            + ", ".join(f"{count} in lead {name!r}" for name, count in filled.items() if count)
+        )
     if abs(record.fs - cfg.fs) > 1e-6:
         signal = resample(signal, record.fs, cfg.fs)
         notes.append(f"resampled from {record.fs:g} Hz to {cfg.fs:g} Hz")
@@ -204,7 +216,8 @@ def predict_record(
             ``aami-ecg-trees``), a checkpoint, a :class:`TaskModel` or a
             :class:`~cardiolens.tasks.tree_model.FeatureTreeModel`.
         record: the recording, or its file (read with :func:`cardiolens.load_record`).
-        lead: for single-lead models, the lead to read (default: the model's lead name, else I, II, ...).
+        lead: for single-lead models, the lead to read (default: the model's lead name or its
+            equivalent, II for MLII; else I, II, ...).
 
     Example:
         >>> from cardiolens.analysis import simulated_record
@@ -232,10 +245,16 @@ def predict_record(
     n = signal.shape[-1]
     stride = cfg.window // 2 if cfg.kind == "per-sample" else cfg.window
     windows = len(window_starts(n, cfg.window, stride)) if n >= cfg.window else 1
-    notes.append(
-        f"{windows} window(s) of {cfg.window / cfg.fs:g} s"
-        + (", probabilities averaged over windows" if cfg.kind != "per-sample" and windows > 1 else "")
-    )
+    if n >= cfg.window:
+        notes.append(
+            f"{windows} window(s) of {cfg.window / cfg.fs:g} s"
+            + (", probabilities averaged over windows" if cfg.kind != "per-sample" and windows > 1 else "")
+        )
+    else:  # predict_items runs an item shorter than a window at its own length
+        notes.append(
+            f"1 window of {n / cfg.fs:.1f} s: the record is shorter than the model's {cfg.window / cfg.fs:g} s "
+            "window and is read at its own length (not padded)"
+        )
     notes.append("each window min-max tokenised per lead" if task_model.tokens else "each window z-scored per lead")
     source = record_source(record)
     if cfg.kind == "per-sample":
@@ -473,20 +492,31 @@ def predict_paths(
     paths: list[str | Path],
     fs: float | None = None,
     lead: str | None = None,
+    nan_policy: str = "raise",
 ) -> list[Prediction]:
     """:func:`predict_record` over files and folders (each folder expanded to its records).
 
     A file found in a folder that cannot be read or predicted (a table beside the records, a record
     too short for the model) is skipped with a warning naming it and the problem; a file named
     itself, or a folder where nothing could be predicted, raises.
+
+    Args:
+        model: as :func:`predict_record`.
+        paths: record files and folders of records.
+        fs: sampling rate for formats that do not carry one (NumPy, CSV without a time column).
+        lead: for single-lead models, the lead to read in every record.
+        nan_policy: missing samples (NaN): ``"raise"`` or ``"interpolate"`` (as
+            :func:`cardiolens.io.load_record`; a record's metadata says which samples were filled).
     """
     from cardiolens.io import load_record
 
+    if nan_policy not in ("raise", "interpolate"):
+        raise CardiolensError(f"nan_policy must be 'raise' or 'interpolate', got {nan_policy!r}")
     task_model = load_predictor(model)
     predictions, skipped = [], []
     for path, named in _record_files(paths):
         try:
-            predictions.append(predict_record(task_model, load_record(path, fs=fs), lead=lead))
+            predictions.append(predict_record(task_model, load_record(path, fs=fs, nan_policy=nan_policy), lead=lead))
         except CardiolensError as exc:
             if named:
                 raise
@@ -520,6 +550,9 @@ def evaluate(
     task = get_task(cfg.task)
     split = _read_split(model)
     test_only = bool(split) and not all_items
+    absent: list[str] = []
+    if test_only:
+        split, absent = _split_in(split, dataset, cfg.name)
     members = task_model.members if isinstance(task_model, ModelMean) else [task_model]
     data, probs = _dataset_probabilities(members[0], task, dataset, split if test_only else None)
     for member in members[1:]:
@@ -528,10 +561,17 @@ def evaluate(
         ids = data.item_ids.astype(str)
         if len(order) != len(ids) or any(item not in order for item in ids):
             raise CardiolensError(f"the members of {cfg.name} read different items of {dataset}")
-        probs = probs + member_probs[[order[item] for item in ids]]
-    probs = probs / len(members)
+        reordered = [member_probs[order[item]] for item in ids]
+        if isinstance(probs, list):  # per-sample: a curve per item, each of its own length
+            probs = [a + b for a, b in zip(probs, reordered, strict=True)]
+        else:
+            probs = probs + np.asarray(reordered)
+    probs = [p / len(members) for p in probs] if isinstance(probs, list) else probs / len(members)
     if test_only:
         scope = f"the model's test fold ({len(data)} items it never trained on)"
+        if absent:  # a subset folder: say the score is not the whole test fold's
+            shown = ", ".join(absent[:5]) + (", ..." if len(absent) > 5 else "")
+            scope += f"; {len(absent)} of its test records are not in this folder ({shown})"
     elif not split:
         scope = "all items (the model records no test fold: if it trained on this data, the score is optimistic)"
     else:
@@ -549,9 +589,10 @@ def evaluate(
 
 def _dataset_probabilities(
     task_model: TaskModel | FeatureTreeModel, task: Any, dataset: str | Path, split: list[str] | None
-) -> tuple[Any, np.ndarray]:
+) -> tuple[Any, np.ndarray | list[np.ndarray]]:
     """The task's items of ``dataset`` as one model reads them (only those of ``split`` when given), and
-    the model's probabilities of each."""
+    the model's probabilities of each: an (items, classes) array, or for per-sample (beat detection)
+    models a list of (outputs, samples) curves, one per item."""
     from cardiolens.tasks.finetune import predict_items
     from cardiolens.tasks.suite import load_task_data
 
@@ -578,7 +619,28 @@ def _dataset_probabilities(
     else:
         with torch.inference_mode():
             probs = predict_items(task_model, data.signals, data.extra, batch_size=64)
+    if getattr(cfg, "kind", None) == "per-sample":
+        # a (outputs, samples) curve per item, items of different lengths: the task's score decodes the
+        # beats of each and matches them with the reference beats (tasks_beats.make_beat_score)
+        return data, [np.asarray(p, dtype=np.float64) for p in probs]
     return data, np.asarray(probs, dtype=np.float64)
+
+
+def _split_in(split: list[str], dataset: str | Path, name: str) -> tuple[list[str], list[str]]:
+    """The test items of ``split`` whose record is in ``dataset`` (a folder may hold a subset of the
+    dataset), and the test records it lacks. Items are record ids or ``record:start`` (beat tasks)."""
+    from cardiolens.datasets import open_dataset
+
+    try:
+        present = {str(r) for r in open_dataset(dataset).record_ids}
+    except CardiolensError:
+        return split, []  # the task's reader says what is wrong with the folder
+    records = list(dict.fromkeys(item.split(":")[0] for item in split))
+    absent = [r for r in records if r not in present]
+    if len(absent) == len(records):
+        shown = ", ".join(records[:5]) + (", ..." if len(records) > 5 else "")
+        raise CardiolensError(f"none of the {len(records)} test records of {name} ({shown}) are in {dataset}")
+    return [item for item in split if item.split(":")[0] in present], absent
 
 
 def _read_split(model: Any) -> list[str] | None:
