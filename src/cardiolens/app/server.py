@@ -39,12 +39,14 @@ from cardiolens import __version__
 from cardiolens.app import services
 from cardiolens.app.store import ID_PATTERN, Entry, RecordNotFound, RecordStore
 from cardiolens.app.uploads import UploadError, UploadLimits, choose_record, save_files
-from cardiolens.errors import CardiolensError
+from cardiolens.errors import CardiolensError, RecordError
 from cardiolens.signal.record import Record
 
 log = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost"]
+CLI_RATE_HINT = "pass fs= (--fs on the command line)"  # what the readers ask for when a file has no rate
+WEB_RATE_HINT = "enter it in the upload form's 'Sampling rate (Hz, if the file has none)' field (fs= in the API)"
 EXAMPLES = {
     "simulated": "30 s of simulated ECG (lead II) and finger PPG at 500 Hz, 72 bpm (neurokit2)",
 }
@@ -336,6 +338,12 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
         path = choose_record(paths)
         try:
             record = load_record(path, fs=fs)
+        except RecordError as exc:
+            # the readers speak to Python and CLI users; the browser user sets the rate in the upload form
+            if CLI_RATE_HINT not in exc.problem:
+                raise
+            problem = exc.problem.replace(CLI_RATE_HINT, WEB_RATE_HINT)
+            raise UploadError(f"{path.name}: {problem}", 422) from None
         except CardiolensError:
             raise
         except Exception as exc:  # noqa: BLE001  the client's file is untrusted: any failure to read it is the file's
@@ -525,7 +533,10 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
         record_id: str = record_id,
         model: Annotated[
             str | None,
-            Query(description="a shipped GPT (default: the lead's modality), rhythm-ecg-trees or aami-ecg-trees"),
+            Query(
+                description="any model of the server or a shipped mean of them (rhythm-ecg-mean), as cardiolens "
+                "explain takes (default: the shipped GPT of the lead's modality)"
+            ),
         ] = None,
         lead: Annotated[str | None, Query(description="lead to explain")] = None,
         start: Annotated[
@@ -542,12 +553,12 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
             Query(
                 pattern=r"^[a-z,]{1,100}$",
                 description="comma-separated cardiolens.explain methods (default: attention,embeddings,ig for a "
-                "GPT, features for a tree model)",
+                "GPT, every method that applies for a CNN, features for a tree model; none for a mean of models)",
             ),
         ] = None,
     ) -> HTMLResponse:
-        """The HTML report of cardiolens.explain.explain_record for one window (figures embedded); for a tree
-        model, the effects of its record features over the whole record."""
+        """The HTML report of cardiolens explain for one window (figures embedded); for a tree model, the
+        effects of its record features over the whole record; for a mean of models, a report per member."""
         entry = store.get(record_id)
 
         def run() -> str:

@@ -232,14 +232,12 @@ def signal_view(
 
 
 # -- analysis ---------------------------------------------------------------------------------------
-def _predictor(
-    pool: ModelPool, name: str, record: Record, lead: str | None, *, exact_lead: bool = False
-) -> tuple[dict[str, Any], Any]:
+def _predictor(pool: ModelPool, name: str, record: Record, lead: str | None) -> tuple[dict[str, Any], Any]:
     """Run a shipped fine-tuned model through ``cardiolens.tasks.predict.predict_record``, or say why not.
 
-    ``lead`` is passed on when it is an ECG lead (the shipped task models read ECG); otherwise the
-    model picks its lead from the record, as ``cardiolens predict`` does. With ``exact_lead`` the
-    model reads ``lead`` or refuses it: its output is drawn on that lead, never on another one.
+    The model reads ``lead`` or refuses it, as ``cardiolens predict --lead`` does: an ECG model asked
+    for a PPG lead refuses, naming the record's ECG leads, rather than reading another lead than the
+    one the page shows.
     """
     try:
         model = pool.get(name) if name in pool.names() else pool.mean(name)
@@ -250,10 +248,14 @@ def _predictor(
     except ImportError as exc:
         return {"model": name, "available": False, "message": f"prediction is unavailable ({exc})"}, None
     try:
-        given = lead if exact_lead or (lead and modality(lead) == "ECG") else None
-        pred = predict.predict_record(model, record, lead=given)
+        pred = predict.predict_record(model, record, lead=lead)
     except CardiolensError as exc:
-        return {"model": name, "available": True, "ok": False, "message": str(exc)}, None
+        return {
+            "model": name,
+            "available": True,
+            "ok": False,
+            "message": str(exc) + _other_leads(model, record, lead),
+        }, None
     except Exception as exc:  # noqa: BLE001  one model failing must not fail the whole analysis
         log.exception("%s failed on %s", name, record.name)
         return {"model": name, "available": True, "ok": False, "message": f"{name} failed ({type(exc).__name__})"}, None
@@ -268,6 +270,24 @@ def _predictor(
         "preprocessing": [str(x) for x in (getattr(pred, "preprocessing", None) or [])],
     }
     return out, pred
+
+
+def _other_leads(model: Any, record: Record, lead: str | None) -> str:
+    """When ``lead`` is of another modality than the model reads, the record's leads it can read, in words."""
+    cfg = getattr(model, "config", None)
+    members = getattr(model, "members", None)
+    if members:  # a mean of models reads what its members read
+        cfg = getattr(members[0], "config", None)
+    leads = list(getattr(cfg, "leads", None) or [])
+    if not lead or not leads:
+        return ""
+    wanted = modality(str(leads[0]))
+    if modality(lead) == wanted:
+        return ""
+    usable = [name for name in record.leads if modality(name) == wanted]
+    if not usable:
+        return f"; the record has no {wanted} lead"
+    return f"; choose one of the record's {wanted} leads: {', '.join(usable)}"
 
 
 def _rhythm(pool: ModelPool, name: str, record: Record, lead: str | None) -> dict[str, Any]:
@@ -286,7 +306,7 @@ def _beat_classes(pool: ModelPool, record: Record, lead: str) -> dict[str, Any]:
     Per beat only its time, value, class and confidence: the page draws those, and the whole
     probability matrix would multiply the payload for nothing it shows.
     """
-    out, pred = _predictor(pool, BEAT_CLASS_MODEL, record, lead, exact_lead=True)
+    out, pred = _predictor(pool, BEAT_CLASS_MODEL, record, lead)
     if pred is None:
         return out
     samples = np.asarray(pred.beats, dtype=np.int64).reshape(-1)
@@ -659,23 +679,59 @@ def explain_sections(pool: ModelPool) -> dict[str, str | None]:
     return out
 
 
+def explainable_models(pool: ModelPool) -> list[str]:
+    """The models ``explain-report`` takes: every model of the pool and the shipped means of its models
+    (``cardiolens explain`` takes the same)."""
+    from cardiolens.tasks.model_mean import list_model_means
+
+    means = []
+    for name in list_model_means():
+        try:
+            pool.mean(name)
+        except UnknownModel:  # a member this server does not offer
+            continue
+        means.append(name)
+    return [*pool.names(), *means]
+
+
 def explain_report(
     pool: ModelPool, record: Record, model_name: str, lead: str, start: float, methods: str | None = None
 ) -> str:
-    """The self-contained HTML report of :func:`cardiolens.explain.explain_record` for one window.
+    """The self-contained HTML report of :func:`cardiolens.explain.explain_record` for one window, as
+    ``cardiolens explain`` writes it, for any model of :func:`explainable_models`.
 
-    A GPT's report defaults to attention, embeddings and integrated gradients of the window; a tree
-    model's to its feature effects over the whole record (for the beat classifier ``aami-ecg-trees``,
-    of the beat nearest ``start`` seconds; 0: its first beat not called N).
+    A model with attention (a GPT) defaults to attention, embeddings and integrated gradients of the
+    window; a model without (the shipped CNNs) to every method that applies, as the CLI does; a tree
+    model to its feature effects over the whole record (for the beat classifier ``aami-ecg-trees``, of the
+    beat nearest ``start`` seconds; 0: its first beat not called N). A mean of models (``rhythm-ecg-mean``)
+    gives one page: the mean's prediction and each member's report (:func:`cardiolens.explain.explain_mean`).
+
+    Raises:
+        UnknownModel: a model the server does not have, naming those it explains.
+        ModelInputError: methods that do not apply, a start outside the record, a lead the model cannot read.
     """
-    from cardiolens.explain import explain_record, render_html
+    from cardiolens.explain import as_explainable, explain_mean, explain_record, render_html, render_mean_html
+    from cardiolens.tasks.model_mean import find_model_mean
 
+    if model_name not in pool.names():
+        if "/" in model_name or find_model_mean(model_name) is None:
+            raise UnknownModel(
+                f"unknown model {model_name!r}; the explanation report takes {', '.join(explainable_models(pool))}"
+            )
+        mean = pool.mean(model_name)
+        if methods:
+            raise ModelInputError(
+                f"{model_name} is a mean of models: each of its members ({', '.join(mean.config.members)}) is "
+                "explained with every method that applies to it; leave methods out, or explain a member"
+            )
+        return render_mean_html(explain_mean(mean, record, lead=lead, start=start), embed=True)
     model = pool.get(model_name)
-    if is_tree(model):  # a lead of the other modality is refused where every prediction reads its input
-        report = explain_record(model, record, methods=methods or "features", lead=lead, start=start)
-    else:
-        model = _gpt(pool, model_name)
-        report = explain_record(model, record, methods=methods or "attention,embeddings,ig", lead=lead, start=start)
+    if methods is None and is_tree(model):
+        methods = "features"
+    elif methods is None and as_explainable(model).has_attention:  # the cheap views: faithfulness takes minutes
+        offered = as_explainable(model).available_methods()
+        methods = ",".join(m for m in ("attention", "embeddings", "ig") if m in offered)
+    report = explain_record(model, record, methods=methods, lead=lead, start=start)
     return render_html(report)
 
 

@@ -81,6 +81,7 @@ from cardiolens.explain.report import (
     explain_mean,
     explain_record,
     render_html,
+    render_mean_html,
     summary_lines,
     write_report,
 )
@@ -138,6 +139,7 @@ __all__ = [
     "rank_correlation",
     "ranking",
     "render_html",
+    "render_mean_html",
     "summary_lines",
     "token_attention",
     "window_peaks",

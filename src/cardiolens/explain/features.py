@@ -285,10 +285,11 @@ def explain_tree_record(
         record = load_record(signal, fs=fs)
     else:
         raise ModelInputError("a tree model is explained on a Record or a record file")
-    x, notes = model_input(model, record, lead)
     cfg = model.config
     source = record_source(record)
     item = "beat" if isinstance(model, BeatTreeModel) else "record"
+    check_beat_time(model, beat_time, record.duration, source)
+    x, notes = model_input(model, record, lead)
     if item == "beat":
         row, beat, beats, note = _beat_row(model, x, beat_time, source)
         beat_s = beat / cfg.fs
@@ -301,6 +302,7 @@ def explain_tree_record(
     d = explanation.deletion
     top_rows = [{"feature": n, **v} for n, v in list(explanation.features.items())[:top]]
     summary = {
+        "model": cfg.name,
         "source": source,
         "samples": int(x.shape[-1]),
         "fs": cfg.fs,
@@ -308,6 +310,8 @@ def explain_tree_record(
         "leads": list(cfg.leads),
         "resampled_from": resampled,
         "target": explanation.target,
+        "prediction": explanation.probabilities,
+        "methods": ["features"],
         "explained": item if beat_s is None else f"the beat at {beat_s:.3f} s",
         "preprocessing": notes,
         "features": {
@@ -368,6 +372,27 @@ def explain_tree_record(
     if out is not None:
         report.files = write_report(report, out)
     return report
+
+
+def check_beat_time(model: FeatureTreeModel, beat_time: float | None, duration: float, source: str) -> None:
+    """Refuse a ``beat_time`` (``--start``) the model cannot honour, before any work.
+
+    A record-level model reads the whole record, so any start but 0 (``None``) is refused; a beat model
+    refuses a time outside the record, as a window model refuses a start outside the signal.
+
+    Raises:
+        ModelInputError: a start given to a record-level model.
+        RecordError: a beat time outside the record, naming the file.
+    """
+    if beat_time is None:
+        return
+    if not isinstance(model, BeatTreeModel):
+        raise ModelInputError(
+            f"{model.config.name} reads the whole record ({duration:.2f} s), not a window: start {beat_time:g} s "
+            "does not apply (leave it at 0)"
+        )
+    if not 0 <= beat_time < duration:
+        raise RecordError(f"start {beat_time:g} s lies outside the signal ({duration:.2f} s long)", source)
 
 
 def plot_beat_context(signal: Any, fs: float, beats: Any, beat: int, seconds: float = 8.0) -> Any:
@@ -435,6 +460,7 @@ def _beat_row(
 
 __all__ = [
     "FeatureExplanation",
+    "check_beat_time",
     "explain_tree_record",
     "deletion_curves",
     "explain_features",

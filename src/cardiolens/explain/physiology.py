@@ -230,6 +230,11 @@ class HeadFeatureTable:
         rows.sort(key=lambda r: -r["enrichment"])
         return [r for r in rows[:k] if r["enrichment"] >= min_enrichment]
 
+    def found(self, feature: str) -> bool:
+        """Whether ``feature`` was delineated in any window (else every head's share of it is undefined)."""
+        i = self.features.index(feature)
+        return self.windows[i] > 0 and bool(np.isfinite(self.chance[..., i]).any())
+
     def summary(self, k: int = 3, min_enrichment: float = 1.5) -> dict[str, Any]:
         """Per feature: chance share and the heads that track it (named ``L{layer}H{head}``)."""
         return {
@@ -244,6 +249,14 @@ class HeadFeatureTable:
             }
             for i, f in enumerate(self.features)
         }
+
+
+_PLURALS = {"P": "P waves", "T": "T waves", "QRS": "QRS complexes"}
+
+
+def not_found_text(feature: str) -> str:
+    """What the CLI, the figure and the report say of a feature that was not delineated in the window."""
+    return f"{_PLURALS.get(feature, feature)} not found in this window"
 
 
 def _mean(x: np.ndarray) -> float:

@@ -23,7 +23,7 @@ from cardiolens.explain.attention import AttentionMaps, attention_rollout, mean_
 from cardiolens.explain.attribution import Attribution  # noqa: E402
 from cardiolens.explain.embeddings import HomonymSimilarity, PhaseProbe  # noqa: E402
 from cardiolens.explain.faithfulness import Faithfulness  # noqa: E402
-from cardiolens.explain.physiology import HeadFeatureTable  # noqa: E402
+from cardiolens.explain.physiology import HeadFeatureTable, not_found_text  # noqa: E402
 from cardiolens.plot import _paper_grid  # noqa: E402  (the ECG-paper grid of record plots, shared)
 
 _LABELS = {
@@ -293,12 +293,15 @@ def plot_head_features(table: HeadFeatureTable, k: int = 3, out: str | Path | No
     for f, ax in enumerate(axes[0]):
         im = ax.imshow(enr[..., f], cmap="RdBu_r", norm=TwoSlopeNorm(1.0, 0.0, max(vmax, 1.01)))
         chance = table.chance[..., f]
-        seen = f"chance {chance[np.isfinite(chance)].mean():.2f}" if np.isfinite(chance).any() else "not found"
-        ax.set_title(f"{table.features[f]} ({seen})", fontsize=9)
+        found = table.found(table.features[f])
+        seen = f" (chance {chance[np.isfinite(chance)].mean():.2f})" if found else ""
+        ax.set_title(f"{table.features[f]}{seen}", fontsize=9)
         ax.set_xlabel("head")
         ax.set_ylabel("layer")
         top = table.top_heads(table.features[f], k)
         names = ", ".join(f"{r['head']} x{r['enrichment']:.1f}" for r in top) or "none above 1.5x"
+        if not found:
+            names = not_found_text(table.features[f])
         ax.text(0.5, -0.28, names, transform=ax.transAxes, ha="center", fontsize=8)
     fig.subplots_adjust(left=0.06, right=0.86, bottom=0.26, top=0.84, wspace=0.35)
     fig.colorbar(im, ax=axes[0].tolist(), fraction=0.03, label="share / chance")

@@ -40,7 +40,13 @@ from cardiolens.explain.attention import (
 from cardiolens.explain.attribution import Attribution, attribute
 from cardiolens.explain.embeddings import cycle_phase, hidden_states, homonym_similarity, project_states
 from cardiolens.explain.faithfulness import faithfulness, randomization_check
-from cardiolens.explain.physiology import feature_masks, head_feature_shares, window_modality, window_peaks
+from cardiolens.explain.physiology import (
+    feature_masks,
+    head_feature_shares,
+    not_found_text,
+    window_modality,
+    window_peaks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +106,11 @@ def resolve_methods(model: nn.Module | ExplainModel, methods: str | list[str] | 
         methods = [m for m in methods.split(",") if m.strip()]
     out = []
     for m in methods:
+        if str(m).strip().lower() == "features":  # the tree models' method: not in METHODS, which are per sample
+            raise ModelInputError(
+                "features applies only to feature-tree models (rhythm-ecg-trees, aami-ecg-trees); "
+                f"available for {adapter.name!r}: {', '.join(adapter.available_methods())}"
+            )
         name = adapter.require(m)
         if name not in out:
             out.append(name)
@@ -186,6 +197,12 @@ def explain_record(
     if isinstance(model, FeatureTreeModel):
         from cardiolens.explain.features import explain_tree_record
 
+        _refuse_attention_options(model.config.name, token, layer, head)
+        if position is not None:
+            raise ModelInputError(
+                f"position selects a sample of a per-sample output, and {model.config.name!r} has none: "
+                "it is boosted trees on record features"
+            )
         return explain_tree_record(
             model, signal, methods, out, fs=fs, lead=lead, target=target, beat_time=start or None, seed=seed
         )
@@ -193,9 +210,9 @@ def explain_record(
     chosen = resolve_methods(adapter, methods)
     window = prepare_window(adapter, signal, fs, lead=lead, start=start)
     # argument checks before any expensive work
-    if (layer is not None or head is not None) and not adapter.has_attention:
-        raise ModelInputError(f"layer/head select attention, and {adapter.name!r} has none")
-    if adapter.has_attention:
+    if not adapter.has_attention:
+        _refuse_attention_options(adapter.name, token, layer, head)
+    else:
         n_tok = int(adapter.tokens(window).size(-1))
         token = check_token(token, n_tok, adapter.name)
         g = adapter.gpt.config
@@ -288,7 +305,8 @@ def explain_record(
             "Share of each head's attention on "
             + ", ".join(table.features)
             + " against the share uniform attention would give (enrichment = share / chance), over the "
-            "queries of the last three quarters of the window.",
+            "queries of the last three quarters of the window."
+            + "".join(f" {not_found_text(f)}." for f in table.features if not table.found(f)),
         )
         sec.images["heads_physiology.png"] = _png(plots.plot_head_features(table))
         sec.tables["top heads"] = [
@@ -385,6 +403,17 @@ def explain_record(
     return report
 
 
+def _refuse_attention_options(name: str, token: int, layer: int | None, head: int | None) -> None:
+    """Refuse token/layer/head (which select attention) for a model with no attention, naming those given."""
+    given = [
+        f"{option} {value}"
+        for option, value, default in (("token", token, -1), ("layer", layer, None), ("head", head, None))
+        if value != default
+    ]
+    if given:
+        raise ModelInputError(f"{', '.join(given)}: token/layer/head select attention, and {name!r} has none")
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
@@ -416,17 +445,33 @@ def _cell(value: Any) -> str:
 
 def render_html(report: ExplainReport) -> str:
     """The report as one self-contained HTML page (inline CSS, base64 PNGs, no scripts, no links out)."""
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>cardiolens explain: {html.escape(report.model)}</title><style>{_CSS}</style></head><body>\n"
+        f"{_report_body(report)}\n</body></html>"
+    )
+
+
+def _where_predicted(summary: dict[str, Any]) -> str:
+    """For a window member of a mean: where its prediction was made, and its whole-record one beside it."""
+    m = summary.get("in_mean")
+    if not m or m["explained"] == WHOLE_RECORD:
+        return ""
+    whole = ", ".join(f"{k} {v:.3f}" for k, v in m["prediction_whole_record"].items())
+    return f" on {m['explained']} (over the whole record, as {m['mean']} averages it: {html.escape(whole)})"
+
+
+def _report_body(report: ExplainReport) -> str:
+    """The report's heading, metadata and sections, as HTML for inside a page's body."""
     s = report.summary
     pred = ", ".join(f"{html.escape(k)} {v:.3f}" for k, v in report.prediction.items())
     parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>cardiolens explain: {html.escape(report.model)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(report.model)} on {html.escape(str(s['source']))}</h1>",
         "<p class='meta'>",
         f"window: {s['samples']} samples at {s['fs']:g} Hz from {s['start_s']:.2f} s, lead(s) "
         f"{html.escape(', '.join(s['leads']))}"
         + (f" (resampled from {s['resampled_from']:g} Hz)" if s.get("resampled_from") else "")
-        + f"<br>prediction: {pred}<br>explained class: {html.escape(str(s['target']))}<br>"
+        + f"<br>prediction{_where_predicted(s)}: {pred}<br>explained class: {html.escape(str(s['target']))}<br>"
         f"methods: {html.escape(', '.join(report.methods))}<br>"
         f"written {_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')} by cardiolens</p>",
     ]
@@ -444,7 +489,6 @@ def render_html(report: ExplainReport) -> str:
             for row in rows:
                 parts.append("<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in cols) + "</tr>")
             parts.append("</table>")
-    parts.append("</body></html>")
     return "\n".join(parts)
 
 
@@ -494,44 +538,122 @@ def explain_mean(
         target = classes[int(target)]
     if target not in classes:
         raise ModelInputError(f"unknown class {target!r}; {model.config.name} has {', '.join(classes)}")
-    reports = [
-        explain_record(
+    from cardiolens.tasks.tree_model import FeatureTreeModel
+
+    mean_name = model.config.name
+    reports = []
+    for member in model.members:
+        # a tree member reads the whole record, as it does in the mean: start selects the windows of the others
+        report = explain_record(
             member,
             signal,
             None,
-            None if out is None else Path(out) / member.config.name,
+            None,
             lead=lead,
-            start=start,
+            start=0.0 if isinstance(member, FeatureTreeModel) else start,
             target=target,
             seed=seed,
         )
-        for member in model.members
-    ]
-    if out is not None:
-        rows = "".join(
-            f"<tr><th>{html.escape(c)}</th><td>{p:.3f}</td>"
-            + "".join(f"<td>{prediction.extra['members'][r.model][c]:.3f}</td>" for r in reports)
-            + "</tr>"
-            for c, p in prediction.probabilities.items()
+        whole = prediction.extra["members"][report.model]
+        span = _explained_span(report)
+        report.summary["in_mean"] = {
+            "mean": mean_name,
+            "members": list(model.config.members),
+            "mean_prediction": dict(prediction.probabilities),
+            "explained": span,
+            "prediction_explained": dict(report.prediction),
+            "prediction_whole_record": dict(whole),
+        }
+        report.sections.insert(
+            0,
+            Section(
+                f"Member of {mean_name}",
+                f"{mean_name} averages the whole-record probabilities of {', '.join(model.config.members)}; "
+                f"{report.model}'s, over the whole record, are beside those of what this report explains: {span}."
+                + (
+                    ""
+                    if span == WHOLE_RECORD
+                    else " A window model's whole-record probabilities are the mean over the record's windows, "
+                    "so they can differ from the window's, and even name another class."
+                ),
+                tables={
+                    "probabilities": [
+                        {
+                            "class": c,
+                            f"{report.model}, {span}": report.prediction.get(c, float("nan")),
+                            f"{report.model}, whole record": whole[c],
+                            mean_name: prediction.probabilities[c],
+                        }
+                        for c in classes
+                    ]
+                },
+            ),
         )
-        links = "".join(
-            f'<li><a href="{html.escape(r.model)}/report.html">{html.escape(r.model)}</a>: '
-            f"{html.escape(', '.join(r.methods))}</li>"
+        if out is not None:
+            report.files = write_report(report, Path(out) / member.config.name)
+        reports.append(report)
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "index.html").write_text(render_mean_html(reports), encoding="utf-8")
+    return reports
+
+
+WHOLE_RECORD = "the whole record"
+
+
+def _explained_span(report: ExplainReport) -> str:
+    """What a report explains, in words: the whole record (a tree model) or its window in seconds."""
+    s = report.summary
+    if "features" in s:  # a feature-tree model reads the whole record
+        return WHOLE_RECORD
+    first = float(s["start_s"])
+    return f"the window {first:.2f}-{first + s['samples'] / s['fs']:.2f} s"
+
+
+def render_mean_html(reports: list[ExplainReport], embed: bool = False) -> str:
+    """The page of a mean of models' explanation (:func:`explain_mean`'s reports): the mean's prediction,
+    each member's probabilities over the whole record and over what its report explains, and either links
+    to ``MEMBER/report.html`` (``index.html``) or, with ``embed``, every member's report on the same page."""
+    info = reports[0].summary["in_mean"]
+    name, probs = info["mean"], info["mean_prediction"]
+    target = reports[0].summary["target"]
+    head = "<th>class</th><th>mean</th>"
+    for r in reports:
+        m = r.summary["in_mean"]
+        head += f"<th>{html.escape(r.model)}<br>whole record</th>"
+        if m["explained"] != WHOLE_RECORD:
+            head += f"<th>{html.escape(r.model)}<br>{html.escape(m['explained'])}</th>"
+    rows = ""
+    for c, p in probs.items():
+        rows += f"<tr><th>{html.escape(c)}</th><td>{p:.3f}</td>"
+        for r in reports:
+            m = r.summary["in_mean"]
+            rows += f"<td>{m['prediction_whole_record'][c]:.3f}</td>"
+            if m["explained"] != WHOLE_RECORD:
+                v = m["prediction_explained"].get(c, float("nan"))
+                rows += f"<td>{v:.3f}</td>" if np.isfinite(v) else "<td>n/a</td>"
+        rows += "</tr>"
+
+    def explained(r: ExplainReport) -> str:
+        return f"explains {html.escape(r.summary['in_mean']['explained'])} ({html.escape(', '.join(r.methods))})"
+
+    if embed:
+        members = "".join(f"<hr>{_report_body(r)}" for r in reports)
+        items = "".join(f"<li>{html.escape(r.model)}: {explained(r)}</li>" for r in reports)
+    else:
+        members = ""
+        items = "".join(
+            f'<li><a href="{html.escape(r.model)}/report.html">{html.escape(r.model)}</a>: {explained(r)}</li>'
             for r in reports
         )
-        page = (
-            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(model.config.name)}</title>"
-            "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 10px;text-align:right}</style>"
-            f"</head><body><h1>{html.escape(model.config.name)} on {html.escape(prediction.source)}</h1>"
-            f"<p>The unweighted mean of {html.escape(', '.join(model.config.members))}. Each member's report "
-            f"explains the class <b>{html.escape(target)}</b>.</p>"
-            f"<table><tr><th>class</th><th>mean</th>"
-            + "".join(f"<th>{html.escape(r.model)}</th>" for r in reports)
-            + f"</tr>{rows}</table><ul>{links}</ul></body></html>\n"
-        )
-        Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "index.html").write_text(page, encoding="utf-8")
-    return reports
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(name)}</title>"
+        f"<style>{_CSS}</style></head><body><h1>{html.escape(name)} on {html.escape(str(reports[0].summary['source']))}"
+        f"</h1><p>The unweighted mean of the whole-record probabilities of {html.escape(', '.join(info['members']))}. "
+        f"Each member's report explains the class <b>{html.escape(str(target))}</b>; a window model explains one "
+        "window, whose probabilities are shown beside its whole-record ones (the mean over its windows).</p>"
+        f"<table><tr>{head}</tr>{rows}</table><ul>{items}</ul>{members}</body></html>\n"
+    )
 
 
 def write_report(report: ExplainReport, out: str | Path) -> list[Path]:
@@ -584,7 +706,7 @@ def summary_lines(report: ExplainReport) -> list[str]:
         where += f" (resampled from {s['resampled_from']:g} Hz)"
     lines = [
         f"{report.model} on {s['source']}: {where}",
-        "prediction: " + ", ".join(f"{k} {v:.3f}" for k, v in report.prediction.items()),
+        f"prediction{_where_predicted(s)}: " + ", ".join(f"{k} {v:.3f}" for k, v in report.prediction.items()),
         f"explained class: {s['target']}",
     ]
     if "features" in s:
@@ -605,6 +727,10 @@ def summary_lines(report: ExplainReport) -> list[str]:
         lines.append(f"attention of token {a['token']} ({a['view']}): {share}")
     if "physiology" in s:
         for feature, info in s["physiology"].items():
+            chance = info.get("chance")
+            if not info.get("windows") or chance is None or not np.isfinite(chance):
+                lines.append(not_found_text(feature))
+                continue
             heads = ", ".join(f"{h['head']} x{h['enrichment']:.1f}" for h in info["top_heads"]) or "none above 1.5x"
             lines.append(f"heads on {feature}: {heads}")
     if "faithfulness" in s:
@@ -629,6 +755,7 @@ __all__ = [
     "Section",
     "explain_record",
     "render_html",
+    "render_mean_html",
     "resolve_methods",
     "summary_lines",
     "write_report",

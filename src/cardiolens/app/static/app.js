@@ -234,7 +234,7 @@ async function analyse() {
     say("analysis-message", "");
     drawAnalysis(result);
     $("report-link").href = `/api/records/${rec.id}/report?lead=${encodeURIComponent(lead)}`;
-    // the trees read an ECG lead: on a PPG lead the server picks the record's ECG lead, as the analysis did
+    // the trees read an ECG lead: on a PPG lead they refuse (trees.ok false, its message names the ECG leads)
     const trees = result.rhythm_trees;
     const params = new URLSearchParams({ model: trees.model, ...(result.modality === "ECG" ? { lead: result.lead } : {}) });
     $("trees-report-link").href = `/api/records/${rec.id}/explain-report?${params}`;
