@@ -11,6 +11,7 @@ import pytest
 import wfdb
 
 from cardiolens.datasets import BIDMC, DS1, DS2, MITBIH, PACED
+from cardiolens.datasets.splits import grouped_kfold
 from cardiolens.errors import DatasetError
 
 # The AAMI EC57 mapping, written out again here so the test does not reuse the catalogue's table.
@@ -99,7 +100,14 @@ def bidmc(bidmc_dir: Path) -> BIDMC:
 
 @pytest.mark.realdata
 def test_bidmc_records_and_fixed_parameters(bidmc: BIDMC) -> None:
-    assert len(bidmc) == 53 and bidmc.n_patients == 53 and set(bidmc.records["fs"]) == {125.0}
+    assert len(bidmc) == 53 and set(bidmc.records["fs"]) == {125.0}
+    # 46 patients: the Fix files' MIMIC II subject joins bidmc06-09, bidmc20-23 and bidmc38-39
+    assert bidmc.n_patients == 46
+    shared = bidmc.records.groupby("patient_id")["record_id"].apply(sorted)
+    assert shared["s03386"] == ["bidmc06", "bidmc07", "bidmc08", "bidmc09"]
+    assert shared["s25323"] == ["bidmc38", "bidmc39"]
+    folds = grouped_kfold(bidmc, 5, seed=0)
+    assert folds["bidmc38"] == folds["bidmc39"] and folds["bidmc20"] == folds["bidmc23"]
     row = bidmc.row(1)
     assert row["record_id"] == "bidmc01" and row["n_samples"] == 60001
     assert (row["age"], row["sex"], row["location"]) == (88, "M", "micu")  # bidmc_01_Fix.txt

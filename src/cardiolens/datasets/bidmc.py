@@ -1,6 +1,7 @@
 """BIDMC PPG and Respiration Dataset (Pimentel et al., IEEE TBME 64(8), 2016) in the PhysioNet layout.
 
-Layout (53 ICU recordings of 8 minutes, one patient each)::
+Layout (53 ICU recordings of 8 minutes from 46 patients: the Fix files name each recording's MIMIC II
+subject, and bidmc06-09, bidmc20-23 and bidmc38-39 share one, so they are one patient in every split)::
 
     bidmcNN.hea/.dat        WFDB, 125 Hz: RESP, PLETH, V, AVR, II (some also I, III, MCL, ABP, ART, CVP)
     bidmc_NN_Breaths.csv    two annotators' breath onsets in samples ("breaths ann1/ann2 [signal sample no]")
@@ -34,8 +35,9 @@ def _number(record_id: str) -> str:
 
 
 def read_fix(path: Path) -> dict[str, Any]:
-    """Age, sex and location from a ``bidmc_NN_Fix.txt`` file."""
-    facts: dict[str, Any] = {"age": np.nan, "age_raw": "", "sex": "", "location": ""}
+    """Age, sex, location and the MIMIC II subject (``mimic_subject``, e.g. ``s03386``) from a
+    ``bidmc_NN_Fix.txt`` file."""
+    facts: dict[str, Any] = {"age": np.nan, "age_raw": "", "sex": "", "location": "", "mimic_subject": ""}
     if not path.is_file():
         return facts
     for line in path.read_text(encoding="latin-1").splitlines():
@@ -51,6 +53,8 @@ def read_fix(path: Path) -> dict[str, Any]:
             facts["sex"] = value if value in ("M", "F") else ""
         elif key == "location":
             facts["location"] = value
+        elif key == "mimic ii matched wdb id":
+            facts["mimic_subject"] = value
     return facts
 
 
@@ -87,14 +91,16 @@ class BIDMC(Catalogue):
             leads = [ln.split()[-1] for ln in lines[1 : 1 + n_sig]]
             if not (self.root / f"bidmc_{num}_Breaths.csv").is_file():
                 lacking_breaths.append(rid)
+            fix = read_fix(self.root / f"bidmc_{num}_Fix.txt")
             rows.append(
                 {
                     "record_id": rid,
-                    "patient_id": rid,
+                    # recordings of one MIMIC II subject are one patient (a recording without a Fix file is its own)
+                    "patient_id": fix["mimic_subject"] or rid,
                     "fs": fs,
                     "n_samples": n,
                     "leads": leads,
-                    **read_fix(self.root / f"bidmc_{num}_Fix.txt"),
+                    **fix,
                     "path": str(hea),
                 }
             )
