@@ -410,7 +410,8 @@ def run_rhythm_features(
     for k in range(5):
         test = folds == k
         pool = np.flatnonzero(~test)
-        train = pool[fraction_of_patients(data.groups[pool], fraction, 0 + k)]
+        strata = None if data.strata is None else np.asarray(data.strata)[pool]
+        train = pool[fraction_of_patients(data.groups[pool], fraction, 0 + k, strata)]  # as the CNN runs draw
         if tuned:
             model, search = tuned_boosted_trees(
                 features[train], y[train], lambda t, p: cinc2017_score(t, p)["score"], seed=k

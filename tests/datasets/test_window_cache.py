@@ -62,6 +62,12 @@ def test_rebuild_only_when_settings_or_inputs_change(tiny_cinc2017: Path, tmp_pa
     assert touched.built and touched.meta["build_id"] != again.meta["build_id"]
     forced = build_window_cache(db, out, **{**SETTINGS, "stride_seconds": 2.0}, force=True)
     assert forced.built
+    # the catalogue groups two records as one patient now (as BIDMC's MIMIC II subjects): rebuilt,
+    # so the index that patient-wise splits read carries the new patient ids
+    regrouped = CinC2017(tiny_cinc2017)
+    regrouped.records.loc[regrouped.records["record_id"] == "A00002", "patient_id"] = "A00001"
+    moved = build_window_cache(regrouped, out, **{**SETTINGS, "stride_seconds": 2.0})
+    assert moved.built and set(moved.index.loc[moved.index["record_id"] == "A00002", "patient_id"]) == {"A00001"}
 
 
 def test_failed_build_leaves_no_half_cache(tiny_cinc2017: Path, tmp_path: Path, monkeypatch) -> None:
@@ -143,3 +149,45 @@ def test_mitbih_record_cache(mitdb_dir: Path, tmp_path: Path) -> None:
     # the cached window follows the record (low-frequency content survives resampling)
     coarse = record.signal[0, 36000:39600].reshape(-1, 36).mean(axis=1)
     np.testing.assert_allclose(cache[10][0].reshape(-1, 10).mean(axis=1), coarse, atol=0.15)
+
+
+@pytest.mark.parametrize("size", [1000, 50])  # cut in the data, cut inside the .npy header
+def test_truncated_windows_are_a_clear_error_and_rebuilt(tiny_cinc2017: Path, tmp_path: Path, size: int) -> None:
+    db = CinC2017(tiny_cinc2017)
+    out = tmp_path / "cache"
+    first = build_window_cache(db, out, **SETTINGS)
+    with open(out / "windows.npy", "r+b") as f:
+        f.truncate(size)
+    with pytest.raises(DatasetError, match="windows.npy: corrupted cache"):
+        WindowCache(out)
+    again = build_window_cache(db, out, **SETTINGS)  # no force needed
+    assert again.built and again.meta["build_id"] != first.meta["build_id"] and len(again) == 20
+    (out / "index.csv").write_text("")
+    with pytest.raises(DatasetError, match="index.csv: corrupted cache"):
+        WindowCache(out)
+    assert build_window_cache(db, out, **SETTINGS).built
+
+
+def test_unreadable_meta_is_rebuilt_only_in_a_cache_folder(tiny_cinc2017: Path, tmp_path: Path) -> None:
+    db = CinC2017(tiny_cinc2017)
+    out = tmp_path / "cache"
+    first = build_window_cache(db, out, **SETTINGS)
+    (out / "meta.json").write_text('{"format": "cardiolens-win')  # cut short
+    with pytest.raises(DatasetError, match="corrupted cache metadata"):
+        WindowCache(out)
+    again = build_window_cache(db, out, **SETTINGS)
+    assert again.built and again.meta["build_id"] != first.meta["build_id"]
+    # the same damage in a folder that also holds someone else's file: left alone
+    (out / "meta.json").write_text("{")
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(DatasetError, match="refusing to overwrite"):
+        build_window_cache(db, out, **SETTINGS)
+    assert (out / "notes.txt").read_text() == "keep me" and (out / "windows.npy").is_file()
+    # unparsable meta.json beside files that are not a cache's
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "meta.json").write_text("not json")
+    (other / "data.bin").write_bytes(b"\0" * 10)
+    with pytest.raises(DatasetError, match="refusing to overwrite"):
+        build_window_cache(db, other, **SETTINGS)
+    assert sorted(p.name for p in other.iterdir()) == ["data.bin", "meta.json"]

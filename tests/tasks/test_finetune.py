@@ -148,6 +148,23 @@ def test_folds_never_split_a_patient_and_label_fractions_take_whole_patients():
     assert len(set(data.groups[fraction_of_patients(data.groups, 0.01, seed=0)])) == 1
 
 
+def test_label_fractions_are_nested_and_keep_a_rare_class_in_proportion():
+    rng = np.random.default_rng(0)
+    groups = np.array([f"p{i}" for i in range(1000)])
+    labels = np.where(rng.random(1000) < 0.08, "A", "N")  # 8 % of the patients have the rare class
+    patients_of = {}
+    for fraction in (0.01, 0.1, 0.25, 0.5):
+        picked = fraction_of_patients(groups, fraction, seed=5, strata=labels)
+        patients_of[fraction] = set(groups[picked])
+        share = np.mean(labels[picked] == "A")
+        assert abs(share - np.mean(labels == "A")) <= 1 / len(picked) + 1e-9  # in proportion at every size
+    # a smaller fraction's patients are among every larger one's, with and without strata
+    assert patients_of[0.01] <= patients_of[0.1] <= patients_of[0.25] <= patients_of[0.5]
+    small, large = (set(groups[fraction_of_patients(groups, f, seed=5)]) for f in (0.1, 0.25))
+    assert small <= large and len(small) == 100
+    assert set(groups[fraction_of_patients(groups, 0.1, seed=6)]) != small  # the seed draws another order
+
+
 def test_thresholds_are_chosen_to_maximise_f1_on_validation():
     y = np.array([0, 0, 0, 1, 1, 1])
     p = np.array([0.1, 0.2, 0.3, 0.35, 0.8, 0.9])

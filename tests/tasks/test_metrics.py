@@ -115,3 +115,71 @@ def test_fmax_leaves_samples_without_labels_out_of_recall() -> None:
     # rows without labels or predictions change neither precision nor recall (they once lowered recall)
     assert fmax(with_empty_rows, empty_scores)[0] == pytest.approx(fmax(y, scores)[0], abs=0.02)
     assert np.isnan(fmax(np.zeros((3, 2)), np.ones((3, 2)))[0])
+
+
+def _rare_class_data() -> tuple[np.ndarray, np.ndarray]:
+    """Three labels; the third has 2 positives of 200, both scored below every negative."""
+    rng = np.random.default_rng(0)
+    y = np.zeros((200, 3), dtype=int)
+    y[:100, 0] = 1
+    y[50:150, 1] = 1
+    y[:2, 2] = 1
+    s = y * 0.8 + rng.random((200, 3)) * 0.1
+    s[:2, 2] = 0  # per-label AUROC [1, 1, 0]
+    return y, s
+
+
+def test_a_multi_label_bootstrap_skips_resamples_that_lost_a_label() -> None:
+    from cardiolens.tasks.tasks_multilabel import multilabel_score
+
+    y, s = _rare_class_data()
+    interval = bootstrap(auroc, y, s, n_resamples=300)
+    # a resample without a positive of the rare label (about (198/200)^200 = 13 % of them) is skipped,
+    # not scored as 1.0 over the two other labels
+    assert interval.value == pytest.approx(2 / 3)
+    assert interval.high == pytest.approx(2 / 3) and interval.low == pytest.approx(2 / 3)
+    assert 200 < interval.resamples < 290
+    assert auroc(y[2:], s[2:]) == 1.0  # outside a bootstrap, undefined labels are still left out
+    # the multi-label task score as summarise() bootstraps it, with its labels: same keys, same skips
+    out = bootstrap_scores(lambda ix: multilabel_score(y[ix], s[ix]), len(y), labels=y, n_resamples=300)
+    assert set(out) == {"macro_auroc", "micro_auroc", "macro_auprc", "fmax", "macro_f1"}
+    assert out["macro_auroc"].high == pytest.approx(2 / 3) and 200 < out["macro_auroc"].resamples < 290
+    assert out["macro_auprc"].high < 0.72 and out["micro_auroc"].resamples == out["macro_auroc"].resamples
+    # without the labels nothing is skipped, and the interval mixes in the two-label average
+    loose = bootstrap_scores(lambda ix: multilabel_score(y[ix], s[ix]), len(y), n_resamples=300)
+    assert loose["macro_auroc"].high == pytest.approx(1.0) and loose["macro_auroc"].resamples == 300
+
+
+def test_micro_and_all_positive_averages_follow_scikit_learn() -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((300, 5)) < 0.3).astype(int)
+    s = rng.random((300, 5)) + 0.3 * y
+    y[:, 2] = 0  # no positive
+    y[:, 3] = 1  # no negative
+    assert auroc(y, s, "micro") == pytest.approx(roc_auc_score(y, s, average="micro"))
+    assert auprc(y, s, "micro") == pytest.approx(average_precision_score(y, s, average="micro"))
+    # macro AUPRC: AP = 1 of the all-positive label counts, the label without positives is left out
+    per_label = [average_precision_score(y[:, k], s[:, k]) for k in (0, 1, 3, 4)]
+    assert per_label[2] == 1.0 and auprc(y, s) == pytest.approx(np.mean(per_label))
+    assert auroc(y, s) == pytest.approx(np.mean([roc_auc_score(y[:, k], s[:, k]) for k in (0, 1, 4)]))
+    with pytest.raises(CardiolensError, match="no positive"):
+        auprc(np.zeros((4, 2), dtype=int), np.ones((4, 2)), "micro")
+
+
+def test_fmax_refuses_nan_scores() -> None:
+    y = np.array([[1, 0], [0, 1], [1, 1]])
+    s = np.array([[0.9, 0.3], [0.2, 0.6], [0.7, 0.65]])
+    s[:, 1] = np.nan
+    with pytest.raises(CardiolensError, match=r"3 scores are NaN or infinite \(columns \[1\]\)"):
+        fmax(y, s)
+    with pytest.raises(CardiolensError, match="shape"):
+        fmax(y, s[:, :1])
+
+
+def test_sensitivity_ppv_refuses_labels_outside_the_classes() -> None:
+    with pytest.raises(CardiolensError, match=r"labels \[2\] outside 0..1"):
+        sensitivity_ppv([0, 1, 2, 2], [0, 1, 2, 2], 2)  # once sensitivity [1, 1], label 2 dropped
+    with pytest.raises(CardiolensError, match=r"predictions \[-1\] outside 0..2"):
+        sensitivity_ppv([0, 1, 2], [0, -1, 2], 3)

@@ -46,6 +46,9 @@ NORMALIZATIONS = (None, "zscore")
 RESAMPLER = "cardiolens.signal.resample (scipy resample_poly)"
 FILTER = "cardiolens.signal.filters (butter + sosfiltfilt)"
 _COPY_CHUNK_BYTES = 64 * 2**20
+# What a finished build leaves in its folder; a folder holding nothing else is recognisably a cache
+# even when its meta.json cannot be read.
+CACHE_FILES = frozenset({"meta.json", "windows.npy", "index.csv"})
 
 
 def _bandpass(x: np.ndarray, fs: float, low: float | None, high: float | None, order: int) -> np.ndarray:
@@ -124,8 +127,9 @@ def _settings(
 
 
 def input_fingerprint(catalogue: Catalogue, record_ids: Sequence[str], settings: dict[str, Any]) -> str:
-    """SHA-256 over the record ids, the name/size/mtime of their files and of the catalogue's metadata
-    files, the catalogue's type and configuration, and the settings."""
+    """SHA-256 over the record ids and their patients (the index carries them, and patient-wise splits
+    read them from it), the name/size/mtime of their files and of the catalogue's metadata files, the
+    catalogue's type and configuration, and the settings."""
     digest = hashlib.sha256()
 
     def add(obj: Any) -> None:
@@ -138,12 +142,13 @@ def input_fingerprint(catalogue: Catalogue, record_ids: Sequence[str], settings:
     for path in catalogue.metadata_files():
         st = path.stat()
         add([path.name, st.st_size, st.st_mtime_ns])
+    patient = dict(zip(catalogue.record_ids, catalogue.patient_ids.tolist(), strict=True))
     for rid, files in catalogue.files(record_ids).items():
         stats = []
         for f in files:
             st = f.stat()
             stats.append([f.name, st.st_size, st.st_mtime_ns])
-        add([rid, stats])
+        add([rid, patient.get(rid, ""), stats])
     return digest.hexdigest()
 
 
@@ -169,15 +174,25 @@ class WindowCache:
             raise DatasetError(f"{self.path}: not a window cache (no meta.json); build one with build_window_cache")
         try:
             self.meta: dict[str, Any] = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
+        except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise DatasetError(f"{meta_path}: corrupted cache metadata: {exc}") from None
-        if self.meta.get("format") != CACHE_FORMAT:
+        if not isinstance(self.meta, dict) or self.meta.get("format") != CACHE_FORMAT:
             raise DatasetError(f"{meta_path}: not a cardiolens window cache")
         for name in ("windows.npy", "index.csv"):
             if not (self.path / name).is_file():
                 raise DatasetError(f"{self.path}: window cache lacks {name}; rebuild it")
-        self.windows = np.load(self.path / "windows.npy", mmap_mode="r")
-        self.index = pd.read_csv(self.path / "index.csv", dtype={"record_id": str, "patient_id": str})
+        # a truncated file (a full disk, a copy cut short) fails deep inside numpy or pandas; say which
+        # file it is, as a DatasetError that build_window_cache answers by rebuilding
+        try:
+            self.windows = np.load(self.path / "windows.npy", mmap_mode="r")
+        except (OSError, ValueError, EOFError) as exc:
+            raise DatasetError(f"{self.path / 'windows.npy'}: corrupted cache: {exc}; rebuild it") from None
+        try:
+            self.index = pd.read_csv(self.path / "index.csv", dtype={"record_id": str, "patient_id": str})
+        except (OSError, ValueError) as exc:  # pandas' EmptyDataError and ParserError are ValueErrors
+            raise DatasetError(f"{self.path / 'index.csv'}: corrupted cache: {exc}; rebuild it") from None
+        if self.windows.ndim != 3:
+            raise DatasetError(f"{self.path / 'windows.npy'}: corrupted cache: shape {self.windows.shape}")
         if len(self.index) != self.windows.shape[0]:
             raise DatasetError(
                 f"{self.path}: index.csv lists {len(self.index)} windows but windows.npy holds {self.windows.shape[0]}"
@@ -234,8 +249,28 @@ class WindowCache:
 def _is_cache(path: Path) -> bool:
     try:
         return json.loads((path / "meta.json").read_text()).get("format") == CACHE_FORMAT
-    except (OSError, json.JSONDecodeError, AttributeError):
+    except (OSError, ValueError, AttributeError):
         return False
+
+
+def _is_damaged_cache(path: Path) -> bool:
+    """A folder holding only a cache's files, windows or an index among them, whose meta.json cannot be parsed.
+
+    Such a folder is safe to rebuild; anything else in it (another file, readable metadata of
+    another format) means it is not ours to delete.
+    """
+    try:
+        names = {p.name for p in path.iterdir()}
+        text = (path / "meta.json").read_bytes()
+    except OSError:
+        return False
+    if not names <= CACHE_FILES or not names & {"windows.npy", "index.csv"}:
+        return False
+    try:
+        json.loads(text)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        return True
+    return False
 
 
 def build_window_cache(
@@ -264,7 +299,8 @@ def build_window_cache(
 
     Args:
         catalogue: any catalogue of :mod:`cardiolens.datasets`.
-        out_dir: the cache folder (created; replaced atomically when rebuilt).
+        out_dir: the cache folder (created; replaced atomically when rebuilt). A damaged cache there
+            (a truncated file, an unreadable meta.json) is rebuilt; a folder holding anything else is not.
         fs: sampling rate of the cached windows, Hz.
         window_seconds: window length, seconds.
         stride_seconds: step between window starts (default: ``window_seconds``, no overlap).
@@ -312,6 +348,8 @@ def build_window_cache(
         if not _is_cache(out_dir):
             if out_dir.is_dir() and not any(out_dir.iterdir()):
                 out_dir.rmdir()
+            elif _is_damaged_cache(out_dir):
+                log.warning("%s: window cache with unreadable meta.json is rebuilt", out_dir)
             else:
                 raise DatasetError(f"{out_dir}: exists and is not a window cache; refusing to overwrite it")
         elif not force:

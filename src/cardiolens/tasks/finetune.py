@@ -412,14 +412,38 @@ def assign_folds(data: TaskData, n_folds: int, seed: int) -> np.ndarray:
     return grouped_kfold(frame, n_folds, seed=seed, stratify=strata).to_numpy()
 
 
-def fraction_of_patients(groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Positions of the items of a random ``fraction`` of the patients (at least one patient)."""
+def fraction_of_patients(
+    groups: np.ndarray, fraction: float, seed: int, strata: np.ndarray | None = None
+) -> np.ndarray:
+    """Positions of the items of a random ``fraction`` of the patients (at least one patient).
+
+    Nested: with one seed, every smaller fraction's patients are among a larger one's (the patients are
+    put in one random order and a fraction takes its first ones), so a low-label curve adds labels
+    instead of drawing new records at each point. With ``strata`` (a label per item), the order keeps
+    each patient class (its most common label) in proportion at every length, so a rare class is
+    neither lost nor crowded in a small fraction."""
     if fraction >= 1:
         return np.arange(len(groups))
-    patients = np.unique(groups)
+    patients, inverse = np.unique(groups, return_inverse=True)
     rng = np.random.default_rng(seed)
-    chosen = rng.choice(patients, size=max(1, math.ceil(fraction * len(patients))), replace=False)
-    return np.flatnonzero(np.isin(groups, chosen))
+    key = rng.random(len(patients))
+    if strata is not None:
+        # each patient's class, then its rank within that class in random order, as a share of the class:
+        # sorting by that share interleaves the classes in proportion
+        items = pd.DataFrame({"patient": inverse, "label": np.asarray(strata).astype(str)})
+        patient_class = items.groupby("patient")["label"].agg(lambda v: v.mode().iloc[0]).to_numpy()
+        share = np.empty(len(patients))
+        for c in np.unique(patient_class):
+            members = np.flatnonzero(patient_class == c)
+            ranks = np.argsort(np.argsort(key[members]))
+            share[members] = (ranks + rng.random(len(members))) / len(members)
+        key = share
+    chosen = np.argsort(key, kind="stable")[: max(1, math.ceil(fraction * len(patients)))]
+    return np.flatnonzero(np.isin(inverse, chosen))
+
+
+def _strata(data: TaskData, index: np.ndarray) -> np.ndarray | None:
+    return None if data.strata is None else np.asarray(data.strata)[index]
 
 
 def split_train_val(data: TaskData, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -452,7 +476,7 @@ def fixed_train_val(data: TaskData, roles: np.ndarray, cfg: FinetuneConfig) -> t
     """Item indices of training and validation under a published split: its own validation items, or a
     validation split carved by patient from its training items when it names none."""
     pool = np.flatnonzero(roles == "train")
-    pool = pool[fraction_of_patients(data.groups[pool], cfg.label_fraction, cfg.seed)]
+    pool = pool[fraction_of_patients(data.groups[pool], cfg.label_fraction, cfg.seed, _strata(data, pool))]
     if (roles == "val").any():
         return pool, np.flatnonzero(roles == "val")
     train_pos, val_pos = split_train_val(data.subset(pool), cfg.val_fraction, cfg.seed)
@@ -752,7 +776,8 @@ def summarise(
         return task.score(np.asarray(targets)[ix], np.asarray(probs)[ix], thresholds)
 
     full = scores(np.arange(len(data)))
-    intervals = bootstrap_scores(scores, len(data), groups=data.groups, n_resamples=n_resamples)
+    labels = None if per_item else np.asarray(targets)  # multi-label: resamples that lose a label are skipped
+    intervals = bootstrap_scores(scores, len(data), groups=data.groups, labels=labels, n_resamples=n_resamples)
     out: dict[str, Any] = {}
     for key, value in full.items():
         if key in intervals and key != "threshold":
@@ -878,7 +903,9 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         else:
             if roles is None:
                 pool = np.flatnonzero(folds != fold)
-                pool = pool[fraction_of_patients(data.groups[pool], cfg.label_fraction, cfg.seed + fold)]
+                pool = pool[
+                    fraction_of_patients(data.groups[pool], cfg.label_fraction, cfg.seed + fold, _strata(data, pool))
+                ]
                 train_pos, val_pos = split_train_val(data.subset(pool), cfg.val_fraction, cfg.seed + fold)
                 train_index, val_index = pool[train_pos], pool[val_pos]
             else:

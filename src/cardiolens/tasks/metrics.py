@@ -7,6 +7,10 @@ bootstrap that draws patients, not records, so that several records of one patie
 
 Conventions: ``y_true`` is (N,) class indices for single-label tasks or (N, K) 0/1 for multi-label
 tasks; ``y_score`` is (N, K) probabilities (or (N,) for a binary task).
+
+With multi-label labels, a bootstrap skips a resample that lost a label (no positive or no negative
+where the full data has both), as Strodthoff et al. (2020) redraw: a macro average over fewer labels
+is another metric, and mixing it into the interval would widen it.
 """
 
 from __future__ import annotations
@@ -41,11 +45,26 @@ def _present_columns(y: np.ndarray) -> np.ndarray:
     return np.flatnonzero((positives > 0) & (positives < len(y)))
 
 
+def _lost_label(y: np.ndarray, defined: np.ndarray, idx: np.ndarray) -> bool:
+    """Whether a resample lost a label: one of ``defined`` (columns with both values on the full data)
+    has a single value among the rows ``idx``."""
+    positives = y[np.ix_(idx, defined)].sum(axis=0)
+    return bool(np.any((positives == 0) | (positives == len(idx))))
+
+
+def _multi_label(y: Any) -> np.ndarray | None:
+    """``y`` as (N, K) 0/1 labels when it is multi-label, else None."""
+    a = np.asarray(y)
+    return a if a.ndim == 2 and a.shape[1] > 1 and np.isin(a, (0, 1)).all() else None
+
+
 def auroc(y_true: Any, y_score: Any, average: str = "macro") -> float:
     """Area under the ROC curve: binary, one-vs-rest (single-label) or per label (multi-label).
 
     Classes or labels with only one value present are left out of the macro average (and listed by
-    :func:`per_class_auroc` as NaN), rather than failing the whole evaluation.
+    :func:`per_class_auroc` as NaN), rather than failing the whole evaluation. ``average="micro"``
+    pools every cell of every column, as scikit-learn does, so such columns count there (their
+    negatives are ranked against the other columns' positives).
     """
     y, s = _labels(y_true), np.asarray(y_score, dtype=np.float64)
     if s.ndim == 1 or s.shape[1] == 1:
@@ -53,25 +72,37 @@ def auroc(y_true: Any, y_score: Any, average: str = "macro") -> float:
         return float(roc_auc_score(y.reshape(-1), s.reshape(-1)))
     if y.ndim == 1:  # single-label: one-vs-rest on the classes present
         y = np.eye(s.shape[1], dtype=int)[y]
+    if average == "micro":
+        _both_classes(y, "auroc (micro)")
+        return float(roc_auc_score(y, s, average="micro"))
     keep = _present_columns(y)
     if keep.size == 0:
         raise CardiolensError("auroc: no class has both positive and negative samples")
-    if average == "micro":
-        return float(roc_auc_score(y[:, keep].ravel(), s[:, keep].ravel()))
     return float(roc_auc_score(y[:, keep], s[:, keep], average=average))
 
 
 def auprc(y_true: Any, y_score: Any, average: str = "macro") -> float:
-    """Area under the precision-recall curve (average precision), same conventions as :func:`auroc`."""
+    """Area under the precision-recall curve (average precision), following scikit-learn.
+
+    Average precision is defined wherever there is a positive: a class or label without positives is
+    left out of the macro average (scikit-learn warns and counts it as 0), one that is positive in
+    every sample counts with AP = 1, as scikit-learn computes it. ``average="micro"`` pools every
+    cell of every column, as scikit-learn does.
+    """
     y, s = _labels(y_true), np.asarray(y_score, dtype=np.float64)
     if s.ndim == 1 or s.shape[1] == 1:
-        _both_classes(y, "auprc")
+        if not np.any(y == 1):
+            raise CardiolensError("auprc: no positive sample; average precision is undefined")
         return float(average_precision_score(y.reshape(-1), s.reshape(-1)))
     if y.ndim == 1:
         y = np.eye(s.shape[1], dtype=int)[y]
-    keep = _present_columns(y)
+    if average == "micro":
+        if not np.any(y == 1):
+            raise CardiolensError("auprc (micro): no positive label; average precision is undefined")
+        return float(average_precision_score(y, s, average="micro"))
+    keep = np.flatnonzero(y.sum(axis=0) > 0)
     if keep.size == 0:
-        raise CardiolensError("auprc: no class has both positive and negative samples")
+        raise CardiolensError("auprc: no class has a positive sample")
     return float(average_precision_score(y[:, keep], s[:, keep], average=average))
 
 
@@ -93,9 +124,18 @@ def fmax(y_true: Any, y_score: Any, thresholds: Sequence[float] | None = None) -
         ``(fmax, threshold)``, as the protein-function (CAFA) definition averages: precision over the
         samples with at least one predicted label at that threshold, recall over the samples with at
         least one true label (a sample without labels has no recall to lose).
+
+    Raises:
+        CardiolensError: scores that are NaN or infinite, or shaped unlike the labels.
     """
     y = _labels(y_true).astype(bool)
     s = np.asarray(y_score, dtype=np.float64)
+    if s.shape != y.shape:
+        raise CardiolensError(f"fmax: scores of shape {s.shape} for labels of shape {y.shape}")
+    bad = ~np.isfinite(s)
+    if bad.any():  # a NaN fails every threshold test and would silently count as "not predicted"
+        columns = np.flatnonzero(bad.any(axis=0)).tolist() if s.ndim == 2 else []
+        raise CardiolensError(f"fmax: {int(bad.sum())} scores are NaN or infinite (columns {columns})")
     grid = np.linspace(0.01, 0.99, 99) if thresholds is None else np.asarray(thresholds)
     best, best_t = 0.0, float(grid[0])
     labelled = y.any(axis=1)
@@ -154,8 +194,20 @@ def cinc2017_score(y_true: Any, y_pred: Any, classes: Sequence[str] = CINC2017_C
 
 
 def sensitivity_ppv(y_true: Any, y_pred: Any, n_classes: int) -> dict[str, np.ndarray]:
-    """Per class: sensitivity (recall) TP / (TP + FN) and positive predictivity TP / (TP + FP) (NaN if undefined)."""
-    cm = confusion_matrix(_labels(y_true), np.asarray(y_pred), labels=range(n_classes))
+    """Per class: sensitivity (recall) TP / (TP + FN) and positive predictivity TP / (TP + FP) (NaN if undefined).
+
+    Raises:
+        CardiolensError: a label or prediction outside ``0 .. n_classes - 1`` (a confusion matrix over
+            ``range(n_classes)`` would drop it and score the rest as if nothing were wrong).
+    """
+    t, p = _labels(y_true), np.asarray(y_pred)
+    for what, arr in (("labels", t), ("predictions", p)):
+        outside = sorted(set(np.unique(arr).tolist()) - set(range(n_classes)))
+        if outside:
+            raise CardiolensError(f"sensitivity_ppv: {what} {outside} outside 0..{n_classes - 1}")
+    if len(t) != len(p):
+        raise CardiolensError(f"sensitivity_ppv: {len(t)} true labels and {len(p)} predictions")
+    cm = confusion_matrix(t, p, labels=range(n_classes))
     tp = np.diag(cm).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return {"sensitivity": tp / cm.sum(axis=1), "ppv": tp / cm.sum(axis=0), "confusion": cm}
@@ -196,7 +248,8 @@ def bootstrap(
         groups: the patient of each sample; all samples of a drawn patient enter together. Default:
             each sample is its own group.
         n_resamples: bootstrap replicates; replicates on which the metric is undefined (e.g. a class
-            missing from the resample) are skipped and the count actually used is reported.
+            missing from the resample) are skipped and the count actually used is reported. When the
+            first array is multi-label 0/1 labels, a replicate that lost a label is skipped too.
         level: coverage of the interval.
         seed: the same seed gives the same interval.
 
@@ -214,9 +267,14 @@ def bootstrap(
     members = [np.flatnonzero(inverse == g) for g in range(len(unique))]
     rng = np.random.default_rng(seed)
     values = []
+    labels = _multi_label(arrays[0])
+    defined = None if labels is None else _present_columns(labels)
+    full = metric(*arrays)
     for _ in range(n_resamples):
         drawn = rng.integers(0, len(unique), size=len(unique))
         idx = np.concatenate([members[g] for g in drawn])
+        if defined is not None and _lost_label(labels, defined, idx):
+            continue
         try:
             value = metric(*(a[idx] for a in arrays))
         except (ValueError, CardiolensError):  # undefined on this resample (one class only)
@@ -229,7 +287,7 @@ def bootstrap(
         )
     alpha = (1 - level) / 2
     low, high = np.quantile(values, [alpha, 1 - alpha])
-    return Interval(float(metric(*arrays)), float(low), float(high), level, len(values))
+    return Interval(float(full), float(low), float(high), level, len(values))
 
 
 def match_peaks(reference: Any, detected: Any, tolerance: int) -> tuple[int, np.ndarray]:
@@ -294,6 +352,7 @@ def bootstrap_scores(
     n: int,
     *,
     groups: Any = None,
+    labels: Any = None,
     n_resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
@@ -304,6 +363,8 @@ def bootstrap_scores(
         scores: maps positions of the samples (with repeats) to ``{metric: value}``.
         n: number of samples.
         groups: the patient of each sample (all of a drawn patient's samples enter together).
+        labels: the samples' labels; multi-label 0/1 labels make a resample that lost a label
+            (no positive or no negative where the full data has both) be skipped.
         n_resamples, level, seed: as in :func:`bootstrap`.
 
     Returns:
@@ -315,11 +376,15 @@ def bootstrap_scores(
         raise CardiolensError(f"bootstrap_scores: {len(groups)} groups for {n} samples")
     unique, inverse = np.unique(groups, return_inverse=True)
     members = [np.flatnonzero(inverse == g) for g in range(len(unique))]
+    rng = np.random.default_rng(seed)
+    multi = None if labels is None else _multi_label(labels)
+    defined = None if multi is None else _present_columns(multi)
     full = scores(np.arange(n))
     values: dict[str, list[float]] = {k: [] for k, v in full.items() if isinstance(v, float) and np.isfinite(v)}
-    rng = np.random.default_rng(seed)
     for _ in range(n_resamples):
         idx = np.concatenate([members[g] for g in rng.integers(0, len(unique), size=len(unique))])
+        if defined is not None and _lost_label(multi, defined, idx):
+            continue
         try:
             drawn = scores(idx)
         except (ValueError, CardiolensError):
