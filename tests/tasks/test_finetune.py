@@ -580,3 +580,38 @@ def test_train_seed_changes_the_weights_and_keeps_the_folds_and_the_validation_s
     assert not all(torch.equal(v, weights(other)[k]) for k, v in weights(default).items())
     with pytest.raises(CardiolensError, match="train_seed must be a non-negative integer"):
         _one_fold_of_sines(tmp_path / "data", tmp_path / "bad", train_seed=-1)
+
+
+def test_out_of_fold_f1_decides_each_item_at_its_folds_threshold():
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    from cardiolens.tasks.finetune import summarise
+    from cardiolens.tasks.suite import get_task
+
+    rng = np.random.default_rng(0)
+    n = 200
+    y = (rng.random(n) < 0.3).astype(int)
+    fold = np.arange(n) % 2
+    # fold 1's model is shifted down: at 0.5 it finds few positives, at its validated 0.2 it finds them
+    p = np.clip(0.25 + 0.5 * y + 0.2 * rng.standard_normal(n) - 0.3 * fold, 0.001, 0.999)
+    data = TaskData(
+        [np.zeros((1, 10))] * n,
+        y,
+        np.array([f"r{i}" for i in range(n)]),
+        np.array([f"p{i}" for i in range(n)]),
+        None,
+        100.0,
+        ["I"],
+    )
+    thresholds = {0: [0.5], 1: [0.2]}
+    out = summarise(
+        get_task("cinc2017-af"), data, p[:, None], n_resamples=50, item_thresholds=[thresholds[f] for f in fold]
+    )
+    decided = np.where(fold == 0, p >= 0.5, p >= 0.2)
+    assert out["f1"]["value"] == pytest.approx(f1_score(y, decided))
+    assert out["auroc"]["value"] == pytest.approx(roc_auc_score(y, p))  # ranks the probabilities as they are
+    assert "threshold" not in out
+    at_half = summarise(get_task("cinc2017-af"), data, p[:, None], n_resamples=50)
+    assert (
+        at_half["f1"]["value"] == pytest.approx(f1_score(y, p >= 0.5)) and at_half["f1"]["value"] < out["f1"]["value"]
+    )

@@ -763,17 +763,55 @@ def command_line(cfg: FinetuneConfig) -> str:
     return shlex.join(parts)
 
 
+# the scores of each task kind that depend on the decision threshold (the others rank probabilities)
+THRESHOLD_KEYS = {
+    "binary": ("sensitivity", "ppv", "f1", "threshold"),
+    "multilabel": ("macro_f1",),
+    "per-sample": ("f1", "se", "ppv", "tp", "fn", "fp", "threshold"),
+}
+
+
+def _moved_to_half(probs: Any, thresholds: Any) -> Any:
+    """Probabilities shifted on the logit scale so that ``thresholds`` falls at 0.5: deciding at 0.5
+    afterwards is deciding at the threshold (per item: a curve or a row, each with its own)."""
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-7, 1 - 1e-7)
+    t = np.clip(np.asarray(thresholds, dtype=np.float64), 1e-7, 1 - 1e-7)
+    if p.ndim == 2:  # a per-sample curve (outputs, samples): one threshold per output
+        t = t.reshape(-1, 1)
+    return 1 / (1 + np.exp(-(np.log(p / (1 - p)) - np.log(t / (1 - t)))))
+
+
 def summarise(
-    task: Task, data: TaskData, probs: Any, thresholds: Any = None, n_resamples: int = 1000
+    task: Task,
+    data: TaskData,
+    probs: Any,
+    thresholds: Any = None,
+    n_resamples: int = 1000,
+    item_thresholds: list | None = None,
 ) -> dict[str, Any]:
-    """The task's scores over all items, each with a patient bootstrap 95 % interval (one set of resamples)."""
+    """The task's scores over all items, each with a patient bootstrap 95 % interval (one set of resamples).
+
+    ``thresholds``: one set for all items (None: 0.5). ``item_thresholds``: each item's own (the
+    thresholds its fold chose on validation data, None for 0.5), for out-of-fold probabilities: the
+    scores that depend on a threshold (:data:`THRESHOLD_KEYS`) then decide each item at its fold's,
+    the others read the probabilities as they are, and no single ``threshold`` is reported."""
     targets = data.targets
     per_item = isinstance(targets, list) or isinstance(probs, list)
+    moved = None
+    if item_thresholds is not None and task.kind in THRESHOLD_KEYS:
+        moved = [p if t is None else _moved_to_half(p, t) for p, t in zip(probs, item_thresholds, strict=True)]
+        moved = moved if per_item else np.asarray(moved)
 
     def scores(ix: np.ndarray) -> dict[str, float]:
-        if per_item:
-            return task.score([targets[i] for i in ix], [probs[i] for i in ix], thresholds)
-        return task.score(np.asarray(targets)[ix], np.asarray(probs)[ix], thresholds)
+        def at(values: Any) -> Any:
+            return [values[i] for i in ix] if per_item else np.asarray(values)[ix]
+
+        out = task.score(at(targets), at(probs), thresholds)
+        if moved is not None:
+            decided = task.score(at(targets), at(moved), None)
+            out.update({k: decided[k] for k in THRESHOLD_KEYS[task.kind] if k in decided})
+            out.pop("threshold", None)
+        return out
 
     full = scores(np.arange(len(data)))
     labels = None if per_item else np.asarray(targets)  # multi-label: resamples that lose a label are skipped
@@ -885,7 +923,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     fabric = _fabric(cfg)
     classes = list(task.classes) if task.classes else list(data.info.get("classes", []))
     window = window_samples(probe, task, fs, cfg.window_seconds)
-    fold_results = {}
+    fold_results, fold_thresholds = {}, {}
     probe_features = None
     if cfg.policy == "linear" and task.kind != "per-sample" and fabric.world_size == 1:
         probe_features = _cached_features(cfg, task, probe, digest, data, fs, window)
@@ -965,6 +1003,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
                 )
                 _atomic_json(result_file, result)
             fold_results[fold] = result
+        fold_thresholds[fold] = model.config.thresholds  # chosen on this fold's validation data (or None)
         if task.kind == "per-sample":
             for i, p in zip(test_index, probs, strict=True):
                 oof[i] = p
@@ -991,9 +1030,11 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         "patients": int(len(np.unique(covered.groups))),
         "command": command_line(cfg),
     }
-    # out-of-fold scores use each fold's own thresholds through the per-fold decisions; the pooled
-    # threshold-free metrics (AUROC, challenge score of arg-max) are what the summary reports
-    results["oof"] = summarise(task, covered, oof_done, None, n_resamples=cfg.bootstrap)
+    # out-of-fold: the scores that need a threshold decide each item at the threshold its own fold
+    # chose on validation data (as the fold's model and `cardiolens evaluate` do); the others pool
+    # the probabilities
+    item_thresholds = [fold_thresholds.get(int(folds[i])) for i in done]
+    results["oof"] = summarise(task, covered, oof_done, None, cfg.bootstrap, item_thresholds=item_thresholds)
     if fabric.global_rank == 0:
         if isinstance(oof, list):
             np.savez(
