@@ -183,3 +183,11 @@ def test_sensitivity_ppv_refuses_labels_outside_the_classes() -> None:
         sensitivity_ppv([0, 1, 2, 2], [0, 1, 2, 2], 2)  # once sensitivity [1, 1], label 2 dropped
     with pytest.raises(CardiolensError, match=r"predictions \[-1\] outside 0..2"):
         sensitivity_ppv([0, 1, 2], [0, -1, 2], 3)
+
+
+def test_a_binary_score_on_one_class_reports_nan_rankings_and_keeps_the_rest() -> None:
+    from cardiolens.tasks.tasks_rhythm import binary_score
+
+    out = binary_score(np.zeros(6, dtype=int), np.array([0.1, 0.7, 0.2, 0.3, 0.9, 0.4]), [0.5])
+    assert np.isnan(out["auroc"]) and np.isnan(out["auprc"])
+    assert out["ppv"] == 0.0 and out["sensitivity"] == 0.0  # two false alarms, nothing to find

@@ -570,6 +570,7 @@ def train_fold(
         thresholds = choose_thresholds(task.kind, val.targets, val_probs)
         scores = task.score(val.targets, val_probs, thresholds)
         value = float(scores[task.score_key])
+        _warn_undefined(value, task, folder.name, epoch)
         state["history"].append({"epoch": epoch + 1, "train_loss": running, f"val_{task.score_key}": value})
         log.info("%s epoch %d: loss %.4f, val %s %.4f", folder.name, epoch + 1, running, task.score_key, value)
         if state["best_state"] is None or _rank(value) > state["best"]:
@@ -614,6 +615,17 @@ def window_features(
         for (i, _, _), f in zip(chunk, feats, strict=True):
             found[i].append(f)
     return [np.stack(found[i]) for i in range(len(signals))]
+
+
+def _warn_undefined(value: float, task: Task, where: str, epoch: int) -> None:
+    """Say once (first epoch) that the validation score cannot rank epochs: the first one is kept."""
+    if epoch == 0 and not math.isfinite(value):
+        log.warning(
+            "%s: validation %s is undefined (the validation part has one class only): epochs cannot be "
+            "compared and the first is kept; use more items, a larger --val_fraction or --label_fraction",
+            where,
+            task.score_key,
+        )
 
 
 def _rank(score: float) -> float:
@@ -682,6 +694,7 @@ def train_linear_probe(
         probs = _probe_probs(model, feats_val, val.extra)
         thresholds = choose_thresholds(task.kind, val.targets, probs)
         value = float(task.score(val.targets, probs, thresholds)[task.score_key])
+        _warn_undefined(value, task, "linear probe", epoch)
         history.append({"epoch": epoch + 1, "train_loss": float(loss.detach()), f"val_{task.score_key}": value})
         # an undefined score (NaN: one class in validation) ranks lowest, and the first epoch is kept if all are
         if best_state is None or _rank(value) > best:

@@ -58,6 +58,15 @@ def _multi_label(y: Any) -> np.ndarray | None:
     return a if a.ndim == 2 and a.shape[1] > 1 and np.isin(a, (0, 1)).all() else None
 
 
+def or_nan(metric: Callable[..., float], *args: Any) -> float:
+    """``metric(*args)``, or NaN where it is undefined on these data (one class only): for scores
+    reported beside others, where one undefined metric must not void the rest."""
+    try:
+        return float(metric(*args))
+    except (ValueError, CardiolensError):
+        return float("nan")
+
+
 def auroc(y_true: Any, y_score: Any, average: str = "macro") -> float:
     """Area under the ROC curve: binary, one-vs-rest (single-label) or per label (multi-label).
 
@@ -414,6 +423,7 @@ __all__ = [
     "macro_f1",
     "match_peaks",
     "matched_pairs",
+    "or_nan",
     "per_class_auroc",
     "sensitivity_ppv",
 ]

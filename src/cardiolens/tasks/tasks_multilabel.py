@@ -45,7 +45,7 @@ from cardiolens.datasets.base import STANDARD_12_LEADS
 from cardiolens.datasets.ptbxl import LABEL_SETS, RECOMMENDED_FOLDS
 from cardiolens.errors import CardiolensError, DatasetError
 from cardiolens.signal.resample import resample
-from cardiolens.tasks.metrics import auprc, auroc, fmax, per_class_auroc
+from cardiolens.tasks.metrics import auprc, auroc, fmax, or_nan, per_class_auroc
 from cardiolens.tasks.suite import Task, TaskData, get_task, register_task
 
 log = logging.getLogger(__name__)
@@ -251,13 +251,6 @@ def load_cinc2021(
 
 
 # -- scores ---------------------------------------------------------------------------------------
-def _safe(fn: Any, *args: Any) -> float:
-    try:
-        return float(fn(*args))
-    except (ValueError, CardiolensError):  # undefined on this data (no label with both values)
-        return float("nan")
-
-
 def multilabel_score(targets: Any, probs: Any, thresholds: Any = None) -> dict[str, float]:
     """Macro and micro AUROC, macro AUPRC, Fmax, and macro F1 at ``thresholds`` (0.5 by default).
 
@@ -273,10 +266,10 @@ def multilabel_score(targets: Any, probs: Any, thresholds: Any = None) -> dict[s
     p = np.asarray(probs, dtype=np.float64).reshape(y.shape)
     t = np.full(y.shape[1], 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64).ravel()
     return {
-        "macro_auroc": _safe(auroc, y, p),
-        "micro_auroc": _safe(lambda a, b: auroc(a, b, average="micro"), y, p),
-        "macro_auprc": _safe(auprc, y, p),
-        "fmax": _safe(lambda a, b: fmax(a, b)[0], y, p),
+        "macro_auroc": or_nan(auroc, y, p),
+        "micro_auroc": or_nan(lambda a, b: auroc(a, b, average="micro"), y, p),
+        "macro_auprc": or_nan(auprc, y, p),
+        "fmax": or_nan(lambda a, b: fmax(a, b)[0], y, p),
         "macro_f1": float(f1_score(y, (p >= t[None, :]).astype(int), average="macro", zero_division=0)),
     }
 

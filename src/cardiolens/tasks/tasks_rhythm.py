@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from cardiolens.datasets import CinC2017
 from cardiolens.errors import CardiolensError
 from cardiolens.signal.resample import resample
-from cardiolens.tasks.metrics import CINC2017_CLASSES, auprc, auroc, cinc2017_score, per_class_auroc
+from cardiolens.tasks.metrics import CINC2017_CLASSES, auprc, auroc, cinc2017_score, or_nan, per_class_auroc
 from cardiolens.tasks.suite import Task, TaskData, register_task
 
 PROTOCOL = "stratified 5-fold cross-validation on the provided CinC 2017 records (no patient ids are published)"
@@ -74,7 +74,8 @@ def rhythm_score(targets: Any, probs: Any, thresholds: Any = None) -> dict[str, 
 
 
 def binary_score(targets: Any, probs: Any, thresholds: Any = None) -> dict[str, float]:
-    """AUROC, AUPRC, and sensitivity / PPV / F1 at the threshold (0.5 unless one was chosen)."""
+    """AUROC, AUPRC, and sensitivity / PPV / F1 at the threshold (0.5 unless one was chosen); AUROC and
+    AUPRC are NaN where undefined (a validation or test part with one class only)."""
     y = np.asarray(targets).astype(int).ravel()
     p = np.asarray(probs, dtype=np.float64).reshape(len(y), -1)[:, -1]
     t = 0.5 if thresholds is None else float(np.ravel(thresholds)[0])
@@ -83,8 +84,8 @@ def binary_score(targets: Any, probs: Any, thresholds: Any = None) -> dict[str, 
     se = tp / max(1, int(np.sum(y == 1)))
     ppv = tp / max(1, int(np.sum(pred)))
     return {
-        "auroc": auroc(y, p),
-        "auprc": auprc(y, p),
+        "auroc": or_nan(auroc, y, p),
+        "auprc": or_nan(auprc, y, p),
         "sensitivity": se,
         "ppv": ppv,
         "f1": 0.0 if se + ppv == 0 else 2 * se * ppv / (se + ppv),
