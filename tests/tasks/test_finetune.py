@@ -615,3 +615,9 @@ def test_out_of_fold_f1_decides_each_item_at_its_folds_threshold():
     assert (
         at_half["f1"]["value"] == pytest.approx(f1_score(y, p >= 0.5)) and at_half["f1"]["value"] < out["f1"]["value"]
     )
+
+
+@pytest.mark.parametrize("setting", [{"epochs": 0}, {"batch_size": 0}, {"val_fraction": 0.0}, {"max_items": 0}])
+def test_fine_tuning_settings_that_cannot_run_are_refused_when_made(setting):
+    with pytest.raises(CardiolensError, match=next(iter(setting))):
+        FinetuneConfig(task="cinc2017-rhythm", data="x", **setting)

@@ -223,3 +223,30 @@ def test_pretraining_on_real_bidmc_pleth(bidmc_dir: Path, tmp_path: Path) -> Non
     # 8-minute records cut into 10 s windows (a 65-sample crop fits one): 48 per record, none flat
     assert source["train_windows"] + source["heldout_windows"] == 53 * 48
     assert load_model(out / "model").config.fs == 50.0
+
+
+def test_pretraining_and_fine_tuning_never_share_a_run_folder(cinc_folder: Path, tmp_path: Path) -> None:
+    from cardiolens.tasks.finetune import FinetuneConfig, finetune
+
+    finetuned = tmp_path / "finetuned"
+    finetuned.mkdir()
+    (finetuned / "run.json").write_text(json.dumps({"task": "cinc2017-rhythm", "backbone": "resnet1d"}))
+    (finetuned / "folds.json").write_text("{}")
+    with pytest.raises(CardiolensError, match="holds a fine-tuning run"):
+        pretrain_gpt(_config(cinc_folder, finetuned))
+    assert not (finetuned / "last.pt").exists()
+    pretrained = tmp_path / "pretrained"
+    pretrain_gpt(_config(cinc_folder, pretrained, stop_at=3))
+    before = (pretrained / "run.json").read_text()
+    with pytest.raises(CardiolensError, match="holds a pretraining run"):
+        finetune(
+            FinetuneConfig(task="cinc2017-rhythm", data=str(cinc_folder), backbone="resnet1d", out=str(pretrained))
+        )
+    assert (pretrained / "run.json").read_text() == before and not (pretrained / "folds.json").exists()
+
+
+@pytest.mark.parametrize("setting", [{"batch_size": 0}, {"eval_every": 0}, {"max_steps": 0}, {"lr": 0.0}])
+def test_settings_that_cannot_run_are_refused_before_anything_is_written(setting: dict, tmp_path: Path) -> None:
+    with pytest.raises(CardiolensError, match=next(iter(setting))):
+        PretrainConfig(data=["x"], out=str(tmp_path / "run"), **setting)
+    assert not (tmp_path / "run").exists()

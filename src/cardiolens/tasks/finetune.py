@@ -151,6 +151,16 @@ class FinetuneConfig:
             raise CardiolensError(f"label_fraction must be in (0, 1], got {self.label_fraction}")
         if self.folds < 2:
             raise CardiolensError(f"folds must be at least 2, got {self.folds}")
+        # checked here, before run.json binds --out to settings that cannot run
+        for name, least in (("epochs", 1), ("batch_size", 1), ("crops_per_item", 1), ("patience", 0), ("min_steps", 0)):
+            if getattr(self, name) < least:
+                raise CardiolensError(f"{name} must be at least {least}, got {getattr(self, name)}")
+        if not 0 < self.val_fraction < 1:
+            raise CardiolensError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not self.lr > 0:
+            raise CardiolensError(f"lr must be positive, got {self.lr}")
+        if self.max_items is not None and self.max_items < 1:
+            raise CardiolensError(f"max_items must be at least 1, got {self.max_items}")
         check_augment(self.augment)
         if self.split not in SPLITS:
             raise CardiolensError(f"unknown split {self.split!r}; splits: {', '.join(SPLITS)}")
@@ -907,6 +917,8 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     digest = weights_digest(probe)
     if not backbone_is_fresh(cfg.backbone, cfg.from_scratch):
         settings["backbone_sha256"] = digest  # same name, retrained weights: a different run
+    if (out / "last.pt").exists() or (run_file.exists() and "config" in json.loads(run_file.read_text())):
+        raise CardiolensError(f"{out}: holds a pretraining run (cardiolens pretrain); use a new --out")
     if run_file.exists():
         before = {k: v for k, v in json.loads(run_file.read_text()).items() if k in settings}
         changed = sorted(k for k in settings if before.get(k) != settings[k] and k in before)

@@ -108,6 +108,19 @@ class PretrainConfig:
     # settings that may change when a run is resumed (they do not change what is computed)
     RESUMABLE = ("stop_at", "threads", "progress", "eval_windows", "devices", "num_nodes", "strategy", "accelerator")
 
+    def __post_init__(self) -> None:
+        for name, least in (
+            ("max_steps", 1),
+            ("batch_size", 1),
+            ("eval_every", 1),
+            ("eval_windows", 1),
+            ("warmup_steps", 0),
+        ):
+            if getattr(self, name) < least:
+                raise CardiolensError(f"{name} must be at least {least}, got {getattr(self, name)}")
+        if not self.lr > 0 or self.min_lr < 0:
+            raise CardiolensError(f"lr must be positive and min_lr not negative, got {self.lr} and {self.min_lr}")
+
 
 def lr_at(step: int, cfg: PretrainConfig) -> float:
     """Learning rate of ``step``: linear warm-up to ``lr``, then cosine decay to ``min_lr``."""
@@ -134,9 +147,20 @@ def _atomic_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file's content; ``{}`` where there is none or it is not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _check_resume(out: Path, cfg: PretrainConfig) -> None:
     """A resumed run must keep every setting that changes what is computed."""
-    saved = json.loads((out / "run.json").read_text())["config"]
+    saved = json.loads((out / "run.json").read_text()).get("config")
+    if not isinstance(saved, dict):
+        raise CardiolensError(f"{out}: holds something other than a pretraining run; choose a new --out")
     now = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
     changed = [k for k in now if k not in PretrainConfig.RESUMABLE and saved.get(k) != now[k]]
     if changed:
@@ -258,11 +282,13 @@ def pretrain_gpt(cfg: PretrainConfig) -> dict[str, Any]:
     resuming = (out / STATE_FILE).exists()
     if resuming:
         _check_resume(out, cfg)
+    elif (out / "folds.json").exists() or "task" in _read_json(out / "run.json"):
+        raise CardiolensError(f"{out}: holds a fine-tuning run (cardiolens finetune); choose a new --out")
 
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, **cfg.model_overrides)
     mc = model.config
-    if mc.head != "lm" or mc.modality is None or mc.fs is None:
+    if getattr(mc, "head", None) != "lm" or getattr(mc, "modality", None) is None or getattr(mc, "fs", None) is None:
         raise CardiolensError(f"{cfg.model!r} is not a language model tied to a modality and rate; pick a GPT preset")
 
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else out.parent / ".window-cache"
