@@ -351,6 +351,10 @@ def test_linear_probe_on_cached_features_equals_the_model_it_saves(tmp_path):
     (cache_file,) = (root / "cache").glob("features-test-sines-resnet1d-*.npz")  # shared by runs of this backbone
     cached = np.load(cache_file)
     assert cached["counts"].sum() == sum(len(f) for f in window_features(model, data.signals))
+    # the other fold in a second call: the summary covers both folds, the first one read back
+    first = json.loads((tmp_path / "probe" / "results.json").read_text())
+    both = finetune(FinetuneConfig(**{**cfg.__dict__, "fold_ids": [1]}))
+    assert set(both["folds"]) == {"0", "1"} and both["items"] == len(data) > first["items"]
 
 
 def test_retrained_weights_under_the_same_name_neither_reuse_cached_features_nor_resume_a_run(tmp_path):

@@ -250,3 +250,25 @@ def test_settings_that_cannot_run_are_refused_before_anything_is_written(setting
     with pytest.raises(CardiolensError, match=next(iter(setting))):
         PretrainConfig(data=["x"], out=str(tmp_path / "run"), **setting)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_model_of_one_heart_signal_is_not_trained_on_the_other(cinc_folder: Path, tmp_path: Path) -> None:
+    from cardiolens.tasks.finetune import FinetuneConfig, finetune
+
+    bidmc = tmp_path / "bidmc"
+    bidmc.mkdir()
+    x = _beats(3000, 125.0, 1.1, seed=0)
+    for name in ("bidmc01", "bidmc02"):
+        wfdb.wrsamp(
+            name, fs=125, units=["mV", "NU"], sig_name=["II", "PLETH"], p_signal=np.c_[x, x], fmt=["16", "16"],
+            write_dir=str(bidmc),
+        )  # fmt: skip
+    with pytest.raises(CardiolensError, match="lead PLETH is PPG and the model reads ECG"):
+        pretrain_gpt(_config(cinc_folder, tmp_path / "run", data=[f"{bidmc}#PLETH"]))
+    with pytest.raises(CardiolensError, match="pretrained on PPG and cinc2017-rhythm reads ECG"):
+        finetune(
+            FinetuneConfig(
+                task="cinc2017-rhythm", data=str(cinc_folder), backbone="ppgpt-small", out=str(tmp_path / "ft")
+            )
+        )
+    assert not (tmp_path / "ft").exists()

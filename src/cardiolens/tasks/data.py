@@ -47,6 +47,16 @@ def choose_lead(catalogue: Catalogue, modality: str) -> str:
     )
 
 
+def _check_lead_modality(catalogue: Catalogue, lead: str, modality: str, spec: str) -> None:
+    """Refuse a named lead of the other heart signal (a PPG lead for an ECG model, or the reverse)."""
+    from cardiolens.signal.leads import modality as lead_modality
+
+    first = catalogue.load(catalogue.record_ids[0])
+    kind = lead_modality(lead, first.units[first.lead_index(lead)])
+    if kind in ("ECG", "PPG") and kind != modality.upper():
+        raise DatasetError(f"{spec}: lead {lead} is {kind} and the model reads {modality.upper()}; name another lead")
+
+
 @dataclass
 class Source:
     """One dataset folder, one lead, and its held-out records."""
@@ -96,6 +106,8 @@ def open_sources(
     for spec in specs:
         root, lead = parse_source(spec)
         catalogue = open_dataset(root)
+        if lead:
+            _check_lead_modality(catalogue, lead, modality, spec)
         lead = lead or choose_lead(catalogue, modality)
         split = patient_split(catalogue, val=0.0, test=holdout, seed=seed, stratify=False)
         name = f"{catalogue.name}-{lead}".replace("/", "_")

@@ -914,6 +914,15 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     run_file = out / "run.json"
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("progress", "threads", "fold_ids")}
     probe = resolve_backbone(cfg.backbone, cfg.from_scratch)
+    pretrained_on = getattr(probe.config, "modality", None)
+    # a pretrained GPT's tokens stand for one signal (its vocabulary is ECG or PPG shapes); a CNN's
+    # preset modality is only a default, so it may train on either
+    if uses_tokens(probe) and not backbone_is_fresh(cfg.backbone, cfg.from_scratch) and pretrained_on:
+        if pretrained_on.upper() != task.modality.upper():
+            raise CardiolensError(
+                f"{cfg.backbone} was pretrained on {pretrained_on} and {task.name} reads {task.modality}; "
+                f"choose a backbone pretrained on {task.modality} (or --from_scratch true)"
+            )
     digest = weights_digest(probe)
     if not backbone_is_fresh(cfg.backbone, cfg.from_scratch):
         settings["backbone_sha256"] = digest  # same name, retrained weights: a different run
@@ -936,6 +945,10 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     if roles is None:
         folds = assign_folds(data, cfg.folds, cfg.seed)
         fold_list = list(cfg.fold_ids) if cfg.fold_ids is not None else list(range(cfg.folds))
+        # folds finished by earlier calls with other --fold_ids (same settings) are read back, so the
+        # out-of-fold summary covers every fold done so far, not only this call's
+        done_before = [k for k in range(cfg.folds) if (out / f"fold-{k}" / "result.json").exists()]
+        fold_list = sorted(set(fold_list) | {k for k in done_before if (out / f"fold-{k}" / "model").exists()})
         _atomic_json(out / "folds.json", dict(zip(data.item_ids.tolist(), folds.tolist(), strict=True)))
     else:
         if cfg.fold_ids not in (None, [0]):
