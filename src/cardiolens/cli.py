@@ -251,6 +251,7 @@ def generate(
     top_k: int | None = None,
     greedy: bool = False,
     seed: int | None = None,
+    nan_policy: str = "raise",
 ) -> None:
     """Continue a recording with a generative model; write a CSV and a PNG of context and continuation.
 
@@ -270,6 +271,8 @@ def generate(
         top_k: sample among the k most likely tokens only.
         greedy: take the most likely token at every step (deterministic).
         seed: seed of the sampler: the same seed gives the same continuation.
+        nan_policy: what to do with missing samples (NaN): raise (default) or interpolate (fill the gaps
+            linearly).
     """
     from cardiolens.generate import generate_file
 
@@ -284,6 +287,7 @@ def generate(
         top_k=top_k,
         greedy=greedy,
         seed=seed,
+        nan_policy=nan_policy,
     )
     print(done.summary)
 

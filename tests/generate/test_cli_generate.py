@@ -215,3 +215,14 @@ def test_heartgpt_ecg_continues_the_published_example(heartgpt_dir, tmp_path, ca
     af = heartgpt_dir / "ECGPT_AF_1k_iters.zip"
     code, _, err = run(["generate", af, src, "--steps", 5, "--out", out], capsys)
     assert code == 2 and str(af) in err and "classifier head" in err and "Traceback" not in err
+
+
+def test_generate_fills_missing_samples_when_asked(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    x = ecg_like(12.0)
+    x[200:204] = np.nan
+    np.save(tmp_path / "gaps.npy", x)
+    args = ["generate", checkpoint, tmp_path / "gaps.npy", "--fs", FS, "--steps", 10]
+    code, _, err = run([*args, "--out", tmp_path / "a"], capsys)
+    assert code != 0 and "--nan_policy interpolate" in err
+    code, _, _ = run([*args, "--out", tmp_path / "b", "--nan_policy", "interpolate"], capsys)  # the flag it names
+    assert code == 0 and (tmp_path / "b" / "gaps_generated.csv").is_file()

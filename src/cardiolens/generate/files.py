@@ -99,6 +99,7 @@ def generate_file(
     top_k: int | None = None,
     greedy: bool = False,
     seed: int | None = None,
+    nan_policy: str = "raise",
 ) -> GeneratedFile:
     """Continue one lead of a recording file and write the CSV and the figure into ``out``.
 
@@ -112,6 +113,7 @@ def generate_file(
         fs: sampling rate of the recording, for formats that do not carry one.
         lead: the lead to continue, by name or position (needed when the recording has several).
         temperature, top_k, greedy, seed: sampling, as in :func:`~cardiolens.generate.generate`.
+        nan_policy: missing samples (NaN): ``"raise"`` or ``"interpolate"`` (as :func:`cardiolens.load_record`).
 
     Returns:
         A :class:`GeneratedFile` (paths, the continuation and a one-line summary).
@@ -145,7 +147,7 @@ def generate_file(
             "generate; use a pretrained language model (a shipped ecgpt-small/ppgpt-small, or HeartGPT's "
             "ECGPT_560k_iters / PPGPT_500k_iters)"
         )
-    record = load_record(path, fs=fs)
+    record = load_record(path, fs=fs, nan_policy=nan_policy)
     if lead is None and record.n_channels > 1:
         raise RecordError(
             f"the recording has {record.n_channels} leads ({', '.join(record.leads)}); choose the one to continue "
