@@ -121,6 +121,10 @@ def test_cinc2021_scored_labels_merge_equivalent_codes(cinc2021: CinC2021) -> No
     assert scored.to_frame()["284470004|63593006"].astype(bool).tolist() == has_pac
     everything = cinc2021.labels("all", merge_equivalent=False)
     assert everything.y.sum() == sum(len(set(dx)) for dx in cinc2021.records["dx"])
+    # a code that is nowhere is named as unknown, with the scored codes listed
+    with pytest.raises(DatasetError, match=r"unknown SNOMED-CT code\(s\) bogus_label.*164889003 \(AF\)"):
+        cinc2021.labels(["bogus_label"])
+    assert cinc2021.labels(["164889003"]).classes == ["164889003"]
     record = cinc2021.load("HR06000")
     assert record.fs == 500 and record.n_channels == 12
     assert record.metadata["record_id"] == "HR06000" and record.units == ["mV"] * 12

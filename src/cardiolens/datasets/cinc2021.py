@@ -290,6 +290,16 @@ class CinC2021(Catalogue):
                 raise DatasetError(f"classes must be 'scored', 'all' or a list of codes, not {classes!r}")
         else:
             codes = [str(c) for c in classes]
+            # a code neither in the mapping nor in any header is a typo or another coding, not a rare class
+            known = set(self.mapping.index) | {c for dx in self.records["dx"] for c in dx}
+            unknown = [c for c in codes if c not in known]
+            if unknown:
+                abbr = self.mapping["abbreviation"].to_dict()
+                listed = ", ".join(f"{c} ({abbr.get(c, '?')})" for c in self.scored_codes[:30])
+                raise DatasetError(
+                    f"unknown SNOMED-CT code(s) {', '.join(unknown)}: neither in the mapping nor in any header "
+                    f"of {self.root}; scored codes: {listed}"
+                )
         alias = {}
         if merge_equivalent:
             for a, b in EQUIVALENT_CODES:
