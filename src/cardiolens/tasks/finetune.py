@@ -496,7 +496,12 @@ def fixed_train_val(data: TaskData, roles: np.ndarray, cfg: FinetuneConfig) -> t
 def _subsample(data: TaskData, max_items: int | None, seed: int) -> TaskData:
     if not max_items or len(data) <= max_items:
         return data
-    folds = assign_folds(data, max(2, math.ceil(len(data) / max_items)), seed + 7)
+    # whole patients: one part of a patient-grouped split, at most one part per patient (a task whose
+    # items are windows has many per patient, so a small max_items keeps one patient's, more than asked)
+    parts = min(max(2, math.ceil(len(data) / max_items)), len(np.unique(data.groups)))
+    if parts < 2:
+        return data  # one patient: nothing to choose between
+    folds = assign_folds(data, parts, seed + 7)
     return data.subset(np.flatnonzero(folds == 0))
 
 
