@@ -625,3 +625,12 @@ def test_out_of_fold_f1_decides_each_item_at_its_folds_threshold():
 def test_fine_tuning_settings_that_cannot_run_are_refused_when_made(setting):
     with pytest.raises(CardiolensError, match=next(iter(setting))):
         FinetuneConfig(task="cinc2017-rhythm", data="x", **setting)
+
+
+def test_max_items_below_one_patients_items_keeps_one_whole_patient():
+    from cardiolens.tasks.finetune import _subsample
+
+    data = _data(n=100, patients=10)  # 10 items per patient, as a task whose items are windows
+    kept = _subsample(data, 3, seed=0)
+    assert len(set(kept.groups)) == 1 and len(kept) == 10
+    assert len(_subsample(data, 50, seed=0)) <= 50 and len(_subsample(data, 500, seed=0)) == 100
