@@ -52,7 +52,9 @@ def _check_lead_modality(catalogue: Catalogue, lead: str, modality: str, spec: s
     from cardiolens.signal.leads import modality as lead_modality
 
     first = catalogue.load(catalogue.record_ids[0])
-    kind = lead_modality(lead, first.units[first.lead_index(lead)])
+    if lead not in first.leads:
+        return  # a lead some records lack: the window cache says which records and why
+    kind = lead_modality(lead, first.units[first.leads.index(lead)])
     if kind in ("ECG", "PPG") and kind != modality.upper():
         raise DatasetError(f"{spec}: lead {lead} is {kind} and the model reads {modality.upper()}; name another lead")
 
