@@ -157,10 +157,10 @@ def main() -> None:
             )
             row["seconds_this_call"] = time.perf_counter() - started
             rows[(task_name, name)] = row
-            s = row["scores"]
+            a = row["scores"]["macro_auroc"]
+            interval = f"[{a['low']:.3f}, {a['high']:.3f}]" if "low" in a else "(no interval)"
             print(
-                f"{task_name} {name}: macro AUROC {s['macro_auroc']['value']:.3f} "
-                f"[{s['macro_auroc']['low']:.3f}, {s['macro_auroc']['high']:.3f}] ({row['seconds_this_call']:.0f} s)",
+                f"{task_name} {name}: macro AUROC {a['value']:.3f} {interval} ({row['seconds_this_call']:.0f} s)",
                 flush=True,
             )
             core = Path(finetune_module.__file__)

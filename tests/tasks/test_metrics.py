@@ -129,25 +129,29 @@ def _rare_class_data() -> tuple[np.ndarray, np.ndarray]:
     return y, s
 
 
-def test_a_multi_label_bootstrap_skips_resamples_that_lost_a_label() -> None:
+def test_a_multi_label_bootstrap_draws_again_a_resample_that_lost_a_label() -> None:
     from cardiolens.tasks.tasks_multilabel import multilabel_score
 
     y, s = _rare_class_data()
     interval = bootstrap(auroc, y, s, n_resamples=300)
-    # a resample without a positive of the rare label (about (198/200)^200 = 13 % of them) is skipped,
-    # not scored as 1.0 over the two other labels
+    # a resample without a positive of the rare label (about (198/200)^200 = 13 % of them) is drawn
+    # again, not scored as 1.0 over the two other labels
     assert interval.value == pytest.approx(2 / 3)
     assert interval.high == pytest.approx(2 / 3) and interval.low == pytest.approx(2 / 3)
-    assert 200 < interval.resamples < 290
+    assert interval.resamples == 300
     assert auroc(y[2:], s[2:]) == 1.0  # outside a bootstrap, undefined labels are still left out
-    # the multi-label task score as summarise() bootstraps it, with its labels: same keys, same skips
+    # the multi-label task score as summarise() bootstraps it, with its labels
     out = bootstrap_scores(lambda ix: multilabel_score(y[ix], s[ix]), len(y), labels=y, n_resamples=300)
     assert set(out) == {"macro_auroc", "micro_auroc", "macro_auprc", "fmax", "macro_f1"}
-    assert out["macro_auroc"].high == pytest.approx(2 / 3) and 200 < out["macro_auroc"].resamples < 290
-    assert out["macro_auprc"].high < 0.72 and out["micro_auroc"].resamples == out["macro_auroc"].resamples
-    # without the labels nothing is skipped, and the interval mixes in the two-label average
+    assert out["macro_auroc"].high == pytest.approx(2 / 3) and out["macro_auroc"].resamples == 300
+    assert out["macro_auprc"].high < 0.72
+    # without the labels nothing is drawn again, and the interval mixes in the two-label average
     loose = bootstrap_scores(lambda ix: multilabel_score(y[ix], s[ix]), len(y), n_resamples=300)
-    assert loose["macro_auroc"].high == pytest.approx(1.0) and loose["macro_auroc"].resamples == 300
+    assert loose["macro_auroc"].high == pytest.approx(1.0)
+    # a label on one patient of many: still an interval (most resamples are drawn again)
+    y1 = y.copy()
+    y1[1, 2] = 0  # the rare label has one positive now
+    assert bootstrap(auroc, y1, s, n_resamples=100).resamples == 100
 
 
 def test_micro_and_all_positive_averages_follow_scikit_learn() -> None:

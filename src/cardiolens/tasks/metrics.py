@@ -8,9 +8,9 @@ bootstrap that draws patients, not records, so that several records of one patie
 Conventions: ``y_true`` is (N,) class indices for single-label tasks or (N, K) 0/1 for multi-label
 tasks; ``y_score`` is (N, K) probabilities (or (N,) for a binary task).
 
-With multi-label labels, a bootstrap skips a resample that lost a label (no positive or no negative
-where the full data has both), as Strodthoff et al. (2020) redraw: a macro average over fewer labels
-is another metric, and mixing it into the interval would widen it.
+With multi-label labels, a bootstrap draws a resample again when it lost a label (no positive or no
+negative where the full data has both), as Strodthoff et al. (2020) do: a macro average over fewer
+labels is another metric, and mixing it into the interval would widen it.
 """
 
 from __future__ import annotations
@@ -43,6 +43,21 @@ def _present_columns(y: np.ndarray) -> np.ndarray:
     """Columns of a multi-label matrix with both classes present (AUROC is undefined otherwise)."""
     positives = y.sum(axis=0)
     return np.flatnonzero((positives > 0) & (positives < len(y)))
+
+
+# a multi-label resample that lost a label is drawn again, up to this many times
+MAX_REDRAWS = 100
+
+
+def _draw(rng: np.random.Generator, members: list[np.ndarray], labels: np.ndarray | None) -> np.ndarray | None:
+    """One resample of whole patients; with multi-label ``labels``, drawn again until it keeps every
+    label the full data has both values of (None when that fails :data:`MAX_REDRAWS` times)."""
+    defined = None if labels is None else _present_columns(labels)
+    for _ in range(MAX_REDRAWS if defined is not None else 1):
+        idx = np.concatenate([members[g] for g in rng.integers(0, len(members), size=len(members))])
+        if defined is None or not _lost_label(labels, defined, idx):
+            return idx
+    return None
 
 
 def _lost_label(y: np.ndarray, defined: np.ndarray, idx: np.ndarray) -> bool:
@@ -258,7 +273,8 @@ def bootstrap(
             each sample is its own group.
         n_resamples: bootstrap replicates; replicates on which the metric is undefined (e.g. a class
             missing from the resample) are skipped and the count actually used is reported. When the
-            first array is multi-label 0/1 labels, a replicate that lost a label is skipped too.
+            first array is multi-label 0/1 labels, a replicate that lost a label is drawn again (up to
+            :data:`MAX_REDRAWS` times).
         level: coverage of the interval.
         seed: the same seed gives the same interval.
 
@@ -277,12 +293,10 @@ def bootstrap(
     rng = np.random.default_rng(seed)
     values = []
     labels = _multi_label(arrays[0])
-    defined = None if labels is None else _present_columns(labels)
     full = metric(*arrays)
     for _ in range(n_resamples):
-        drawn = rng.integers(0, len(unique), size=len(unique))
-        idx = np.concatenate([members[g] for g in drawn])
-        if defined is not None and _lost_label(labels, defined, idx):
+        idx = _draw(rng, members, labels)
+        if idx is None:
             continue
         try:
             value = metric(*(a[idx] for a in arrays))
@@ -372,8 +386,8 @@ def bootstrap_scores(
         scores: maps positions of the samples (with repeats) to ``{metric: value}``.
         n: number of samples.
         groups: the patient of each sample (all of a drawn patient's samples enter together).
-        labels: the samples' labels; multi-label 0/1 labels make a resample that lost a label
-            (no positive or no negative where the full data has both) be skipped.
+        labels: the samples' labels; with multi-label 0/1 labels a resample that lost a label (no
+            positive or no negative where the full data has both) is drawn again.
         n_resamples, level, seed: as in :func:`bootstrap`.
 
     Returns:
@@ -387,12 +401,11 @@ def bootstrap_scores(
     members = [np.flatnonzero(inverse == g) for g in range(len(unique))]
     rng = np.random.default_rng(seed)
     multi = None if labels is None else _multi_label(labels)
-    defined = None if multi is None else _present_columns(multi)
     full = scores(np.arange(n))
     values: dict[str, list[float]] = {k: [] for k, v in full.items() if isinstance(v, float) and np.isfinite(v)}
     for _ in range(n_resamples):
-        idx = np.concatenate([members[g] for g in rng.integers(0, len(unique), size=len(unique))])
-        if defined is not None and _lost_label(multi, defined, idx):
+        idx = _draw(rng, members, multi)
+        if idx is None:
             continue
         try:
             drawn = scores(idx)
