@@ -163,12 +163,12 @@ def features(
 
     from cardiolens.analysis import default_lead
     from cardiolens.io import load_record
+    from cardiolens.io.repair import check_nan_policy
     from cardiolens.signal.leads import modality
     from cardiolens.tasks.predict import record_files
     from cardiolens.tasks.rhythm_features import EXTENDED_FEATURE_NAMES, FEATURE_NAMES, record_features
 
-    if nan_policy not in ("raise", "interpolate"):  # checked once here, not as each record is read
-        raise CardiolensError(f"nan_policy must be 'raise' or 'interpolate', got {nan_policy!r}")
+    check_nan_policy(nan_policy)  # once here: a folder's records would each be skipped for it
     names = EXTENDED_FEATURE_NAMES if extended else FEATURE_NAMES
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")

@@ -433,3 +433,11 @@ def test_truncated_or_junk_annotation_file_refused(tmp_path: Path) -> None:
         with pytest.raises(RecordError, match=message) as err:
             load_record(hea)
         assert "rec.atr" in str(err.value)
+
+
+def test_an_unknown_nan_policy_is_a_clear_error_for_every_reader(tmp_path):
+    from cardiolens.errors import CardiolensError
+
+    np.save(tmp_path / "x.npy", np.sin(np.arange(500) / 10.0))
+    with pytest.raises(CardiolensError, match="nan_policy must be 'raise' or 'interpolate', got 'bogus'"):
+        load_record(tmp_path / "x.npy", fs=100, nan_policy="bogus")

@@ -7,9 +7,18 @@ from pathlib import Path
 
 import numpy as np
 
-from cardiolens.errors import RecordError
+from cardiolens.errors import CardiolensError, RecordError
 
 log = logging.getLogger(__name__)
+
+NAN_POLICIES = ("raise", "interpolate")
+
+
+def check_nan_policy(policy: str) -> str:
+    """``policy`` when it is one of :data:`NAN_POLICIES`; a clear error otherwise (once, before any file is read)."""
+    if policy not in NAN_POLICIES:
+        raise CardiolensError(f"nan_policy must be 'raise' or 'interpolate', got {policy!r}")
+    return policy
 
 
 def apply_nan_policy(signal: np.ndarray, policy: str, source: str | Path, metadata: dict) -> np.ndarray:
@@ -20,10 +29,8 @@ def apply_nan_policy(signal: np.ndarray, policy: str, source: str | Path, metada
     logs it and records the count per lead in ``metadata["repaired"]``. A lead with no finite
     sample at all cannot be repaired.
     """
-    if policy == "raise":
+    if check_nan_policy(policy) == "raise":
         return signal
-    if policy != "interpolate":
-        raise ValueError(f"nan_policy must be 'raise' or 'interpolate', got {policy!r}")
     signal = np.array(signal, dtype=np.float64, copy=True, ndmin=2)
     repaired = {}
     for i, channel in enumerate(signal):

@@ -509,9 +509,9 @@ def predict_paths(
             :func:`cardiolens.io.load_record`; a record's metadata says which samples were filled).
     """
     from cardiolens.io import load_record
+    from cardiolens.io.repair import check_nan_policy
 
-    if nan_policy not in ("raise", "interpolate"):
-        raise CardiolensError(f"nan_policy must be 'raise' or 'interpolate', got {nan_policy!r}")
+    check_nan_policy(nan_policy)  # once here: a folder's records would each be skipped for it
     task_model = load_predictor(model)
     predictions, skipped = [], []
     for path, named in _record_files(paths):
