@@ -15,7 +15,7 @@ labels is another metric, and mixing it into the interval would widen it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,15 +49,20 @@ def _present_columns(y: np.ndarray) -> np.ndarray:
 MAX_REDRAWS = 100
 
 
-def _draw(rng: np.random.Generator, members: list[np.ndarray], labels: np.ndarray | None) -> np.ndarray | None:
-    """One resample of whole patients; with multi-label ``labels``, drawn again until it keeps every
-    label the full data has both values of (None when that fails :data:`MAX_REDRAWS` times)."""
+def _resamples(groups: np.ndarray, labels: np.ndarray | None, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """Sample positions of ``n_resamples`` bootstrap resamples of whole patients (``groups``). With
+    multi-label ``labels``, a resample that lost a label the full data has both values of is drawn
+    again, up to :data:`MAX_REDRAWS` times (and left out when that fails)."""
+    unique, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(len(unique))]
     defined = None if labels is None else _present_columns(labels)
-    for _ in range(MAX_REDRAWS if defined is not None else 1):
-        idx = np.concatenate([members[g] for g in rng.integers(0, len(members), size=len(members))])
-        if defined is None or not _lost_label(labels, defined, idx):
-            return idx
-    return None
+    rng = np.random.default_rng(seed)
+    for _ in range(n_resamples):
+        for _ in range(MAX_REDRAWS if defined is not None else 1):
+            idx = np.concatenate([members[g] for g in rng.integers(0, len(members), size=len(members))])
+            if defined is None or not _lost_label(labels, defined, idx):
+                yield idx
+                break
 
 
 def _lost_label(y: np.ndarray, defined: np.ndarray, idx: np.ndarray) -> bool:
@@ -288,16 +293,9 @@ def bootstrap(
     groups = np.arange(n) if groups is None else np.asarray(groups)
     if len(groups) != n:
         raise CardiolensError(f"bootstrap: {len(groups)} groups for {n} samples")
-    unique, inverse = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(len(unique))]
-    rng = np.random.default_rng(seed)
     values = []
-    labels = _multi_label(arrays[0])
     full = metric(*arrays)
-    for _ in range(n_resamples):
-        idx = _draw(rng, members, labels)
-        if idx is None:
-            continue
+    for idx in _resamples(groups, _multi_label(arrays[0]), n_resamples, seed):
         try:
             value = metric(*(a[idx] for a in arrays))
         except (ValueError, CardiolensError):  # undefined on this resample (one class only)
@@ -397,16 +395,9 @@ def bootstrap_scores(
     groups = np.arange(n) if groups is None else np.asarray(groups)
     if len(groups) != n:  # a short one would resample a part of the samples and report it as the whole
         raise CardiolensError(f"bootstrap_scores: {len(groups)} groups for {n} samples")
-    unique, inverse = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(len(unique))]
-    rng = np.random.default_rng(seed)
-    multi = None if labels is None else _multi_label(labels)
     full = scores(np.arange(n))
     values: dict[str, list[float]] = {k: [] for k, v in full.items() if isinstance(v, float) and np.isfinite(v)}
-    for _ in range(n_resamples):
-        idx = _draw(rng, members, multi)
-        if idx is None:
-            continue
+    for idx in _resamples(groups, None if labels is None else _multi_label(labels), n_resamples, seed):
         try:
             drawn = scores(idx)
         except (ValueError, CardiolensError):
