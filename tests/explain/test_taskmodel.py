@@ -105,12 +105,17 @@ def test_task_model_window_contract(ecg):
         prepare_window(model, Record(ecg[None], fs=100.0, leads=["I"]))
 
 
-def test_per_sample_task_model_position(ecg):
+def _beat_detector():
+    """A small per-sample (beat detection) CNN task model with fixed random weights."""
     torch.manual_seed(0)
     c = create_model("resnet1d-dense", widths=(8, 8, 8, 8))
-    model = build_task_model(
+    return build_task_model(
         c, task="beats", kind="per-sample", classes=["beat"], fs=100.0, leads=["I"], window=300, backbone_name="cnn"
     ).eval()
+
+
+def test_per_sample_task_model_position(ecg):
+    model = _beat_detector()
     w = prepare_window(model, ecg, fs=100.0)
     everywhere = occlusion(model, w, target=1)
     at = occlusion(model, w, target=1, position=150)
@@ -123,11 +128,7 @@ def test_per_sample_task_model_position(ecg):
 
 
 def test_a_detector_over_a_whole_window_reports_its_mean_beat_probability_and_explains_beats(ecg):
-    torch.manual_seed(0)
-    c = create_model("resnet1d-dense", widths=(8, 8, 8, 8))
-    model = build_task_model(
-        c, task="beats", kind="per-sample", classes=["beat"], fs=100.0, leads=["I"], window=300, backbone_name="cnn"
-    ).eval()
+    model = _beat_detector()
     w = prepare_window(model, ecg, fs=100.0)
     with torch.no_grad():
         per_sample = model(w.tensor())
