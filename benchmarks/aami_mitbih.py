@@ -26,6 +26,10 @@ Experiments:
   QRS shape is in the record and among its neighbours, and how it differs from its neighbours' median beat.
 - ``beat-features-gbm-shape-smoothed``: no new model; ``beat-features-gbm``'s out-of-fold probabilities
   with each beat's p(V) averaged over the 10 beats of its own record nearest in QRS shape (no labels).
+- ``beat-features-gbm-axis-shift``: the same 35 features and trees, the training part enlarged with
+  synthetic normal beats: copies of 10 % of each training record's normal beats with the QRS scaled by
+  a factor drawn from [-1, 0.5] (flipped or shrunk, as when the heart's electrical axis or the electrode
+  shifts), their timing and P wave unchanged. Test beats are never altered.
 - ``cnn-scratch``: ``resnet1d`` with fresh weights, trained end to end on the 2 s MLII window + RR features.
 - ``cnn-scratch-template``: the same with the record's median beat as a second input channel
   (``load_options={"template": True}``), so the network can compare each beat with the patient's usual one.
@@ -61,11 +65,13 @@ from cardiolens.errors import CardiolensError  # noqa: E402
 from cardiolens.tasks import finetune as finetune_module  # noqa: E402
 from cardiolens.tasks.aami_features import (  # noqa: E402
     FEATURE_NAMES,
+    MORPHOLOGY_FEATURES,
     POLARITY_SENSITIVE,
     aami_feature_matrix,
     envelope_matrix,
     envelope_names,
     feature_names,
+    morphology_features,
     shape_context_matrix,
     shape_context_names,
 )
@@ -107,6 +113,8 @@ EXPERIMENTS: dict[str, dict] = {
     "beat-features-gbm-envelope": {},
     "beat-features-gbm-polarity-free": {},
     "beat-features-gbm-shape-smoothed": {},
+    "beat-features-gbm-axis-shift": {},
+    "beat-features-gbm-axis-shift-shape-smoothed": {},
     # 3 epochs of ~40,000 beats fit the CPU budget (a few minutes per fold on one thread)
     "cnn-scratch": {"backbone": "resnet1d", "policy": "full", "epochs": 3, "patience": 1, "batch_size": 128},
     # the same, with the record's median beat as a second channel (loader option template=True)
@@ -247,6 +255,33 @@ FEATURE_MODELS = {
         "policy": "label-free smoothing within each record of beat-features-gbm's out-of-fold probabilities",
         "smooths": "beat-features-gbm",
     },
+    # declared 2026-11-25 (session of stop 24) before either ran, both reported whatever they score.
+    # The largest block of V errors is 108's normal beats called V (480): normal RR, a P wave like the
+    # record's, a narrow QRS that points the other way from the median beat. The polarity-free features
+    # showed polarity is evidence the trees need (without it, wide normal beats in 109 and 203 were
+    # called V); what they lack is a training patient whose normal beats flip. So the training part of
+    # each fold gets synthetic ones: AXIS_SHIFT_SHARE of every training record's N beats copied, each
+    # copy's QRS (flat over R +- AXIS_SHIFT_FLAT s, cosine taper to R +- AXIS_SHIFT_EDGE s) multiplied
+    # about the window's median by a scale drawn uniformly from AXIS_SHIFT_SCALES, label N, every other
+    # feature (RR, irregularity, P wave) the original beat's; the copies' standardised features use
+    # their record's real beats' statistics. Settings fixed in advance; test beats are never altered.
+    # (2) the same followed by beat-features-gbm-shape-smoothed's label-free step (k = 10)
+    "beat-features-gbm-axis-shift": {
+        "backbone": (
+            f"none ({len(FEATURE_NAMES)} beat features, cardiolens.tasks.aami_features, at {FEATURE_FS:g} Hz)"
+        ),
+        "policy": TREES + "; training beats + synthetic normal beats with a scaled or flipped QRS",
+        "features": list(FEATURE_NAMES),
+        "axis_shift": True,
+        "importance": True,
+        "paired_with": ["beat-features-gbm"],
+    },
+    "beat-features-gbm-axis-shift-shape-smoothed": {
+        "backbone": "beat-features-gbm-axis-shift, then p(V) averaged over each beat's 10 nearest beats in QRS shape",
+        "policy": "label-free smoothing within each record of beat-features-gbm-axis-shift's out-of-fold probabilities",
+        "smooths": "beat-features-gbm-axis-shift",
+        "paired_with": ["beat-features-gbm-shape-smoothed"],
+    },
     # ablation: the same without the per-record standardised copies (what standardising adds)
     "beat-features-gbm-unstandardised": {
         "backbone": f"none ({len(UNSTANDARDISED)} beat features: those of beat-features-gbm before standardising)",
@@ -282,13 +317,16 @@ def run_feature_model(
     weighted: bool,
     names: list[str] | None = None,
     tuned: bool = False,
+    extra_training=None,
 ) -> dict:
     """Fit ``make_model()`` on ``features`` fold by fold; out-of-fold probabilities, scored as the CNN runs are.
 
     ``weighted``: class-balanced sample weights (for models without a ``class_weight`` option).
     ``names``: the feature names; given, the first test part also gets permutation importances.
     ``tuned``: instead of ``make_model()``, :func:`tuned_boosted_trees` chooses the trees' settings by an
-    inner cross-validation on the fold's training beats, grouped by patient (``tree_settings`` in the result)."""
+    inner cross-validation on the fold's training beats, grouped by patient (``tree_settings`` in the result).
+    ``extra_training``: ``f(train_mask, part) -> (features, targets)`` of synthetic beats added to the
+    fold's training part (never to its test part)."""
     y = np.asarray(data.targets)
     k = len(AAMI_TASK_CLASSES)
     probs = np.full((len(data), k), np.nan)
@@ -302,9 +340,13 @@ def run_feature_model(
             )
             print(f"fold {part}: chose {chosen[str(part)]['chosen']}", flush=True)
         else:
+            x_train, y_train = features[train], y[train]
+            if extra_training is not None:
+                x_extra, y_extra = extra_training(train, part)
+                x_train, y_train = np.vstack([x_train, x_extra]), np.concatenate([y_train, y_extra])
             model = make_model()
-            weights = {"sample_weight": balanced_weights(y[train], k)} if weighted else {}
-            model.fit(features[train], y[train], **weights)
+            weights = {"sample_weight": balanced_weights(y_train, k)} if weighted else {}
+            model.fit(x_train, y_train, **weights)
         probs[test] = 0.0
         probs[np.ix_(test, model.classes_)] = model.predict_proba(features[test])
         if names is not None and part == test_parts[0]:
@@ -399,6 +441,59 @@ def smooth_v_by_shape(probs: np.ndarray, shapes: np.ndarray, records: np.ndarray
             others = [c for c in range(probs.shape[1]) if c != v]
             out[np.ix_(idx[flat], others)] = ((1.0 - smoothed_v[flat]) / len(others))[:, None]
     return out
+
+
+AXIS_SHIFT_SHARE = 0.10  # of each training record's N beats
+AXIS_SHIFT_SCALES = (-1.0, 0.5)  # the QRS scale of a synthetic beat, drawn uniformly
+AXIS_SHIFT_FLAT = 0.08  # seconds either side of the annotation scaled fully ...
+AXIS_SHIFT_EDGE = 0.12  # ... and the cosine taper back to the beat as it was
+
+
+def scale_qrs(windows: np.ndarray, fs: float, scales: np.ndarray) -> np.ndarray:
+    """Beat windows (N, window), the annotation at ``window // 2``, with the QRS multiplied by ``scales``
+    (N,) about each window's median: fully within AXIS_SHIFT_FLAT s of the annotation, tapering
+    (half a cosine) to no change at AXIS_SHIFT_EDGE s, the rest of the beat (P and T waves) untouched."""
+    x = np.asarray(windows, dtype=np.float64)
+    t = (np.arange(x.shape[1]) - x.shape[1] // 2) / fs
+    ramp = np.clip((np.abs(t) - AXIS_SHIFT_FLAT) / (AXIS_SHIFT_EDGE - AXIS_SHIFT_FLAT), 0.0, 1.0)
+    weight = 0.5 * (1.0 + np.cos(np.pi * ramp))  # 1 on the QRS, 0 outside the taper
+    base = np.median(x, axis=1, keepdims=True)
+    factor = 1.0 + weight[None, :] * (np.asarray(scales, dtype=np.float64)[:, None] - 1.0)
+    return base + (x - base) * factor
+
+
+def axis_shift_beats(beats, base: np.ndarray, targets: np.ndarray, train: np.ndarray, seed: int):
+    """Synthetic normal beats for one fold's training part (``beat-features-gbm-axis-shift``).
+
+    AXIS_SHIFT_SHARE of every training record's N beats (drawn with ``seed``) are copied with their QRS
+    scaled (:func:`scale_qrs`, scale uniform in AXIS_SHIFT_SCALES) and their morphology features
+    computed again against the record's median beat; the other features are the original beat's. The
+    standardised morphology copies use the record's real beats' median and interquartile range, as
+    the real beats' do. Returns ``(features, targets)``, all targets N."""
+    rng = np.random.default_rng(seed)
+    windows = np.stack(beats.signals)  # (N, 2, window): MLII, then its record's median beat
+    records = np.array([i.split(":")[0] for i in beats.item_ids.astype(str).tolist()])
+    names = list(FEATURE_NAMES)
+    raw = [names.index(n) for n in MORPHOLOGY_FEATURES]
+    standardised = [names.index(f"{n}_in_record") for n in MORPHOLOGY_FEATURES]
+    normal = AAMI_TASK_CLASSES.index("N")
+    rows = []
+    for r in np.unique(records[train]):
+        in_record = np.flatnonzero(records == r)
+        pool = in_record[targets[in_record] == normal]
+        chosen = rng.choice(pool, size=int(round(AXIS_SHIFT_SHARE * len(pool))), replace=False)
+        if len(chosen) == 0:
+            continue
+        scales = rng.uniform(*AXIS_SHIFT_SCALES, size=len(chosen))
+        shifted = scale_qrs(windows[chosen, 0], beats.fs, scales)
+        morphology = morphology_features(shifted, windows[chosen, 1], beats.fs)
+        low, mid, high = np.percentile(base[np.ix_(in_record, raw)], [25, 50, 75], axis=0)
+        row = base[chosen].copy()
+        row[:, raw] = morphology
+        row[:, standardised] = (morphology - mid) / (high - low + 1e-3)  # as standardise_by_record
+        rows.append(row)
+    x = np.vstack(rows) if rows else np.empty((0, base.shape[1]))
+    return x, np.full(len(x), normal, dtype=np.asarray(targets).dtype)
 
 
 def paired_f1(data, probs_a: np.ndarray, probs_b: np.ndarray) -> dict[str, dict]:
@@ -816,6 +911,17 @@ def main() -> None:
                 known = feature_names(len(leads)) + (shape_context_names() if context else [])
                 known += envelope_names() if envelope else []
                 columns = [known.index(n) for n in FEATURE_MODELS[name]["features"]]
+                extra_training = None
+                if FEATURE_MODELS[name].get("axis_shift"):
+                    if context or envelope or leads != ("MLII",):
+                        raise CardiolensError(f"{name}: synthetic axis-shift beats are made for the 35 MLII features")
+
+                    def extra_training(train, part, leads=leads, columns=columns):
+                        x, y = axis_shift_beats(
+                            beats[leads], features[leads, "base"], np.asarray(data.targets), train, SEED + int(part)
+                        )
+                        return x[:, columns], y
+
                 result = run_feature_model(
                     data,
                     np.column_stack(blocks)[:, columns],
@@ -825,6 +931,7 @@ def main() -> None:
                     weighted=True,
                     names=FEATURE_MODELS[name]["features"] if FEATURE_MODELS[name].get("importance") else None,
                     tuned=FEATURE_MODELS[name].get("tuned", False),
+                    extra_training=extra_training,
                 )
             save_oof(data, result["probs"], runs / name)
             rows[name] = {
@@ -845,6 +952,8 @@ def main() -> None:
                 rows[name]["tree_settings_per_fold"] = result["tree_settings"]
             if "paired" in result:
                 rows[name][f"paired_over_{FEATURE_MODELS[name]['smooths']}"] = result["paired"]
+            for other in FEATURE_MODELS[name].get("paired_with", []):
+                rows[name][f"paired_over_{other}"] = paired_f1(data, result["probs"], mean_of_runs(data, runs, [other]))
         else:
             settings = dict(EXPERIMENTS[name])
             options = {**load_options, **settings.pop("load_options", {})}
