@@ -115,6 +115,8 @@ EXPERIMENTS: dict[str, dict] = {
     "beat-features-gbm-shape-smoothed": {},
     "beat-features-gbm-axis-shift": {},
     "beat-features-gbm-axis-shift-shape-smoothed": {},
+    "beat-features-gbm-shape-smoothed-nested": {},
+    "beat-features-gbm-axis-shift-shape-smoothed-nested": {},
     # 3 epochs of ~40,000 beats fit the CPU budget (a few minutes per fold on one thread)
     "cnn-scratch": {"backbone": "resnet1d", "policy": "full", "epochs": 3, "patience": 1, "batch_size": 128},
     # the same, with the record's median beat as a second channel (loader option template=True)
@@ -282,6 +284,34 @@ FEATURE_MODELS = {
         "smooths": "beat-features-gbm-axis-shift",
         "paired_with": ["beat-features-gbm-shape-smoothed"],
     },
+    # declared 2026-11-25 (session of stop 24) before either ran, both reported whatever they score.
+    # The shape smoothing's k = 10 was fixed by hand; here each outer fold chooses k among
+    # SMOOTHING_CHOICES (1 = no smoothing) by the F1 of V of an inner 4-fold cross-validation grouped by
+    # record on its own training records (the trees refitted on each inner training part, with the
+    # synthetic beats where the model has them), so the test records take no part in the choice. The
+    # trees scoring the test records are beat-features-gbm's (resp. -axis-shift's), refitted as they were
+    "beat-features-gbm-shape-smoothed-nested": {
+        "backbone": (
+            "beat-features-gbm, then p(V) averaged over each beat's k nearest beats in QRS shape, "
+            "k chosen per fold by an inner cross-validation on the training records"
+        ),
+        "policy": TREES + "; label-free smoothing within each record, k nested",
+        "features": list(FEATURE_NAMES),
+        "nested_smoothing": True,
+        "paired_with": ["beat-features-gbm", "beat-features-gbm-shape-smoothed"],
+    },
+    "beat-features-gbm-axis-shift-shape-smoothed-nested": {
+        "backbone": (
+            "beat-features-gbm-axis-shift, then p(V) averaged over each beat's k nearest beats in QRS shape, "
+            "k chosen per fold by an inner cross-validation on the training records"
+        ),
+        "policy": TREES
+        + "; training beats + synthetic normal beats; label-free smoothing within each record, k nested",
+        "features": list(FEATURE_NAMES),
+        "axis_shift": True,
+        "nested_smoothing": True,
+        "paired_with": ["beat-features-gbm-axis-shift", "beat-features-gbm-axis-shift-shape-smoothed"],
+    },
     # ablation: the same without the per-record standardised copies (what standardising adds)
     "beat-features-gbm-unstandardised": {
         "backbone": f"none ({len(UNSTANDARDISED)} beat features: those of beat-features-gbm before standardising)",
@@ -340,13 +370,7 @@ def run_feature_model(
             )
             print(f"fold {part}: chose {chosen[str(part)]['chosen']}", flush=True)
         else:
-            x_train, y_train = features[train], y[train]
-            if extra_training is not None:
-                x_extra, y_extra = extra_training(train, part)
-                x_train, y_train = np.vstack([x_train, x_extra]), np.concatenate([y_train, y_extra])
-            model = make_model()
-            weights = {"sample_weight": balanced_weights(y_train, k)} if weighted else {}
-            model.fit(x_train, y_train, **weights)
+            model = fit_on(make_model(), features, y, train, weighted, extra_training, part)
         probs[test] = 0.0
         probs[np.ix_(test, model.classes_)] = model.predict_proba(features[test])
         if names is not None and part == test_parts[0]:
@@ -360,6 +384,67 @@ def run_feature_model(
     if tuned:
         result["tree_settings"] = chosen
     return result
+
+
+def fit_on(model, features: np.ndarray, y: np.ndarray, train: np.ndarray, weighted: bool, extra_training, part):
+    """``model`` fitted on the items of ``train`` (and ``extra_training(train, part)``'s synthetic items)."""
+    x_train, y_train = features[train], y[train]
+    if extra_training is not None:
+        x_extra, y_extra = extra_training(train, part)
+        x_train, y_train = np.vstack([x_train, x_extra]), np.concatenate([y_train, y_extra])
+    weights = {"sample_weight": balanced_weights(y_train, len(AAMI_TASK_CLASSES))} if weighted else {}
+    return model.fit(x_train, y_train, **weights)
+
+
+SMOOTHING_CHOICES = (1, 5, 10, 20, 50, 100, 200)  # k = 1: each beat its own neighbour, no smoothing
+INNER_FOLDS = 4
+
+
+def nested_shape_smoothing(
+    data, features: np.ndarray, shapes: np.ndarray, folds: np.ndarray, test_parts: list, extra_training=None
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Boosted trees per outer fold, their test probabilities smoothed by :func:`smooth_v_by_shape` with
+    the k of SMOOTHING_CHOICES that gives the best F1 of V on an inner cross-validation (INNER_FOLDS
+    folds grouped by record, stratified by class) of the fold's own training records.
+
+    Returns ``(smoothed, unsmoothed, choices)``: out-of-fold probabilities with and without the smoothing
+    and, per outer fold, the chosen k and the inner F1 of V of every candidate."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    y = np.asarray(data.targets)
+    records = np.array([i.split(":")[0] for i in data.item_ids.astype(str).tolist()])
+    smoothed = np.full((len(data), len(AAMI_TASK_CLASSES)), np.nan)
+    unsmoothed = smoothed.copy()
+
+    def probabilities(model, rows: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(rows), len(AAMI_TASK_CLASSES)))
+        out[:, model.classes_] = model.predict_proba(features[rows])
+        return out
+
+    choices = {}
+    for part in test_parts:
+        test = folds == part
+        train = ~test & (folds != -1)
+        rows = np.flatnonzero(train)
+        inner = np.zeros((len(rows), len(AAMI_TASK_CLASSES)))
+        splitter = StratifiedGroupKFold(INNER_FOLDS, shuffle=True, random_state=int(part))
+        for inner_train, inner_test in splitter.split(rows, y[rows], records[rows]):
+            mask = np.zeros(len(data), dtype=bool)
+            mask[rows[inner_train]] = True
+            model = fit_on(boosted_trees(), features, y, mask, True, extra_training, part)
+            inner[inner_test] = probabilities(model, rows[inner_test])
+        scores = {}
+        for k in SMOOTHING_CHOICES:
+            f1 = aami_score(y[rows], smooth_v_by_shape(inner, shapes[rows], records[rows], k))["F1_V"]
+            scores[k] = 0.0 if np.isnan(f1) else float(f1)
+        chosen = max(SMOOTHING_CHOICES, key=lambda k: (scores[k], -k))  # ties: the least smoothing
+        choices[str(part)] = {"chosen_k": chosen, "inner_F1_V": {str(k): f for k, f in scores.items()}}
+        print(f"fold {part}: k = {chosen} (inner F1 V {scores[chosen]:.3f}; no smoothing {scores[1]:.3f})", flush=True)
+        model = fit_on(boosted_trees(), features, y, train, True, extra_training, part)
+        tested = np.flatnonzero(test)
+        unsmoothed[tested] = probabilities(model, tested)
+        smoothed[tested] = smooth_v_by_shape(unsmoothed[tested], shapes[tested], records[tested], chosen)
+    return smoothed, unsmoothed, choices
 
 
 def _sv_f1_of_labels(targets, labels) -> float:
@@ -922,17 +1007,30 @@ def main() -> None:
                         )
                         return x[:, columns], y
 
-                result = run_feature_model(
-                    data,
-                    np.column_stack(blocks)[:, columns],
-                    boosted_trees,
-                    folds,
-                    parts,
-                    weighted=True,
-                    names=FEATURE_MODELS[name]["features"] if FEATURE_MODELS[name].get("importance") else None,
-                    tuned=FEATURE_MODELS[name].get("tuned", False),
-                    extra_training=extra_training,
-                )
+                if FEATURE_MODELS[name].get("nested_smoothing"):
+                    probs, unsmoothed, choices = nested_shape_smoothing(
+                        data,
+                        np.column_stack(blocks)[:, columns],
+                        qrs_shapes(beats[leads]),
+                        folds,
+                        parts,
+                        extra_training,
+                    )
+                    result = score_out_of_fold(data, probs, folds, parts)
+                    result["smoothing_choices"] = choices
+                    result["unsmoothed"] = unsmoothed
+                else:
+                    result = run_feature_model(
+                        data,
+                        np.column_stack(blocks)[:, columns],
+                        boosted_trees,
+                        folds,
+                        parts,
+                        weighted=True,
+                        names=FEATURE_MODELS[name]["features"] if FEATURE_MODELS[name].get("importance") else None,
+                        tuned=FEATURE_MODELS[name].get("tuned", False),
+                        extra_training=extra_training,
+                    )
             save_oof(data, result["probs"], runs / name)
             rows[name] = {
                 "experiment": name,
@@ -950,6 +1048,9 @@ def main() -> None:
                 rows[name]["feature_importance_fold0"] = result["importance"]
             if "tree_settings" in result:
                 rows[name]["tree_settings_per_fold"] = result["tree_settings"]
+            if "smoothing_choices" in result:
+                rows[name]["smoothing_per_fold"] = result["smoothing_choices"]
+                rows[name]["paired_over_unsmoothed"] = paired_f1(data, result["probs"], result["unsmoothed"])
             if "paired" in result:
                 rows[name][f"paired_over_{FEATURE_MODELS[name]['smooths']}"] = result["paired"]
             for other in FEATURE_MODELS[name].get("paired_with", []):

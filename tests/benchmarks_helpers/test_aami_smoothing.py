@@ -35,3 +35,39 @@ def test_a_beat_shaped_like_its_records_v_beats_takes_their_p_v_and_other_record
         k=10,
     )
     assert np.allclose(both[10:, 2], 0.03) and np.all(both[:10].argmax(axis=1) == 2)
+
+
+class _Beats:
+    """What nested_shape_smoothing reads of task data: targets, item ids and a length."""
+
+    def __init__(self, targets: np.ndarray, records: list[str]):
+        self.targets = targets
+        self.item_ids = np.array([f"{r}:{i}" for i, r in enumerate(records)])
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def test_nested_smoothing_chooses_k_on_the_training_records_and_smooths_only_p_v_of_the_test_records():
+    from aami_mitbih import SMOOTHING_CHOICES, aami_score, nested_shape_smoothing
+
+    rng = np.random.default_rng(0)
+    records = [f"r{r}" for r in range(10) for _ in range(60)]
+    targets = np.array(([0] * 45 + [2] * 15) * 10)  # N and V; V's shape is its own, its features barely differ
+    shapes = np.where(targets[:, None] == 2, 1.0, -1.0) * np.ones((len(targets), 6)) + 0.1 * rng.standard_normal(
+        (len(targets), 6)
+    )
+    features = np.column_stack(
+        [1.5 * (targets == 2) + rng.standard_normal(len(targets)), rng.standard_normal(len(targets))]
+    )
+    folds = np.repeat(np.arange(5), 120)  # two records per fold
+    data = _Beats(targets, records)
+    smoothed, unsmoothed, choices = nested_shape_smoothing(data, features, shapes, folds, list(range(5)))
+    assert set(choices) == {"0", "1", "2", "3", "4"}
+    assert all(c["chosen_k"] in SMOOTHING_CHOICES and c["chosen_k"] > 1 for c in choices.values())
+    assert np.allclose(smoothed.sum(axis=1), 1.0) and np.allclose(unsmoothed.sum(axis=1), 1.0)
+    assert aami_score(targets, smoothed)["F1_V"] > aami_score(targets, unsmoothed)["F1_V"] + 0.1
+    # smoothing moves p(V) only; N, S and F keep their proportions
+    n, s = smoothed[:, 0] / unsmoothed[:, 0], smoothed[:, 1] / np.maximum(unsmoothed[:, 1], 1e-300)
+    keep = unsmoothed[:, 1] > 1e-6
+    assert np.allclose(n[keep], s[keep])
