@@ -61,3 +61,23 @@ def test_axis_shift_beats_copies_a_share_of_the_training_records_normal_beats_on
     assert corr_qrs.min() < 0.9  # some copies differ in shape from the record's median beat
     again, _ = axis_shift_beats(beats, base, targets, train, seed=0)
     assert np.array_equal(again, x)  # the seed fixes the draw
+
+
+def test_late_v_beats_keep_a_v_beats_shape_and_take_a_normal_beat_of_the_same_records_timing():
+    from aami_mitbih import late_v_beats
+
+    rng = np.random.default_rng(2)
+    records = np.array(["100"] * 40 + ["101"] * 40 + ["102"] * 40)
+    targets = np.array(([0] * 30 + [2] * 8 + [1] * 2) * 3)  # N, V, S per record
+    base = rng.standard_normal((len(records), len(FEATURE_NAMES)))
+    train = records != "102"
+    x, y = late_v_beats(base, targets, records, train, seed=0)
+    assert len(x) == 2 + 2 and np.all(y == 2)  # a quarter of 8 V beats in each training record
+    names = list(FEATURE_NAMES)
+    shape = [names.index(n) for n in MORPHOLOGY_FEATURES] + [names.index(f"{n}_in_record") for n in MORPHOLOGY_FEATURES]
+    timing = [i for i in range(len(names)) if i not in shape]
+    for row in x:
+        source = int(np.flatnonzero(np.all(base[:, shape] == row[shape], axis=1))[0])
+        donor = int(np.flatnonzero(np.all(base[:, timing] == row[timing], axis=1))[0])
+        assert targets[source] == 2 and targets[donor] == 0  # a V beat's shape, a normal beat's timing
+        assert records[source] == records[donor] != "102"  # from the same training record
