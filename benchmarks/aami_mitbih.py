@@ -30,6 +30,9 @@ Experiments:
   synthetic normal beats: copies of 10 % of each training record's normal beats with the QRS scaled by
   a factor drawn from [-1, 0.5] (flipped or shrunk, as when the heart's electrical axis or the electrode
   shifts), their timing and P wave unchanged. Test beats are never altered.
+- ``...-shape-smoothed-nested``: the shape smoothing with its k chosen in each fold by an inner
+  cross-validation grouped by record on the fold's training records (``...-late-v-...``: with synthetic
+  V beats that have a normal beat's timing as well).
 - ``cnn-scratch``: ``resnet1d`` with fresh weights, trained end to end on the 2 s MLII window + RR features.
 - ``cnn-scratch-template``: the same with the record's median beat as a second input channel
   (``load_options={"template": True}``), so the network can compare each beat with the patient's usual one.
