@@ -352,6 +352,7 @@ def pretrain_gpt(
     """
     from cardiolens.tasks import PretrainConfig
     from cardiolens.tasks import pretrain_gpt as run
+    from cardiolens.tasks.parallel import is_main_process
 
     cfg = PretrainConfig(
         data=[data] if isinstance(data, str) else [str(d) for d in data or []],
@@ -381,6 +382,8 @@ def pretrain_gpt(
         threads=threads,
     )
     result = run(cfg)
+    if not is_main_process():  # one report, from rank 0
+        return
     if result.get("finished"):
         print(
             f"step {result['step']}: held-out loss {result['eval_loss']:.4f} "
@@ -420,6 +423,7 @@ def finetune(
     devices: int = 1,
     strategy: str = "auto",
     precision: str = "32-true",
+    stop_at_epoch: int | None = None,
     threads: int = 0,
     bootstrap: int = 1000,
     cache_dir: str | None = None,
@@ -459,6 +463,7 @@ def finetune(
         devices: devices/processes.
         strategy: Fabric strategy (auto, ddp).
         precision: 32-true or bf16-mixed.
+        stop_at_epoch: stop after this epoch of a fold as if interrupted; the same command without it resumes.
         threads: torch CPU threads (0: default).
         bootstrap: bootstrap resamples of the 95 % intervals.
         cache_dir: task-data and feature cache folder (default ./.cache/tasks).
@@ -466,6 +471,7 @@ def finetune(
     """
     from cardiolens.tasks.finetune import FinetuneConfig
     from cardiolens.tasks.finetune import finetune as run
+    from cardiolens.tasks.parallel import is_main_process
 
     cfg = FinetuneConfig(
         task=task,
@@ -497,12 +503,21 @@ def finetune(
         devices=devices,
         strategy=strategy,
         precision=precision,
+        stop_at_epoch=stop_at_epoch,
         threads=threads,
         bootstrap=bootstrap,
         cache_dir=cache_dir,
         load_options=load_options or {},
     )
     results = run(cfg)
+    if not is_main_process():  # one report, from rank 0
+        return
+    if results.get("stopped"):
+        print(
+            f"stopped after epoch {results['epoch']} of fold {results['fold']}; run the same command again "
+            f"without --stop_at_epoch to resume ({results['out']})"
+        )
+        return
     print(f"{task}: {results['items']} items, out-of-fold scores -> {out}/results.json")
     _print_scores(results["oof"])
 

@@ -1,8 +1,8 @@
 """A fine-tuned model: any registry backbone, a new head, and the input contract it was trained with.
 
 :class:`TaskModel` takes float signal windows ``(B, leads, samples)`` in signal units at
-``config.fs`` and returns logits, so the trainer, ``cardiolens predict``, the benchmarks, the
-explanations and the ONNX export all feed it the same thing whatever the backbone:
+``config.fs`` and returns logits, so the trainer, ``cardiolens predict``, the benchmarks and the
+explanations all feed it the same thing whatever the backbone:
 
 - a token model (the GPT) gets each lead of each window min-max tokenised exactly as
   :func:`cardiolens.signal.tokenize` does (HeartGPT's scheme), the leads run as separate sequences

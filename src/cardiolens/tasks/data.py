@@ -79,6 +79,21 @@ def parse_source(spec: str) -> tuple[Path, str | None]:
     return Path(folder), (lead or None)
 
 
+def check_sources(specs: list[str], modality: str) -> list[tuple[Path, Catalogue, str]]:
+    """Each source's folder, catalogue and lead, opened (no windows read) so that a wrong folder or lead
+    is refused at once: ``(root, catalogue, lead)`` per spec, in order."""
+    if not specs:
+        raise DatasetError("pretraining needs at least one dataset folder (--data FOLDER[#LEAD])")
+    opened = []
+    for spec in specs:
+        root, lead = parse_source(spec)
+        catalogue = open_dataset(root)
+        if lead:
+            _check_lead_modality(catalogue, lead, modality, spec)
+        opened.append((root, catalogue, lead or choose_lead(catalogue, modality)))
+    return opened
+
+
 def open_sources(
     specs: list[str],
     *,
@@ -102,15 +117,8 @@ def open_sources(
         window_seconds: length of the cached windows the training crops are cut from.
         progress: progress bars while caches are built.
     """
-    if not specs:
-        raise DatasetError("pretraining needs at least one dataset folder (--data FOLDER[#LEAD])")
     sources = []
-    for spec in specs:
-        root, lead = parse_source(spec)
-        catalogue = open_dataset(root)
-        if lead:
-            _check_lead_modality(catalogue, lead, modality, spec)
-        lead = lead or choose_lead(catalogue, modality)
+    for root, catalogue, lead in check_sources(specs, modality):
         split = patient_split(catalogue, val=0.0, test=holdout, seed=seed, stratify=False)
         name = f"{catalogue.name}-{lead}".replace("/", "_")
         cache = build_window_cache(

@@ -56,6 +56,7 @@ from cardiolens.models import create_model, list_models, list_pretrained, load_m
 from cardiolens.models.taskmodel import TaskModel, build_task_model, uses_tokens
 from cardiolens.tasks.augment import augment_windows, check_augment
 from cardiolens.tasks.metrics import bootstrap_scores
+from cardiolens.tasks.parallel import check_launch_environment, check_parallel_options, launch_fabric
 from cardiolens.tasks.suite import Task, TaskData, default_cache_dir, get_task, load_task_data
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,8 @@ class FinetuneConfig:
             differ only here share folds and validation splits, so they can be averaged as a seed ensemble.
         out: run folder.
         accelerator, devices, strategy, precision, num_nodes: Lightning Fabric settings.
+        stop_at_epoch: stop after this epoch of a fold as if interrupted (its ``last.pt`` kept); the
+            same command without it resumes there.
         threads: CPU threads for torch (0 keeps torch's default).
         progress: progress bars.
         cache_dir: task-data cache folder (default ``./.cache/tasks``).
@@ -138,6 +141,7 @@ class FinetuneConfig:
     strategy: str = "auto"
     precision: str = "32-true"
     num_nodes: int = 1
+    stop_at_epoch: int | None = None
     threads: int = 0
     progress: bool = True
     cache_dir: str | None = None
@@ -172,6 +176,9 @@ class FinetuneConfig:
                 raise CardiolensError(f"fold_ids {bad} outside 0..{self.folds - 1}")
         if self.train_seed is not None and (not isinstance(self.train_seed, int) or self.train_seed < 0):
             raise CardiolensError(f"train_seed must be a non-negative integer, got {self.train_seed!r}")
+        if self.stop_at_epoch is not None and self.stop_at_epoch < 1:
+            raise CardiolensError(f"stop_at_epoch must be at least 1, got {self.stop_at_epoch}")
+        check_parallel_options(self.accelerator, self.devices, self.num_nodes, self.strategy, self.precision)
 
     @property
     def training_seed(self) -> int:
@@ -520,6 +527,36 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+class TrainingStopped(Exception):
+    """Raised by :func:`train_fold` at ``stop_at_epoch``: the fold's ``last.pt`` holds its progress."""
+
+    def __init__(self, folder: Path, epoch: int):
+        super().__init__(f"{folder}: stopped after epoch {epoch}")
+        self.folder, self.epoch = folder, epoch
+
+
+def _gather_rng_states(world: int) -> torch.Tensor | None:
+    """Every process's torch random state, (world, state bytes) in rank order; None in one process."""
+    if world == 1:
+        return None
+    import torch.distributed as dist
+
+    states = [torch.empty_like(torch.get_rng_state()) for _ in range(world)]
+    dist.all_gather(states, torch.get_rng_state())
+    return torch.stack(states)
+
+
+def _restore_rng(saved: dict[str, Any], fabric: Any, folder: Path) -> None:
+    """Each process's torch random stream as it was when ``last.pt`` was written (on CPU; a GPU has its own)."""
+    ranks = saved.get("torch_rng_ranks")
+    if ranks is not None and len(ranks) == fabric.world_size:
+        torch.set_rng_state(ranks[fabric.global_rank].clone())
+    elif "torch_rng" in saved:
+        if fabric.world_size > 1:
+            log.warning("%s: saved with another number of processes; dropout resumes from rank 0's stream", folder)
+        torch.set_rng_state(saved["torch_rng"])
+
+
 def train_fold(
     model: TaskModel, task: Task, train: TaskData, val: TaskData, cfg: FinetuneConfig, folder: Path, fabric: Any
 ) -> dict[str, Any]:
@@ -547,8 +584,7 @@ def train_fold(
         task_model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         state = saved["state"]
-        if "torch_rng" in saved:  # dropout masks continue as in an uninterrupted run (on CPU: a GPU has its own stream)
-            torch.set_rng_state(saved["torch_rng"])
+        _restore_rng(saved, fabric, folder)
         log.info("resuming %s after epoch %d", folder, state["epoch"])
     step = state["epoch"] * steps_per_epoch
     for epoch in range(state["epoch"], epochs):
@@ -562,7 +598,12 @@ def train_fold(
         bar = tqdm(batches, desc=f"{folder.name} epoch {epoch + 1}/{epochs}", disable=not cfg.progress or rank)
         t0, seen, running = time.perf_counter(), 0, 0.0
         for idx, x, y, e in bar:
-            # each rank trains on its slice of the global batch (same weights as one process)
+            if len(idx) < world:  # a last batch too small to give every process an item is dropped
+                step += 1
+                continue
+            # each rank trains on its slice of the global batch and DDP averages the gradients. Not the
+            # weights of one process: batch norm normalises each slice apart, and an uneven last batch
+            # weighs its items unequally
             x, y = x[rank::world], np.asarray(y)[rank::world]
             e = None if e is None else e[rank::world]
             factor = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total)))
@@ -585,6 +626,9 @@ def train_fold(
         thresholds = choose_thresholds(task.kind, val.targets, val_probs)
         scores = task.score(val.targets, val_probs, thresholds)
         value = float(scores[task.score_key])
+        if world > 1:  # every process follows rank 0's validation (its batch-norm statistics are the ones saved),
+            # so all choose the same best epoch and stop together
+            value, thresholds = fabric.broadcast((value, thresholds), src=0)
         _warn_undefined(value, task, folder.name, epoch)
         state["history"].append({"epoch": epoch + 1, "train_loss": running, f"val_{task.score_key}": value})
         log.info("%s epoch %d: loss %.4f, val %s %.4f", folder.name, epoch + 1, running, task.score_key, value)
@@ -592,6 +636,8 @@ def train_fold(
             state.update(best=_rank(value), best_epoch=epoch, thresholds=thresholds)
             state["best_state"] = {k: v.detach().clone() for k, v in task_model.state_dict().items()}
         state["epoch"] = epoch + 1
+        # every process's random stream (dropout), so that a resumed run continues each one
+        rng_states = _gather_rng_states(world)
         if fabric.global_rank == 0:
             tmp = last.with_name(f".{last.name}.tmp")
             torch.save(
@@ -600,10 +646,14 @@ def train_fold(
                     "optimizer": optimizer.state_dict(),
                     "state": state,
                     "torch_rng": torch.get_rng_state(),
+                    **({"torch_rng_ranks": rng_states.cpu()} if rng_states is not None else {}),
                 },
                 tmp,
             )
             os.replace(tmp, last)
+        if cfg.stop_at_epoch is not None and state["epoch"] >= cfg.stop_at_epoch and state["epoch"] < epochs:
+            fabric.barrier()  # last.pt is written before any process returns
+            raise TrainingStopped(folder, state["epoch"])
     if state["best_state"] is not None:
         task_model.load_state_dict(state["best_state"])
     task_model.config.thresholds = state.get("thresholds")
@@ -723,17 +773,7 @@ def train_linear_probe(
 
 # -- the run --------------------------------------------------------------------------------------
 def _fabric(cfg: FinetuneConfig) -> Any:
-    from lightning.fabric import Fabric
-
-    fabric = Fabric(
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        strategy=cfg.strategy,
-        precision=cfg.precision,
-        num_nodes=cfg.num_nodes,
-    )
-    fabric.launch()
-    return fabric
+    return launch_fabric(cfg.accelerator, cfg.devices, cfg.num_nodes, cfg.strategy, cfg.precision)
 
 
 def run_protocol(task: Task, folds: int) -> str:
@@ -783,7 +823,14 @@ def command_line(cfg: FinetuneConfig) -> str:
     defaults = FinetuneConfig(task=cfg.task, data=cfg.data)
     parts = ["cardiolens", "finetune", cfg.task, cfg.data]
     for f in dataclasses.fields(cfg):
-        if f.name in ("task", "data", "progress", "grad_clip", "num_nodes"):  # not options of the command
+        if f.name in (
+            "task",
+            "data",
+            "progress",
+            "grad_clip",
+            "num_nodes",
+            "stop_at_epoch",
+        ):  # not settings of the result
             continue
         value = getattr(cfg, f.name)
         if value != getattr(defaults, f.name):
@@ -913,11 +960,16 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         The results: per-fold scores, out-of-fold scores with bootstrap intervals, the settings.
     """
     task = get_task(cfg.task)
+    check_launch_environment(cfg.accelerator, cfg.devices, cfg.num_nodes)  # before the data are read
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     run_file = out / "run.json"
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("progress", "threads", "fold_ids")}
+    settings = {
+        k: v
+        for k, v in dataclasses.asdict(cfg).items()
+        if k not in ("progress", "threads", "fold_ids", "stop_at_epoch")
+    }
     probe = resolve_backbone(cfg.backbone, cfg.from_scratch)
     pretrained_on = getattr(probe.config, "modality", None)
     # a pretrained GPT's tokens stand for one signal (its vocabulary is ECG or PPG shapes); a CNN's
@@ -968,8 +1020,18 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     window = window_samples(probe, task, fs, cfg.window_seconds)
     fold_results, fold_thresholds = {}, {}
     probe_features = None
-    if cfg.policy == "linear" and task.kind != "per-sample" and fabric.world_size == 1:
-        probe_features = _cached_features(cfg, task, probe, digest, data, fs, window)
+    if cfg.policy == "linear" and task.kind != "per-sample":
+        # the probe trains on cached features, the same in any number of processes: rank 0 computes
+        # them, the others read its cache and repeat the (cheap, deterministic) probe
+        if fabric.world_size > 1 and fabric.global_rank == 0:
+            log.warning(
+                "the linear probe runs on cached features; the other %d process(es) repeat it", fabric.world_size - 1
+            )
+        if fabric.global_rank == 0:
+            probe_features = _cached_features(cfg, task, probe, digest, data, fs, window)
+        fabric.barrier()
+        if fabric.global_rank != 0:
+            probe_features = _cached_features(cfg, task, probe, digest, data, fs, window)
     oof: Any = [None] * len(data) if task.kind == "per-sample" else None
     for fold in fold_list:
         folder = out / f"fold-{fold}"
@@ -1020,7 +1082,10 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
                     cfg,
                 )
             else:
-                result = train_fold(model, task, train, val, cfg, folder, fabric)
+                try:
+                    result = train_fold(model, task, train, val, cfg, folder, fabric)
+                except TrainingStopped as stopped:
+                    return {"stopped": True, "fold": fold, "epoch": stopped.epoch, "out": str(out)}
             probs = _test_probs(model, test, test_feats, cfg.batch_size)
             scores = task.score(test.targets, probs, model.config.thresholds)
             result.update(

@@ -36,7 +36,8 @@ import torch.nn.functional as F
 
 from cardiolens.errors import CardiolensError
 from cardiolens.models import create_model, save_checkpoint
-from cardiolens.tasks.data import TokenBatches, open_sources
+from cardiolens.tasks.data import TokenBatches, check_sources, open_sources
+from cardiolens.tasks.parallel import check_launch_environment, check_parallel_options, launch_fabric
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +249,11 @@ def evaluate(model: torch.nn.Module, tokens: torch.Tensor, batch_size: int = 32)
     return total, count
 
 
+def _check_language_model(mc: Any, name: str) -> None:
+    if getattr(mc, "head", None) != "lm" or getattr(mc, "modality", None) is None or getattr(mc, "fs", None) is None:
+        raise CardiolensError(f"{name!r} is not a language model tied to a modality and rate; pick a GPT preset")
+
+
 def pretrain_gpt(cfg: PretrainConfig) -> dict[str, Any]:
     """Pretrain (or resume pretraining) a GPT preset on next-token prediction.
 
@@ -258,38 +264,35 @@ def pretrain_gpt(cfg: PretrainConfig) -> dict[str, Any]:
         CardiolensError: no data, a folder that is not a dataset, a run folder holding a run with
             other settings, a batch that does not divide over the processes.
     """
-    import lightning as L
-
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if not cfg.data:
         raise CardiolensError("pretraining needs at least one dataset folder (--data FOLDER[#LEAD])")
-    processes = cfg.devices * cfg.num_nodes if isinstance(cfg.devices, int) and cfg.devices > 0 else 1
-    if cfg.batch_size % processes:  # checked before any process is started
+    # everything that can be checked is checked before any process starts: an error raised after
+    # the launch comes once per process, buried in the other processes' connection errors
+    check_parallel_options(cfg.accelerator, cfg.devices, cfg.num_nodes, cfg.strategy, cfg.precision)
+    check_launch_environment(cfg.accelerator, cfg.devices, cfg.num_nodes)
+    processes = cfg.devices * cfg.num_nodes
+    if cfg.batch_size % processes:
         raise CardiolensError(f"batch_size {cfg.batch_size} does not divide over {processes} processes")
-    fabric = L.Fabric(
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy,
-        precision=cfg.precision,
-    )
-    fabric.launch()
-    rank, world = fabric.global_rank, fabric.world_size
-    if cfg.batch_size % world:
-        raise CardiolensError(f"batch_size {cfg.batch_size} does not divide over {world} processes")
+    with torch.random.fork_rng():  # a look at the preset only: the seeded model is made after the launch
+        preset = create_model(cfg.model, **cfg.model_overrides).config
+    _check_language_model(preset, cfg.model)
+    check_sources(cfg.data, preset.modality)
     out = Path(cfg.out)
     resuming = (out / STATE_FILE).exists()
     if resuming:
         _check_resume(out, cfg)
     elif (out / "folds.json").exists() or "task" in _read_json(out / "run.json"):
         raise CardiolensError(f"{out}: holds a fine-tuning run (cardiolens finetune); choose a new --out")
+    fabric = launch_fabric(cfg.accelerator, cfg.devices, cfg.num_nodes, cfg.strategy, cfg.precision)
+    rank, world = fabric.global_rank, fabric.world_size
+    if cfg.batch_size % world:
+        raise CardiolensError(f"batch_size {cfg.batch_size} does not divide over {world} processes")
 
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, **cfg.model_overrides)
     mc = model.config
-    if getattr(mc, "head", None) != "lm" or getattr(mc, "modality", None) is None or getattr(mc, "fs", None) is None:
-        raise CardiolensError(f"{cfg.model!r} is not a language model tied to a modality and rate; pick a GPT preset")
 
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else out.parent / ".window-cache"
     # cached windows: whole multiples of 10 s holding one crop of block_size + 1 samples
