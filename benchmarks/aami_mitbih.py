@@ -89,6 +89,7 @@ from cardiolens.tasks.tasks_aami import (  # noqa: E402
     record_set,
 )
 from cardiolens.tasks.trees import (  # noqa: E402
+    TREE_SETTINGS_GRID,
     balanced_weights,
     boosted_trees,
     permutation_importance_table,
@@ -121,6 +122,7 @@ EXPERIMENTS: dict[str, dict] = {
     "beat-features-gbm-shape-smoothed-nested": {},
     "beat-features-gbm-axis-shift-shape-smoothed-nested": {},
     "beat-features-gbm-axis-shift-late-v-shape-smoothed-nested": {},
+    "beat-features-gbm-nested-pooled": {},
     # 3 epochs of ~40,000 beats fit the CPU budget (a few minutes per fold on one thread)
     "cnn-scratch": {"backbone": "resnet1d", "policy": "full", "epochs": 3, "patience": 1, "batch_size": 128},
     # the same, with the record's median beat as a second channel (loader option template=True)
@@ -336,6 +338,23 @@ FEATURE_MODELS = {
         "nested_smoothing": True,
         "paired_with": ["beat-features-gbm-axis-shift-shape-smoothed-nested"],
     },
+    # declared 2026-11-25 (session of stop 24) before it ran, reported whatever it scores. The S target is
+    # not settled: with the setting chosen per fold (beat-features-gbm-nested) F1 S was 0.556, with the
+    # fixed one 0.744. That choice scored each setting by the mean over the 4 inner folds of their own
+    # F1s, and S beats sit in a few records, so an inner fold's F1 S rests on a handful of beats (or is
+    # 0). Pooling the inner out-of-fold predictions and scoring F1 once over all training records is the
+    # estimate Forman & Scholz (2010) recommend for F1 in cross-validation; the same 12 settings, the
+    # same inner splits (StratifiedGroupKFold, 4 folds, seed = the outer fold), the same criterion
+    # (mean of F1 S and F1 V); ties go to the earlier setting of the grid
+    "beat-features-gbm-nested-pooled": {
+        "backbone": f"none ({len(FEATURE_NAMES)} beat features, cardiolens.tasks.aami_features, at {FEATURE_FS:g} Hz)",
+        "policy": (
+            "gradient-boosted trees (HistGradientBoostingClassifier), settings chosen per fold by the pooled "
+            "out-of-fold F1 (mean of S and V) of an inner 4-fold cross-validation grouped by patient"
+        ),
+        "features": list(FEATURE_NAMES),
+        "pooled_nested": True,
+    },
     # ablation: the same without the per-record standardised copies (what standardising adds)
     "beat-features-gbm-unstandardised": {
         "backbone": f"none ({len(UNSTANDARDISED)} beat features: those of beat-features-gbm before standardising)",
@@ -469,6 +488,52 @@ def nested_shape_smoothing(
         unsmoothed[tested] = probabilities(model, tested)
         smoothed[tested] = smooth_v_by_shape(unsmoothed[tested], shapes[tested], records[tested], chosen)
     return smoothed, unsmoothed, choices
+
+
+def pooled_nested_trees(data, features: np.ndarray, folds: np.ndarray, test_parts: list) -> tuple[np.ndarray, dict]:
+    """Boosted trees per outer fold with the setting of TREE_SETTINGS_GRID whose inner out-of-fold
+    predictions, pooled over INNER_FOLDS folds grouped by record, give the best mean F1 of S and V on the
+    fold's training records. Returns the out-of-fold probabilities and, per fold, the chosen setting
+    with every setting's pooled inner score."""
+    from sklearn.model_selection import ParameterGrid, StratifiedGroupKFold
+
+    y = np.asarray(data.targets)
+    records = np.array([i.split(":")[0] for i in data.item_ids.astype(str).tolist()])
+    k = len(AAMI_TASK_CLASSES)
+    probs = np.full((len(data), k), np.nan)
+    settings = list(ParameterGrid(TREE_SETTINGS_GRID))
+    choices = {}
+
+    def fitted(setting: dict, rows: np.ndarray):
+        return boosted_trees().set_params(**setting).fit(features[rows], y[rows])
+
+    def predicted(model, rows: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(rows), k))
+        out[:, model.classes_] = model.predict_proba(features[rows])
+        return out
+
+    for part in test_parts:
+        test = folds == part
+        rows = np.flatnonzero(~test & (folds != -1))
+        splits = list(
+            StratifiedGroupKFold(INNER_FOLDS, shuffle=True, random_state=int(part)).split(rows, y[rows], records[rows])
+        )
+        scores = []
+        for setting in settings:
+            inner = np.zeros((len(rows), k))
+            for inner_train, inner_test in splits:
+                inner[inner_test] = predicted(fitted(setting, rows[inner_train]), rows[inner_test])
+            value = aami_score(y[rows], inner)["sv_f1"]
+            scores.append(0.0 if np.isnan(value) else float(value))
+        best = int(np.argmax(scores))  # the first of equal scores
+        choices[str(part)] = {
+            "chosen": settings[best],
+            "inner": [{"settings": s, "score": v} for s, v in zip(settings, scores, strict=True)],
+        }
+        print(f"fold {part}: chose {settings[best]} (pooled inner S/V F1 {scores[best]:.3f})", flush=True)
+        tested = np.flatnonzero(test)
+        probs[tested] = predicted(fitted(settings[best], rows), tested)
+    return probs, choices
 
 
 def _sv_f1_of_labels(targets, labels) -> float:
@@ -1065,7 +1130,11 @@ def main() -> None:
                             x, y = np.vstack([x, x_v]), np.concatenate([y, y_v])
                         return x[:, columns], y
 
-                if FEATURE_MODELS[name].get("nested_smoothing"):
+                if FEATURE_MODELS[name].get("pooled_nested"):
+                    probs, choices = pooled_nested_trees(data, np.column_stack(blocks)[:, columns], folds, parts)
+                    result = score_out_of_fold(data, probs, folds, parts)
+                    result["tree_settings"] = choices
+                elif FEATURE_MODELS[name].get("nested_smoothing"):
                     probs, unsmoothed, choices = nested_shape_smoothing(
                         data,
                         np.column_stack(blocks)[:, columns],

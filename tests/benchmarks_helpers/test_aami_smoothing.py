@@ -71,3 +71,24 @@ def test_nested_smoothing_chooses_k_on_the_training_records_and_smooths_only_p_v
     n, s = smoothed[:, 0] / unsmoothed[:, 0], smoothed[:, 1] / np.maximum(unsmoothed[:, 1], 1e-300)
     keep = unsmoothed[:, 1] > 1e-6
     assert np.allclose(n[keep], s[keep])
+
+
+def test_pooled_nested_choice_finds_the_class_weights_a_rare_class_needs(monkeypatch):
+    import aami_mitbih
+    from aami_mitbih import pooled_nested_trees
+
+    monkeypatch.setattr(aami_mitbih, "TREE_SETTINGS_GRID", {"class_weight": [None, "balanced"], "max_iter": [30]})
+    rng = np.random.default_rng(0)
+    records = [f"r{r}" for r in range(10) for _ in range(80)]
+    targets = np.array(([0] * 70 + [1] * 4 + [2] * 6) * 10)  # N, S, V: S rare and barely separable
+    signal = np.select([targets == 1, targets == 2], [0.9, 3.0], 0.0)
+    features = np.column_stack([signal + rng.standard_normal(len(targets)), rng.standard_normal(len(targets))])
+    folds = np.repeat(np.arange(5), 160)
+    probs, choices = pooled_nested_trees(_Beats(targets, records), features, folds, [0, 1])
+    assert set(choices) == {"0", "1"}
+    for choice in choices.values():
+        scores = {s["settings"]["class_weight"]: s["score"] for s in choice["inner"]}
+        assert choice["chosen"]["class_weight"] == max(scores, key=scores.get)  # the best pooled inner score wins
+        assert choice["chosen"]["class_weight"] == "balanced"  # unweighted trees hardly ever call the rare S
+    tested = np.isin(folds, [0, 1])
+    assert np.allclose(probs[tested].sum(axis=1), 1.0) and np.isnan(probs[~tested]).all()
