@@ -123,6 +123,7 @@ EXPERIMENTS: dict[str, dict] = {
     "beat-features-gbm-axis-shift-shape-smoothed-nested": {},
     "beat-features-gbm-axis-shift-late-v-shape-smoothed-nested": {},
     "beat-features-gbm-nested-pooled": {},
+    "beat-features-gbm-nested-pooled-shape-smoothed-nested": {},
     # 3 epochs of ~40,000 beats fit the CPU budget (a few minutes per fold on one thread)
     "cnn-scratch": {"backbone": "resnet1d", "policy": "full", "epochs": 3, "patience": 1, "batch_size": 128},
     # the same, with the record's median beat as a second channel (loader option template=True)
@@ -355,6 +356,21 @@ FEATURE_MODELS = {
         "features": list(FEATURE_NAMES),
         "pooled_nested": True,
     },
+    # declared 2026-11-25 (session of stop 24) before it ran, reported whatever it scores: the trees of
+    # beat-features-gbm-nested-pooled (each fold's setting as that run chose it, read from its row), then
+    # the shape smoothing with k chosen per fold as in beat-features-gbm-shape-smoothed-nested. Every
+    # choice is made on the training records: the whole pipeline, nested
+    "beat-features-gbm-nested-pooled-shape-smoothed-nested": {
+        "backbone": (
+            "beat-features-gbm-nested-pooled's trees, then p(V) averaged over each beat's k nearest beats in QRS "
+            "shape, k chosen per fold by an inner cross-validation on the training records"
+        ),
+        "policy": "tree settings and k both chosen per fold on the training records (nested)",
+        "features": list(FEATURE_NAMES),
+        "nested_smoothing": True,
+        "settings_from": "beat-features-gbm-nested-pooled",
+        "paired_with": ["beat-features-gbm-nested-pooled"],
+    },
     # ablation: the same without the per-record standardised copies (what standardising adds)
     "beat-features-gbm-unstandardised": {
         "backbone": f"none ({len(UNSTANDARDISED)} beat features: those of beat-features-gbm before standardising)",
@@ -444,14 +460,22 @@ INNER_FOLDS = 4
 
 
 def nested_shape_smoothing(
-    data, features: np.ndarray, shapes: np.ndarray, folds: np.ndarray, test_parts: list, extra_training=None
+    data,
+    features: np.ndarray,
+    shapes: np.ndarray,
+    folds: np.ndarray,
+    test_parts: list,
+    extra_training=None,
+    tree_settings: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Boosted trees per outer fold, their test probabilities smoothed by :func:`smooth_v_by_shape` with
     the k of SMOOTHING_CHOICES that gives the best F1 of V on an inner cross-validation (INNER_FOLDS
     folds grouped by record, stratified by class) of the fold's own training records.
 
     Returns ``(smoothed, unsmoothed, choices)``: out-of-fold probabilities with and without the smoothing
-    and, per outer fold, the chosen k and the inner F1 of V of every candidate."""
+    and, per outer fold, the chosen k and the inner F1 of V of every candidate. ``tree_settings``: per
+    outer fold, settings of the trees (:data:`TREE_SETTINGS_GRID`'s keys, class weights among them)
+    instead of :func:`boosted_trees` with class-balanced sample weights."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     y = np.asarray(data.targets)
@@ -464,6 +488,9 @@ def nested_shape_smoothing(
         out[:, model.classes_] = model.predict_proba(features[rows])
         return out
 
+    def trees(part):
+        return boosted_trees() if tree_settings is None else boosted_trees().set_params(**tree_settings[str(part)])
+
     choices = {}
     for part in test_parts:
         test = folds == part
@@ -474,7 +501,7 @@ def nested_shape_smoothing(
         for inner_train, inner_test in splitter.split(rows, y[rows], records[rows]):
             mask = np.zeros(len(data), dtype=bool)
             mask[rows[inner_train]] = True
-            model = fit_on(boosted_trees(), features, y, mask, True, extra_training, part)
+            model = fit_on(trees(part), features, y, mask, tree_settings is None, extra_training, part)
             inner[inner_test] = probabilities(model, rows[inner_test])
         scores = {}
         for k in SMOOTHING_CHOICES:
@@ -483,7 +510,7 @@ def nested_shape_smoothing(
         chosen = max(SMOOTHING_CHOICES, key=lambda k: (scores[k], -k))  # ties: the least smoothing
         choices[str(part)] = {"chosen_k": chosen, "inner_F1_V": {str(k): f for k, f in scores.items()}}
         print(f"fold {part}: k = {chosen} (inner F1 V {scores[chosen]:.3f}; no smoothing {scores[1]:.3f})", flush=True)
-        model = fit_on(boosted_trees(), features, y, train, True, extra_training, part)
+        model = fit_on(trees(part), features, y, train, tree_settings is None, extra_training, part)
         tested = np.flatnonzero(test)
         unsmoothed[tested] = probabilities(model, tested)
         smoothed[tested] = smooth_v_by_shape(unsmoothed[tested], shapes[tested], records[tested], chosen)
@@ -1135,6 +1162,14 @@ def main() -> None:
                     result = score_out_of_fold(data, probs, folds, parts)
                     result["tree_settings"] = choices
                 elif FEATURE_MODELS[name].get("nested_smoothing"):
+                    source = FEATURE_MODELS[name].get("settings_from")
+                    if source is not None and "tree_settings_per_fold" not in rows.get(source, {}):
+                        raise CardiolensError(f"{name} reads the tree settings of {source}: run --only {source} first")
+                    settings = (
+                        None
+                        if source is None
+                        else {k: v["chosen"] for k, v in rows[source]["tree_settings_per_fold"].items()}
+                    )
                     probs, unsmoothed, choices = nested_shape_smoothing(
                         data,
                         np.column_stack(blocks)[:, columns],
@@ -1142,6 +1177,7 @@ def main() -> None:
                         folds,
                         parts,
                         extra_training,
+                        settings,
                     )
                     result = score_out_of_fold(data, probs, folds, parts)
                     result["smoothing_choices"] = choices
