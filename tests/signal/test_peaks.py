@@ -49,6 +49,16 @@ def test_ecg_peaks_find_every_simulated_beat_within_two_samples(
     assert np.max(np.abs(found - truth)) <= 2
 
 
+@pytest.mark.parametrize("fs", [128.0, 360.0, 1000.0])
+@pytest.mark.parametrize("rate", [205.0, 220.0, 235.0])
+def test_ecg_peaks_do_not_halve_rates_just_above_200_bpm(spike_train, fs: float, rate: float) -> None:
+    # RR intervals a little shorter than the 300 ms refractory period: the first pass finds every
+    # second beat (a plausible 100-120 bpm), so the fast-rhythm retry must still run
+    x, truth = spike_train(fs, 30, rate_bpm=rate, noise=0.02)
+    found = ecg_peaks(x, fs)
+    assert _match(found, truth, 2) == (len(truth), 0, 0)
+
+
 def test_ecg_peaks_follow_a_fourfold_amplitude_change(spike_train) -> None:
     fs = 250.0
     x, truth = spike_train(fs, 60, rate_bpm=70, noise=0.01)
@@ -96,6 +106,13 @@ def test_ecg_peaks_recover_from_a_large_artefact_at_the_start(spike_train) -> No
 def test_flat_and_noise_only_signals_give_no_beats() -> None:
     assert ecg_peaks(np.zeros(5000), 250.0).size == 0
     assert ppg_peaks(np.zeros(5000), 125.0).size == 0
+
+
+@pytest.mark.parametrize("level", [5.0, -1234.5, 1e-3])
+def test_constant_signals_away_from_zero_give_no_beats(level: float) -> None:
+    # a flat lead with an offset: the filters' rounding noise must not be counted as beats
+    assert ecg_peaks(np.full(3600, level), 360.0).size == 0
+    assert ppg_peaks(np.full(3600, level), 125.0).size == 0
 
 
 @pytest.mark.parametrize("fs", [250, 500])
@@ -251,3 +268,18 @@ def test_bidmc_rates_match_the_monitor(bidmc_dir: Path, number: int) -> None:
     assert 60 * rec.fs / np.median(np.diff(ppg)) == pytest.approx(monitor_pulse, abs=5)
     # the ECG beat count fits the monitor's rate over the 8 minutes (no long stretches missed)
     assert len(ecg) == pytest.approx(monitor_hr * rec.duration / 60, rel=0.06)
+
+
+@pytest.mark.parametrize("rate", [100.0, 110.0, 118.0])
+def test_tall_t_waves_at_100_to_120_bpm_are_not_taken_for_the_missed_half_of_a_fast_rhythm(rate: float) -> None:
+    # a median RR of 0.5-0.6 s is also where 200-240 bpm shows as every second beat; the retry for
+    # that case must not turn T waves as tall as the R waves into beats
+    fs = 360.0
+    rng = np.random.default_rng(3)
+    t = np.arange(int(30 * fs)) / fs
+    truth = np.arange(0.3, 29.5, 60.0 / rate)
+    x = 0.01 * rng.standard_normal(len(t))
+    for r in truth:
+        x += np.exp(-(((t - r) / 0.01) ** 2)) + 1.0 * np.exp(-(((t - r - 0.25) / 0.045) ** 2))
+    found = ecg_peaks(x, fs)
+    assert _match(found, np.round(truth * fs).astype(int), 4) == (len(truth), 0, 0)

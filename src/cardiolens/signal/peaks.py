@@ -103,6 +103,8 @@ def _ecg_peaks_cardiolens(
             where,
         )
     filtered = filtfilt(design("bandpass", (low, high), fs, 2, where), x, fs, "ecg_peaks", where)
+    if np.ptp(x) == 0:  # a flat lead has no beats (filtering its offset leaves only rounding noise)
+        return np.zeros(0, dtype=np.int64)
     slope = np.gradient(filtered)
     # squared slope integrated over ~100 ms (a centred moving average keeps the timing)
     energy = uniform_filter1d(slope * slope, max(1, int(round(window * fs))))
@@ -117,12 +119,19 @@ def _ecg_peaks_cardiolens(
     dead = max(1, int(round(refractory * fs)))
     centres = _qrs_centres(energy, slope, fs, dead, **rules)
     shortest = max(1, int(round(min_refractory * fs)))
-    if centres.size >= 3 and shortest < dead and np.median(np.diff(centres)) < dead / 0.6:
+    median_rr = np.median(np.diff(centres)) if centres.size >= 3 else np.inf
+    if shortest < dead and median_rr < 2 * dead:
         # a fast rhythm may lose beats to the refractory period (and halve its rate): look again
         # with the shortest one; when that finds clearly more beats (5 %, at least 2), keep them,
         # detected with a refractory period of 60 % of their median RR
         quick = _qrs_centres(energy, slope, fs, shortest, **rules)
-        if quick.size > centres.size + max(2, 0.05 * centres.size):
+        more = quick.size > centres.size + max(2, 0.05 * centres.size)
+        if median_rr >= dead / 0.6:
+            # RR intervals just under the refractory period (200-240 bpm) show as every second beat, a
+            # median RR of 0.5-0.6 s, the range of an ordinary 100-120 bpm too; there the extra beats
+            # are kept only when they look like the missed half: about twice as many, at half the RR
+            more = more and quick.size >= 1.6 * centres.size and abs(np.median(np.diff(quick)) / median_rr - 0.5) < 0.1
+        if more:
             dead = max(shortest, int(0.6 * np.median(np.diff(quick))))
             centres = quick if dead == shortest else _qrs_centres(energy, slope, fs, dead, **rules)
     if centres.size == 0:
@@ -282,9 +291,10 @@ def ecg_peaks(
        average (Pan & Tompkins 1985), so the energy peaks at the centre of each QRS complex
        whatever its polarity;
     2. candidate beats: local maxima of the energy at least 300 ms apart, the larger one winning,
-       which removes P waves before and T waves right after each QRS. When the rhythm is fast
-       (median RR under 500 ms) and a 200 ms refractory period finds clearly more beats, the
-       refractory period becomes 60 % of their median RR, so rates up to 300 bpm are followed;
+       which removes P waves before and T waves right after each QRS. When the rhythm may be fast
+       (median RR under 600 ms, which includes 200-240 bpm seen as every second beat) and a 200 ms
+       refractory period finds clearly more beats, the refractory period becomes 60 % of their
+       median RR, so rates up to about 280 bpm are followed;
     3. a candidate is a beat when its RMS slope exceeds ``noise + 0.3125 * (signal - noise)``, with
        signal and noise the medians of the last 8 beat and non-beat candidates (Hamilton & Tompkins
        1986); within 360 ms of a beat a candidate less than half as steep is a T wave (Pan &
@@ -337,6 +347,8 @@ def _ppg_peaks_elgendi2013(
     then blocks where a 111 ms moving average exceeds a 667 ms one (plus an offset of ``beta``
     times the mean); each block at least 111 ms wide holds one systolic peak, its maximum."""
     filtered = filtfilt(design("bandpass", (0.5, min(8.0, 0.45 * fs)), fs, 2, where), x, fs, "ppg_peaks", where)
+    if np.ptp(x) == 0:  # a flat lead has no pulses (filtering its offset leaves only rounding noise)
+        return np.zeros(0, dtype=np.int64)
     squared = np.clip(filtered, 0, None) ** 2
     w1 = max(1, int(round(peak_window * fs)))
     ma_peak = uniform_filter1d(squared, w1)
