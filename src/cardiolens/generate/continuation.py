@@ -410,7 +410,7 @@ def _continuation(ctx: _Context, new: np.ndarray) -> SignalContinuation:
     )
     values = _values(ctx, new)
     new = np.minimum(new, ctx.levels - 1)
-    if resampled:
+    if resampled and values.shape[1] > 0:  # steps=0: nothing to resample, an empty continuation
         values = resample_signal(values, model_fs, fs)
     values = values.astype(np.float32)
     return SignalContinuation(

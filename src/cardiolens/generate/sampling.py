@@ -12,6 +12,8 @@ window is full and reproduces the published sliding-window generation exactly (a
 from __future__ import annotations
 
 import contextlib
+import numbers
+import operator
 from collections.abc import Iterator
 from functools import partial
 
@@ -50,6 +52,10 @@ def _as_tokens(tokens: Tensor | np.ndarray | list, vocab_size: int, device: torc
     return tokens.to(device=device, dtype=torch.long), squeeze
 
 
+# below this, logits / temperature can overflow float32 (logits of 3e32 would be needed above it)
+_TINY_TEMPERATURE = 1e-6
+
+
 def sample_next(
     logits: Tensor,
     temperature: float = 1.0,
@@ -60,7 +66,14 @@ def sample_next(
     """One token per row of next-token logits (B, V) -> (B,)."""
     if greedy:
         return logits.argmax(dim=-1)
-    logits = logits.float() / temperature
+    scaled = logits.float() / temperature
+    # a temperature so small that logits / temperature overflows (softmax would give NaN): take the
+    # limit as the temperature goes to 0, an even draw among the most likely tokens (checked only
+    # for tiny temperatures: a step of ordinary sampling pays nothing for it)
+    if temperature < _TINY_TEMPERATURE and not bool(torch.isfinite(scaled.amax(dim=-1)).all()):
+        best = logits.float()
+        scaled = torch.where(best == best.amax(dim=-1, keepdim=True), 0.0, float("-inf"))
+    logits = scaled
     if top_k is not None and top_k < logits.size(-1):
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -91,10 +104,12 @@ def generate(
         tokens: context token ids, (T,) or (B, T) (B contexts of equal length, decoded together).
             Longer than the window: the last ``block_size`` tokens are used.
         steps: new tokens to produce per context.
-        temperature: divides the logits before sampling (> 0); lower is more conservative.
+        temperature: divides the logits before sampling (> 0); lower is more conservative (one so
+            small that the division overflows draws among the most likely tokens, the limit at 0).
         top_k: sample only among the k most likely tokens (``top_k=1`` is greedy).
         greedy: take the most likely token (temperature and top_k are ignored).
-        seed: seed of a private ``torch.Generator``: the same seed gives the same tokens.
+        seed: an integer (within torch's seed range, -2**63 .. 2**64 - 1) seeding a private
+            ``torch.Generator``: the same seed gives the same tokens.
         generator: a generator to draw from instead of ``seed``.
         use_cache: decode incrementally with a key-value cache; ``False`` recomputes the whole window
             for every token (the published method; for checking and benchmarking).
@@ -120,7 +135,7 @@ def generate(
         >>> out.shape
         torch.Size([2, 40])
     """
-    out, squeeze, generator, keep = _prepare(
+    out, squeeze, generator, keep, temperature = _prepare(
         model, tokens, steps, temperature, top_k, greedy, seed, generator, keep, min_context, engine
     )
     T = out.size(1) - steps
@@ -177,7 +192,7 @@ def generate_stream(
     """
     if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise ModelInputError(f"chunk must be a positive integer, got {chunk!r}")
-    out, squeeze, generator, keep = _prepare(
+    out, squeeze, generator, keep, temperature = _prepare(
         model, tokens, steps, temperature, top_k, greedy, seed, generator, keep, min_context, engine
     )
     T = out.size(1) - steps
@@ -231,8 +246,9 @@ def _prepare(
     keep: int | None,
     min_context: int,
     engine: str,
-) -> tuple[Tensor, bool, torch.Generator | None, int]:
-    """Check the arguments of :func:`generate`; the output buffer (B, T + steps) holding the context."""
+) -> tuple[Tensor, bool, torch.Generator | None, int, float]:
+    """Check the arguments of :func:`generate`; the output buffer (B, T + steps) holding the context,
+    and the temperature as a float."""
     cfg = model.config
     if cfg.head != "lm":
         raise ModelInputError(
@@ -242,8 +258,15 @@ def _prepare(
     context, squeeze = _as_tokens(tokens, cfg.vocab_size, device)
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
         raise ModelInputError(f"steps must be a non-negative integer, got {steps!r}")
-    if not greedy and not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature > 0):
-        raise ModelInputError(f"temperature must be a positive number (greedy=True for argmax), got {temperature!r}")
+    if not greedy:
+        value = _number(temperature)
+        if value is None or not np.isfinite(value) or value <= 0:
+            raise ModelInputError(
+                f"temperature must be a positive number (greedy=True for argmax), got {temperature!r}"
+            )
+        temperature = value
+    if seed is not None:
+        seed = _seed(seed)
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
         raise ModelInputError(f"top_k must be a positive integer or None, got {top_k!r}")
     B, T = context.shape
@@ -262,10 +285,41 @@ def _prepare(
     if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or not 1 <= keep <= block:
         raise ModelInputError(f"keep must be an integer between 1 and block_size ({block}), got {keep!r}")
     if seed is not None:
-        generator = torch.Generator(device=device).manual_seed(int(seed))
+        generator = torch.Generator(device=device).manual_seed(seed)
     out = torch.empty(B, T + steps, dtype=torch.long, device=device)
     out[:, :T] = context
-    return out, squeeze, generator, keep
+    return out, squeeze, generator, keep, temperature
+
+
+# torch.Generator.manual_seed takes integers in this range (anything else raised a bare ValueError/TypeError)
+_SEED_RANGE = (-(2**63), 2**64 - 1)
+
+
+def _number(value: object) -> float | None:
+    """``value`` as a float when it is a real number (Python, NumPy or a one-element tensor), else ``None``."""
+    if isinstance(value, bool) or isinstance(value, np.bool_):
+        return None
+    if isinstance(value, Tensor):
+        if value.numel() != 1 or value.dtype == torch.bool or value.dtype.is_complex:
+            return None
+        return float(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return None
+
+
+def _seed(seed: object) -> int:
+    """``seed`` as a Python int that ``torch.Generator.manual_seed`` accepts, or a clear error."""
+    if isinstance(seed, (bool, np.bool_)):
+        raise ModelInputError(f"seed must be an integer or None, got {seed!r}")
+    try:
+        value = operator.index(seed)  # int, NumPy integers, integer tensors of one element; not 1.5 or "3"
+    except TypeError:
+        raise ModelInputError(f"seed must be an integer or None, got {seed!r}") from None
+    lo, hi = _SEED_RANGE
+    if not lo <= value <= hi:
+        raise ModelInputError(f"seed must lie in {lo}..{hi} (torch's seed range), got {value}")
+    return value
 
 
 def _decode(
