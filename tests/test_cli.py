@@ -51,6 +51,48 @@ def test_peaks_csv_finds_the_known_beats(tmp_path: Path) -> None:
     assert float(rows[2].split(",")[2]) == pytest.approx(1.2, abs=0.02)
 
 
+def test_peaks_on_a_lead_without_beats_writes_a_header_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fs, n = 250, 3000
+    ecg = np.zeros(n)
+    ecg[125::300] = 1.0
+    signal = np.column_stack([ecg, np.zeros(n)])  # V2 is flat, as in some CinC 2021 records
+    wfdb.wrsamp(
+        "two",
+        fs=fs,
+        units=["mV", "mV"],
+        sig_name=["II", "V2"],
+        p_signal=signal,
+        fmt=["16", "16"],
+        write_dir=str(tmp_path),
+    )
+    out = tmp_path / "beats.csv"
+    assert main(["peaks", str(tmp_path / "two.hea"), "--lead", "V2", "--out", str(out)]) == 0
+    assert out.read_text().splitlines() == ["sample,time_s,rr_s"]
+    assert "no beats found in lead V2" in capsys.readouterr().err
+
+
+def test_plot_draws_a_respiration_lead_without_beat_marks(tmp_path: Path) -> None:
+    fs, n = 125, 1250
+    ecg = np.zeros(n)
+    ecg[60::100] = 1.0
+    resp = np.sin(2 * np.pi * 0.25 * np.arange(n) / fs)
+    signal = np.column_stack([resp, ecg])  # a BIDMC-like record: RESP first, then an ECG lead
+    wfdb.wrsamp(
+        "icu",
+        fs=fs,
+        units=["NU", "mV"],
+        sig_name=["RESP", "II"],
+        p_signal=signal,
+        fmt=["16", "16"],
+        write_dir=str(tmp_path),
+    )
+    out = tmp_path / "icu.png"
+    assert main(["plot", str(tmp_path / "icu.hea"), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_plot_writes_png(tmp_path: Path) -> None:
     hea, _ = _write_ecg(tmp_path)
     out = tmp_path / "fig.png"

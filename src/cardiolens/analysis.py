@@ -56,7 +56,7 @@ class Beats:
 
     def to_csv(self, path: str | Path) -> None:
         """Write ``sample,time_s,rr_s`` rows (rr_s empty for the first beat)."""
-        rr = np.r_[np.nan, self.rr]
+        rr = np.r_[np.nan, self.rr][: len(self.samples)]  # no beats: a header alone
         lines = ["sample,time_s,rr_s"] + [
             f"{s},{t:.4f},{'' if np.isnan(r) else f'{r:.4f}'}"
             for s, t, r in zip(self.samples, self.times, rr, strict=True)

@@ -90,7 +90,18 @@ def plot(
         record = record.select_leads(leads)
     if clean:
         record = analysis.clean(record)
-    found = {lead: analysis.find_beats(record, lead).samples for lead in record.leads} if beats else None
+    from cardiolens.signal.leads import modality
+
+    # beats are marked where there are beats to find: ECG and PPG leads (a respiration lead is drawn plain)
+    found = (
+        {
+            lead: analysis.find_beats(record, lead).samples
+            for lead, unit in zip(record.leads, record.units, strict=True)
+            if modality(lead, unit) != "other"
+        }
+        if beats
+        else None
+    )
     out = out or Path(f"{record.name}.png")
     plot_record(record, start=start, duration=duration, peaks=found, out=out)
     print(out)
@@ -119,6 +130,8 @@ def peaks(
     from cardiolens.io import load_record
 
     beats = analysis.find_beats(load_record(path, fs=fs, nan_policy=nan_policy), lead=lead, method=method)
+    if len(beats.samples) == 0:
+        print(f"warning: {path}: no beats found in lead {beats.lead} (flat, or no detectable beat)", file=sys.stderr)
     if out is None:
         import tempfile
 

@@ -119,8 +119,9 @@ def plot_record(
                 ax.text(s / record.fs, hi + 0.55 * pad, sym, ha="center", va="center", fontsize=7, color="#c0392b")
     axes[-1, 0].tick_params(labelbottom=True)
     axes[-1, 0].set_xlabel("time [s]" + ("  (grid: 0.2 s x 0.5 mV)" if "mV" in view.units else ""))
-    if peaks is not None:
-        axes[0, 0].legend(loc="upper right", fontsize=8)
+    marked = [ax for ax in axes[:, 0] if ax.get_legend_handles_labels()[0]]
+    if peaks is not None and marked:  # the legend goes on the first lead with beats marked
+        marked[0].legend(loc="upper right", fontsize=8)
     fig.suptitle(title or f"{record.name}  {record.fs:g} Hz  {t[0]:.1f}-{t[-1]:.1f} s", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))  # keep 0.45 in for the title
     if out is not None:
