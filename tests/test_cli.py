@@ -39,6 +39,15 @@ def test_info_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "quality" in info
 
 
+def test_info_text_gives_one_quality_line_per_lead(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hea, _ = _write_ecg(tmp_path)
+    assert main(["info", str(hea)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    lead_lines = [line for line in lines if line.strip().startswith("II:")]
+    assert lead_lines == ["    II: ok, 50 bpm, peak-to-peak 1.27 (ECG)"]  # beats 1.2 s apart
+    assert not any("{'lead'" in line for line in lines)
+
+
 def test_peaks_csv_finds_the_known_beats(tmp_path: Path) -> None:
     hea, beats = _write_ecg(tmp_path)
     out = tmp_path / "beats.csv"

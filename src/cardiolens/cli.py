@@ -49,8 +49,23 @@ def _print_summary(summary: dict, indent: str = "") -> None:
         if isinstance(value, dict):
             print(f"{indent}{key}:")
             _print_summary(value, indent + "  ")
+        elif isinstance(value, list) and value and all(isinstance(v, dict) and "lead" in v for v in value):
+            print(f"{indent}{key}:")  # per-lead rows (quality): one line each
+            for row in value:
+                print(f"{indent}  {row['lead']}: {_lead_line(row)}")
         else:
             print(f"{indent}{key}: {value}")
+
+
+def _lead_line(row: dict) -> str:
+    """One lead's quality as a short line: its problems (or ok), heart rate and peak-to-peak."""
+    rate = row.get("heart_rate_bpm")
+    parts = ["; ".join(row.get("problems") or []) or "ok"]
+    if rate is not None:
+        parts.append(f"{rate:.0f} bpm")
+    if row.get("peak_to_peak") is not None:
+        parts.append(f"peak-to-peak {row['peak_to_peak']:.3g}")
+    return ", ".join(parts) + (f" ({row['modality']})" if row.get("modality") else "")
 
 
 def plot(
@@ -279,7 +294,7 @@ def generate(
         steps: samples to generate at the model's rate (500 at 100 Hz is 5 s).
         out: folder for <record>_generated.csv and <record>_generated.png.
         fs: sampling rate of the recording, for formats that do not carry one (NumPy, CSV without time).
-        lead: lead to continue, by name or position, when the recording has several.
+        lead: lead to continue, by name or 0-based position (0 is the first lead), when the recording has several.
         temperature: sampling temperature (lower is more conservative).
         top_k: sample among the k most likely tokens only.
         greedy: take the most likely token at every step (deterministic).
