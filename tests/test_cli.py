@@ -30,6 +30,20 @@ def _write_ecg(folder: Path, seconds: float = 12.0, fs: int = 250) -> tuple[Path
     return folder / "beats.hea", beats
 
 
+def _write_leads(folder: Path, name: str, fs: int, leads: dict[str, np.ndarray], units: list[str]) -> Path:
+    """A WFDB record of the given leads (name -> samples) and units; its header's path."""
+    wfdb.wrsamp(
+        name,
+        fs=fs,
+        units=units,
+        sig_name=list(leads),
+        p_signal=np.column_stack(list(leads.values())),
+        fmt=["16"] * len(leads),
+        write_dir=str(folder),
+    )
+    return folder / f"{name}.hea"
+
+
 def test_info_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     hea, _ = _write_ecg(tmp_path)
     assert main(["info", str(hea), "--as_json", "true"]) == 0
@@ -66,18 +80,9 @@ def test_peaks_on_a_lead_without_beats_writes_a_header_and_says_so(
     fs, n = 250, 3000
     ecg = np.zeros(n)
     ecg[125::300] = 1.0
-    signal = np.column_stack([ecg, np.zeros(n)])  # V2 is flat, as in some CinC 2021 records
-    wfdb.wrsamp(
-        "two",
-        fs=fs,
-        units=["mV", "mV"],
-        sig_name=["II", "V2"],
-        p_signal=signal,
-        fmt=["16", "16"],
-        write_dir=str(tmp_path),
-    )
+    hea = _write_leads(tmp_path, "two", fs, {"II": ecg, "V2": np.zeros(n)}, ["mV", "mV"])  # V2 flat, as in CinC 2021
     out = tmp_path / "beats.csv"
-    assert main(["peaks", str(tmp_path / "two.hea"), "--lead", "V2", "--out", str(out)]) == 0
+    assert main(["peaks", str(hea), "--lead", "V2", "--out", str(out)]) == 0
     assert out.read_text().splitlines() == ["sample,time_s,rr_s"]
     assert "no beats found in lead V2" in capsys.readouterr().err
 
@@ -87,18 +92,9 @@ def test_plot_draws_a_respiration_lead_without_beat_marks(tmp_path: Path) -> Non
     ecg = np.zeros(n)
     ecg[60::100] = 1.0
     resp = np.sin(2 * np.pi * 0.25 * np.arange(n) / fs)
-    signal = np.column_stack([resp, ecg])  # a BIDMC-like record: RESP first, then an ECG lead
-    wfdb.wrsamp(
-        "icu",
-        fs=fs,
-        units=["NU", "mV"],
-        sig_name=["RESP", "II"],
-        p_signal=signal,
-        fmt=["16", "16"],
-        write_dir=str(tmp_path),
-    )
+    hea = _write_leads(tmp_path, "icu", fs, {"RESP": resp, "II": ecg}, ["NU", "mV"])  # BIDMC-like: RESP first
     out = tmp_path / "icu.png"
-    assert main(["plot", str(tmp_path / "icu.hea"), "--out", str(out)]) == 0
+    assert main(["plot", str(hea), "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -819,18 +819,16 @@ def model_card(
     )
 
 
+# config fields a model card's command leaves out: arguments, options the CLI does not expose, and
+# options that do not change the result
+NOT_IN_COMMAND = ("task", "data", "progress", "grad_clip", "num_nodes", "stop_at_epoch")
+
+
 def command_line(cfg: FinetuneConfig) -> str:
     defaults = FinetuneConfig(task=cfg.task, data=cfg.data)
     parts = ["cardiolens", "finetune", cfg.task, cfg.data]
     for f in dataclasses.fields(cfg):
-        if f.name in (
-            "task",
-            "data",
-            "progress",
-            "grad_clip",
-            "num_nodes",
-            "stop_at_epoch",
-        ):  # not settings of the result
+        if f.name in NOT_IN_COMMAND:
             continue
         value = getattr(cfg, f.name)
         if value != getattr(defaults, f.name):

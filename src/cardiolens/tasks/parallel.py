@@ -23,6 +23,10 @@ ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 
 
+def _on_cpu(accelerator: str) -> bool:
+    return accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+
+
 def check_parallel_options(accelerator: str, devices: Any, num_nodes: Any, strategy: str, precision: str) -> None:
     """Refuse options the training loops cannot run, before any process is started.
 
@@ -40,18 +44,16 @@ def check_parallel_options(accelerator: str, devices: Any, num_nodes: Any, strat
         )
     if accelerator not in ACCELERATORS:
         raise CardiolensError(f"accelerator {accelerator!r} is not supported; choose one of {', '.join(ACCELERATORS)}")
-    gpu = torch.cuda.is_available()
-    if accelerator in ("gpu", "cuda") and not gpu:
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise CardiolensError(f"accelerator {accelerator}: torch sees no GPU on this machine; use --accelerator cpu")
     if precision not in PRECISIONS:
         raise CardiolensError(f"precision {precision!r} is not supported; choose one of {', '.join(PRECISIONS)}")
-    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not gpu)
-    if precision == "16-mixed" and on_cpu:
+    if precision == "16-mixed" and _on_cpu(accelerator):
         raise CardiolensError("precision 16-mixed needs a GPU; on CPU choose 32-true or bf16-mixed")
 
 
 def check_launch_environment(accelerator: str, devices: int, num_nodes: int) -> None:
-    """Refuse to start processes that could not meet: run by :func:`launch_fabric`, where the processes start.
+    """Refuse to start processes that could not meet (call it before reading data: it is cheap).
 
     Raises:
         CardiolensError: a launcher (torchrun) whose number of processes differs from ``devices x
@@ -70,8 +72,7 @@ def check_launch_environment(accelerator: str, devices: int, num_nodes: int) -> 
             f"--num_nodes {num_nodes}: run the same command on every node with MASTER_ADDR, MASTER_PORT and "
             "NODE_RANK set (or start it with torchrun --nnodes); without them the first node waits for the others"
         )
-    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
-    if on_cpu and devices > (os.cpu_count() or 1):
+    if _on_cpu(accelerator) and devices > (os.cpu_count() or 1):
         log.warning(
             "%d processes on a machine with %d CPU cores: they share the cores, which is slower than fewer",
             devices,
@@ -80,9 +81,8 @@ def check_launch_environment(accelerator: str, devices: int, num_nodes: int) -> 
 
 
 def launch_fabric(accelerator: str, devices: int, num_nodes: int, strategy: str, precision: str) -> Any:
-    """A launched Lightning Fabric, after :func:`check_parallel_options` and :func:`check_launch_environment`."""
-    check_parallel_options(accelerator, devices, num_nodes, strategy, precision)
-    check_launch_environment(accelerator, devices, num_nodes)
+    """A launched Lightning Fabric; the caller has run :func:`check_parallel_options` and
+    :func:`check_launch_environment` first, before its slower checks of data and run folder."""
     from lightning.fabric import Fabric
 
     fabric = Fabric(
