@@ -1,0 +1,47 @@
+"""The subagged tree ensemble of the CinC 2017 benchmark (cardiolens.tasks.trees.SubaggedTrees)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cardiolens.tasks.trees import SubaggedTrees
+
+
+def _data(n: int = 240, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 6))
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int) + 2 * (x[:, 2] > 1.5)  # classes 0-3, class 2/3 rarer
+    return x, y
+
+
+def test_members_see_a_stratified_share_and_their_mean_is_the_prediction():
+    x, y = _data()
+    bag = SubaggedTrees(members=3, share=0.8, seed=5).fit(x, y)
+    assert len(bag.models_) == 3
+    for model in bag.models_:
+        assert model.n_features_in_ == 6
+        assert model.get_params()["max_features"] == 0.5
+        assert np.array_equal(model.classes_, bag.classes_)  # stratified: every member saw every class
+    members = np.mean([m.predict_proba(x) for m in bag.models_], axis=0)
+    assert np.allclose(bag.predict_proba(x), members)
+    assert np.allclose(bag.predict_proba(x).sum(axis=1), 1.0)
+    assert np.array_equal(bag.predict(x), bag.classes_[members.argmax(axis=1)])
+    # the members differ (other items, other feature draws), and the same seed gives the same bag
+    assert not np.allclose(bag.models_[0].predict_proba(x), bag.models_[1].predict_proba(x))
+    again = SubaggedTrees(members=3, share=0.8, seed=5).fit(x, y)
+    assert np.allclose(again.predict_proba(x), bag.predict_proba(x))
+    assert not np.allclose(SubaggedTrees(members=3, seed=6).fit(x, y).predict_proba(x), bag.predict_proba(x))
+
+
+def test_the_bag_learns_the_rule():
+    x, y = _data(400)
+    xt, yt = _data(400, seed=1)
+    bag = SubaggedTrees(members=3).fit(x, y)
+    assert (bag.predict(xt) == yt).mean() > 0.8
+
+
+@pytest.mark.parametrize("kwargs", [{"members": 0}, {"share": 0.0}, {"share": 1.5}, {"max_features": 0.0}])
+def test_bad_settings_are_refused(kwargs):
+    with pytest.raises(ValueError, match="members >= 1"):
+        SubaggedTrees(**kwargs)
