@@ -14,6 +14,7 @@ from cardiolens.explain import (
     attention_rollout,
     attention_shift,
     beat_irregularity,
+    chance_rollout,
     mean_attention,
     prepare_window,
     token_attention,
@@ -52,6 +53,31 @@ def test_rollout_matches_the_definition():
     np.testing.assert_allclose(attention_rollout(maps).sum(-1), 1.0)
     np.testing.assert_allclose(mean_attention(maps, layers=[0, 2]), maps.weights[[0, 2]].mean((0, 1)), atol=1e-6)
     np.testing.assert_allclose(attention_rollout(maps, residual=0.0, layers=1), maps.weights[0].mean(0), atol=1e-6)
+
+
+def test_rollout_relative_to_chance_removes_the_causal_pile_up():
+    T = 7
+    uniform = np.tril(np.ones((T, T)))
+    uniform /= uniform.sum(-1, keepdims=True)
+    flat = AttentionMaps(np.broadcast_to(uniform, (3, 2, T, T)).astype(np.float32), np.zeros(T, np.int64), "toy")
+    plain = attention_rollout(flat, token=-1)
+    assert plain[0] > 3 * plain[T - 2]  # uniform causal attention alone piles onto the first tokens
+    np.testing.assert_allclose(chance_rollout(flat, token=-1), plain, atol=1e-12)
+    np.testing.assert_allclose(attention_rollout(flat, token=-1, relative_to_chance=True), 1.0, atol=1e-6)
+    # a model that attends only to token 3 beats chance there and nowhere else (the residual keeps the rest)
+    focused = np.zeros((T, T))
+    focused[:, 0] = 1.0
+    focused[3:, 3], focused[3:, 0] = 1.0, 0.0
+    maps = AttentionMaps(np.broadcast_to(focused, (3, 2, T, T)).astype(np.float32), np.zeros(T, np.int64), "toy")
+    ratio = attention_rollout(maps, token=-1, relative_to_chance=True)
+    assert ratio.argmax() == 3 and ratio[3] > 1.0 > ratio[1]
+    full = attention_rollout(maps, relative_to_chance=True)
+    np.testing.assert_allclose(full[-1], ratio, atol=1e-9)
+    assert np.all(full[np.triu_indices(T, 1)] == 0)  # tokens a row cannot see stay 0
+    # a bidirectional model is compared with uniform attention over the whole window
+    both = AttentionMaps(np.full((2, 1, T, T), 1.0 / T, dtype=np.float32), np.zeros(T, np.int64))
+    np.testing.assert_allclose(chance_rollout(both, residual=0.0), 1.0 / T, atol=1e-9)
+    np.testing.assert_allclose(attention_rollout(both, relative_to_chance=True), 1.0, atol=1e-6)
 
 
 def test_token_attention_views_and_errors():

@@ -180,6 +180,21 @@ def test_attention_attribution_reads_the_last_token(gpt_classifier, ecg):
     assert a.values.sum() == pytest.approx(1.0, abs=1e-5) and np.all(a.values >= 0)
 
 
+def test_attention_attribution_relative_to_chance_is_rollout_over_uniform_rollout(gpt_classifier, ecg):
+    from cardiolens.explain import attention_maps, chance_rollout
+
+    w = prepare_window(gpt_classifier, ecg, fs=100.0)
+    plain = attention_attribution(gpt_classifier, w)
+    ratio = attribute(gpt_classifier, w, "rollout", relative_to_chance=True)
+    assert ratio.method == "attention" and ratio.info["relative_to_chance"] is True
+    chance = chance_rollout(attention_maps(gpt_classifier, w), token=-1)
+    np.testing.assert_allclose(ratio.values[0], plain.values[0] / chance, rtol=1e-4)
+    # the plain map piles onto the window's start (more than a tenth of it in the first tenth), the ratio less so
+    n = w.n_samples // 10
+    start_share = plain.values[0, :n].sum() / plain.values.sum()
+    assert start_share > 0.11 and ratio.values[0, :n].sum() / ratio.values.sum() < start_share - 0.02
+
+
 def test_recorded_attention_is_the_attention_the_output_came_from(gpt_classifier, ecg):
     from cardiolens.models import create_model
     from cardiolens.models.gpt import record_attention

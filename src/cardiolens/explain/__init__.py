@@ -32,6 +32,7 @@ from cardiolens.explain.attention import (
     attention_rollout,
     attention_shift,
     beat_irregularity,
+    chance_rollout,
     mean_attention,
     token_attention,
 )
@@ -106,6 +107,7 @@ __all__ = [
     "attention_beat_stats",
     "attention_maps",
     "attention_rollout",
+    "chance_rollout",
     "attention_shift",
     "attribute",
     "attribution_methods",

@@ -117,7 +117,11 @@ def mean_attention(maps: AttentionMaps, layers: list[int] | None = None, heads: 
 
 
 def attention_rollout(
-    maps: AttentionMaps, token: int | None = None, residual: float = 0.5, layers: int | None = None
+    maps: AttentionMaps,
+    token: int | None = None,
+    residual: float = 0.5,
+    layers: int | None = None,
+    relative_to_chance: bool = False,
 ) -> np.ndarray:
     """Attention rollout (Abnar & Zuidema 2020): how much each input token flows into each output token.
 
@@ -126,18 +130,46 @@ def attention_rollout(
         token: return only this token's row (T,), computed as a vector (cheap); ``None``: the full (T, T).
         residual: weight of the identity (the residual connection) mixed into each layer's head mean.
         layers: roll out the first ``layers`` layers only (default: all).
+        relative_to_chance: divide by the rollout of uniform attention over the same context
+            (:func:`chance_rollout`), so that 1 means "as much as chance". In a causal model every later
+            token sees the first ones, so plain rollout piles onto the start of the window whatever the
+            weights (uniform causal attention puts 73 % of a 500-token rollout in its first tenth).
 
     Returns:
-        (T, T) or (T,) non-negative weights whose rows sum to 1.
+        (T, T) or (T,) non-negative weights whose rows sum to 1 (plain); with ``relative_to_chance``,
+        ratios to chance (zero where a token cannot be seen).
     """
     if not 0.0 <= residual < 1.0:
         raise ModelInputError(f"residual must be in [0, 1), got {residual}")
     n = maps.n_layers if layers is None else maps.check(layer=layers - 1)[0] + 1
+    r = _rollout([maps.weights[layer].astype(np.float64).mean(axis=0) for layer in range(n)], token, residual, maps)
+    if not relative_to_chance:
+        return r
+    chance = chance_rollout(maps, token, residual, layers=n)
+    return np.divide(r, chance, out=np.zeros_like(r), where=chance > 0)
+
+
+def chance_rollout(
+    maps: AttentionMaps, token: int | None = None, residual: float = 0.5, layers: int | None = None
+) -> np.ndarray:
+    """The rollout that attention spread evenly over each token's context would give: the reference
+    of ``attention_rollout(..., relative_to_chance=True)``. The context is what the maps allow (causal
+    when every weight above the diagonal is 0, the whole window otherwise)."""
+    n = maps.n_layers if layers is None else maps.check(layer=layers - 1)[0] + 1
+    T = maps.n_tokens
+    causal = not any(np.triu(maps.weights[layer].max(axis=0), k=1).any() for layer in range(n))
+    uniform = np.tril(np.ones((T, T))) if causal else np.ones((T, T))
+    uniform /= uniform.sum(axis=-1, keepdims=True)
+    return _rollout([uniform] * n, token, residual, maps)
+
+
+def _rollout(head_means: list[np.ndarray], token: int | None, residual: float, maps: AttentionMaps) -> np.ndarray:
+    """Roll out each layer's (T, T) head-mean attention with the residual mixed in (top layer first)."""
     T = maps.n_tokens
     eye = np.eye(T)
     mixed = []
-    for layer in range(n):
-        a = (1.0 - residual) * maps.weights[layer].astype(np.float64).mean(axis=0) + residual * eye
+    for a in head_means:
+        a = (1.0 - residual) * a + residual * eye
         mixed.append(a / a.sum(axis=-1, keepdims=True))
     if token is not None:
         t = check_token(token, T, maps.model)
@@ -367,6 +399,7 @@ __all__ = [
     "attention_beat_stats",
     "attention_maps",
     "attention_rollout",
+    "chance_rollout",
     "attention_shift",
     "beat_irregularity",
     "check_token",

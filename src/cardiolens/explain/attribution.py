@@ -377,9 +377,12 @@ def attention_attribution(
     target: int | str | None = None,
     position: int | None = None,
     residual: float = 0.5,
+    relative_to_chance: bool = False,
 ) -> Attribution:
     """Attention rollout of the token the model's output reads (the mean over all tokens for a
-    mean-pooled head), as a per-sample map. Not class-specific: ``target`` only labels it."""
+    mean-pooled head), as a per-sample map. Not class-specific: ``target`` only labels it.
+    ``relative_to_chance``: as a ratio to the rollout of uniform attention (see
+    :func:`~cardiolens.explain.attention.attention_rollout`)."""
     from cardiolens.explain.attention import attention_maps, attention_rollout
 
     adapter = as_explainable(model)
@@ -392,12 +395,26 @@ def attention_attribution(
     for row in range(rows):
         maps = attention_maps(adapter, window, row=row)
         if token == "all":
-            values.append(attention_rollout(maps, residual=residual).mean(axis=0))
+            values.append(
+                attention_rollout(maps, residual=residual, relative_to_chance=relative_to_chance).mean(axis=0)
+            )
         else:
-            values.append(attention_rollout(maps, token=int(token), residual=residual))
+            values.append(
+                attention_rollout(maps, token=int(token), residual=residual, relative_to_chance=relative_to_chance)
+            )
     values = _rows_to_leads(torch.as_tensor(np.stack(values)), window, "attention")
     return _finish(
-        adapter, "attention", values, window, target, prob, t0, position=position, token=token, residual=residual
+        adapter,
+        "attention",
+        values,
+        window,
+        target,
+        prob,
+        t0,
+        position=position,
+        token=token,
+        residual=residual,
+        relative_to_chance=relative_to_chance,
     )
 
 
