@@ -167,6 +167,18 @@ EXPERIMENTS: dict[str, dict] = {
     "rhythm-features-gbm-events-bagged": {"feature_model": True, "extended": True, "bagged": True},
     "cnn-scratch-30s-long-2seeds+rhythm-features-bagged": {"feature_model": True},
     "cnn-scratch-30s-long-2seeds+rhythm-features-events-bagged": {"feature_model": True},
+    # declared after the four above had run (2026-11-25), as a check of how much their scores rest on
+    # one draw of the bag: the same bags with other seeds (their records and feature draws), reported
+    # whatever they score
+    "rhythm-features-gbm-bagged-seed1": {"feature_model": True, "bagged": True, "bag_seed": 1},
+    "rhythm-features-gbm-events-bagged-seed1": {
+        "feature_model": True,
+        "extended": True,
+        "bagged": True,
+        "bag_seed": 1,
+    },
+    "cnn-scratch-30s-long-2seeds+rhythm-features-bagged-seed1": {"feature_model": True},
+    "cnn-scratch-30s-long-2seeds+rhythm-features-events-bagged-seed1": {"feature_model": True},
 }
 # the feature model reads the records at their own rate
 FEATURE_FS = 300.0
@@ -210,6 +222,15 @@ ENSEMBLES = {
     "cnn-scratch-30s-long-2seeds+rhythm-features-events-bagged": (
         ("cnn-scratch-30s-long", "cnn-scratch-30s-long-seed1"),
         "rhythm-features-gbm-events-bagged",
+    ),
+    # the bag-seed check (declared after the bags above had run)
+    "cnn-scratch-30s-long-2seeds+rhythm-features-bagged-seed1": (
+        ("cnn-scratch-30s-long", "cnn-scratch-30s-long-seed1"),
+        "rhythm-features-gbm-bagged-seed1",
+    ),
+    "cnn-scratch-30s-long-2seeds+rhythm-features-events-bagged-seed1": (
+        ("cnn-scratch-30s-long", "cnn-scratch-30s-long-seed1"),
+        "rhythm-features-gbm-events-bagged-seed1",
     ),
 }
 for _fraction in (0.01, 0.1, 0.25, 0.5):
@@ -402,6 +423,7 @@ def run_rhythm_features(
     extended: bool = False,
     stack_with: tuple[str, ...] = (),
     bagged: bool = False,
+    bag_seed: int = 0,
 ) -> dict:
     """Boosted trees on :func:`rhythm_feature_matrix` of each record, on the 5 folds every experiment uses.
 
@@ -413,7 +435,8 @@ def run_rhythm_features(
     ``extended``: the trees read EXTENDED_FEATURE_NAMES instead of FEATURE_NAMES.
     ``stack_with``: runs on the same folds whose out-of-fold probabilities, averaged, join the features
     as their logarithm (one column per class).
-    ``bagged``: the mean of 10 subagged tree models (:class:`SubaggedTrees`, seed 10 * fold) instead of one."""
+    ``bagged``: the mean of 10 subagged tree models (:class:`SubaggedTrees`, seed 10 * fold + 100 * bag_seed)
+    instead of one."""
     data, folds, all_features = cinc2017_features(data_dir)
     names = list(EXTENDED_FEATURE_NAMES if extended else FEATURE_NAMES)
     n_record_features = len(names)
@@ -445,7 +468,7 @@ def run_rhythm_features(
             chosen[str(k)] = search
             print(f"{name} fold {k}: chose {search['chosen']}", flush=True)
         elif bagged:
-            model = SubaggedTrees(seed=10 * k).fit(features[train], y[train])
+            model = SubaggedTrees(seed=10 * k + 100 * bag_seed).fit(features[train], y[train])
         else:
             model = boosted_trees().fit(features[train], y[train])
         probs[np.ix_(test, model.classes_)] = model.predict_proba(features[test])
@@ -862,6 +885,7 @@ def main() -> None:
                     extended=EXPERIMENTS[name].get("extended", False),
                     stack_with=EXPERIMENTS[name].get("stack_with", ()),
                     bagged=EXPERIMENTS[name].get("bagged", False),
+                    bag_seed=EXPERIMENTS[name].get("bag_seed", 0),
                 )
             else:
                 row = run_ensemble(name, data_dir, args.runs)
