@@ -92,3 +92,31 @@ def test_pooled_nested_choice_finds_the_class_weights_a_rare_class_needs(monkeyp
         assert choice["chosen"]["class_weight"] == "balanced"  # unweighted trees hardly ever call the rare S
     tested = np.isin(folds, [0, 1])
     assert np.allclose(probs[tested].sum(axis=1), 1.0) and np.isnan(probs[~tested]).all()
+
+
+def test_bagged_nested_smoothing_draws_whole_training_records(monkeypatch):
+    import aami_mitbih
+    from aami_mitbih import nested_shape_smoothing
+
+    drawn = []
+
+    class Recording(aami_mitbih.SubaggedTrees):
+        def fit(self, features, targets, sample_weight=None, groups=None):
+            drawn.append((len(targets), set(np.unique(groups))))
+            return super().fit(features, targets, sample_weight=sample_weight, groups=groups)
+
+    monkeypatch.setattr(aami_mitbih, "SubaggedTrees", Recording)
+    rng = np.random.default_rng(1)
+    records = [f"r{r}" for r in range(10) for _ in range(40)]
+    targets = np.array(([0] * 30 + [2] * 10) * 10)
+    features = np.column_stack([2.0 * (targets == 2) + rng.standard_normal(400), rng.standard_normal(400)])
+    shapes = rng.standard_normal((400, 4))
+    folds = np.repeat(np.arange(5), 80)
+    settings = {"0": {"max_iter": 15, "class_weight": "balanced"}}
+    smoothed, unsmoothed, _ = nested_shape_smoothing(
+        _Beats(targets, records), features, shapes, folds, [0], tree_settings=settings, bagged=True
+    )
+    # 4 inner fits and the outer one, each on the training records' beats with their records as groups
+    assert len(drawn) == 5 and drawn[-1] == (320, {f"r{r}" for r in range(2, 10)})
+    assert all(groups <= {f"r{r}" for r in range(2, 10)} for _, groups in drawn)
+    assert np.allclose(unsmoothed[:80].sum(axis=1), 1.0) and np.isnan(unsmoothed[80:]).all()

@@ -45,3 +45,26 @@ def test_the_bag_learns_the_rule():
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError, match="members >= 1"):
         SubaggedTrees(**kwargs)
+
+
+def test_with_groups_each_member_sees_whole_patients_and_the_settings_given():
+    x, y = _data(300)
+    patients = np.arange(300) // 30  # 10 patients of 30 items
+    weights = np.where(y == 0, 1.0, 3.0)
+    bag = SubaggedTrees(members=4, share=0.7, seed=1, params={"max_iter": 20, "max_leaf_nodes": 7})
+    seen = []
+    for model in bag.fit(x, y, sample_weight=weights, groups=patients).models_:
+        assert model.get_params()["max_iter"] == 20 and model.get_params()["max_leaf_nodes"] == 7
+        assert model.n_iter_ <= 20
+    # the members' item draws: 7 whole patients each, not all the same
+    for m in range(4):
+        keep = np.random.default_rng(1 + m).choice(np.arange(10), 7, replace=False)
+        seen.append(frozenset(keep.tolist()))
+    assert len(set(seen)) > 1
+    # a member fitted on its 7 patients, with their weights, is the bag's member
+    rows = np.flatnonzero(np.isin(patients, list(seen[0])))
+    from cardiolens.tasks.trees import boosted_trees
+
+    alone = boosted_trees(1).set_params(max_iter=20, max_leaf_nodes=7, max_features=0.5)
+    alone.fit(x[rows], y[rows], sample_weight=weights[rows])
+    np.testing.assert_allclose(alone.predict_proba(x), bag.models_[0].predict_proba(x))

@@ -23,35 +23,50 @@ def boosted_trees(seed: int = 0) -> Any:
 
 class SubaggedTrees:
     """The mean of ``members`` boosted-tree models, each fitted on a random share of the items
-    (drawn without replacement, stratified by class: "subagging", Buhlmann & Yu 2002) and choosing
-    each split among a random half of the features (``max_features``).
+    (drawn without replacement: "subagging", Buhlmann & Yu 2002) and choosing each split among a
+    random part of the features (``max_features``).
 
     One boosted-tree model is deterministic but unstable: a small change of its data (a few records'
     beats) changes many of its predictions. Averaging members fitted on perturbed data lowers that
-    variance; it does not change what the trees can learn. scikit-learn style: ``fit``,
-    ``predict_proba``, ``predict``, ``classes_``.
+    variance; it does not change what the trees can learn. The share is drawn by class (stratified),
+    or, with ``groups``, as whole groups (patients), so that each member sees a different mix of
+    patients. ``params``: settings of every member's :func:`boosted_trees`. scikit-learn style:
+    ``fit``, ``predict_proba``, ``predict``, ``classes_``.
     """
 
-    def __init__(self, members: int = 10, share: float = 0.8, max_features: float = 0.5, seed: int = 0):
+    def __init__(
+        self,
+        members: int = 10,
+        share: float = 0.8,
+        max_features: float = 0.5,
+        seed: int = 0,
+        params: dict | None = None,
+    ):
         if members < 1 or not 0.0 < share <= 1.0 or not 0.0 < max_features <= 1.0:
             raise ValueError(
                 f"need members >= 1 and share, max_features in (0, 1], got {members}, {share}, {max_features}"
             )
         self.members, self.share, self.max_features, self.seed = members, share, max_features, seed
+        self.params = dict(params or {})
 
-    def fit(self, features: Any, targets: Any) -> SubaggedTrees:
+    def fit(self, features: Any, targets: Any, sample_weight: Any = None, groups: Any = None) -> SubaggedTrees:
         from sklearn.model_selection import train_test_split
 
-        y = np.asarray(targets)
+        x, y = np.asarray(features), np.asarray(targets)
         self.classes_ = np.unique(y)
         self.models_ = []
         for m in range(self.members):
             seed = self.seed + m
             rows = np.arange(len(y))
-            if self.share < 1.0:
+            if self.share < 1.0 and groups is not None:
+                names = np.unique(np.asarray(groups))
+                keep = np.random.default_rng(seed).choice(names, max(1, round(self.share * len(names))), replace=False)
+                rows = np.flatnonzero(np.isin(np.asarray(groups), keep))
+            elif self.share < 1.0:
                 rows, _ = train_test_split(rows, train_size=self.share, stratify=y, random_state=seed)
-            model = boosted_trees(seed).set_params(max_features=self.max_features)
-            self.models_.append(model.fit(np.asarray(features)[rows], y[rows]))
+            model = boosted_trees(seed).set_params(**self.params, max_features=self.max_features)
+            weights = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)[rows]}
+            self.models_.append(model.fit(x[rows], y[rows], **weights))
         return self
 
     def predict_proba(self, features: Any) -> np.ndarray:
