@@ -195,6 +195,25 @@ def test_attention_attribution_relative_to_chance_is_rollout_over_uniform_rollou
     assert start_share > 0.11 and ratio.values[0, :n].sum() / ratio.values.sum() < start_share - 0.02
 
 
+def test_relative_rollout_of_a_mean_pooled_model_is_the_ratio_of_the_mean_flows(ecg):
+    from cardiolens.explain import attention_maps, attention_rollout, chance_rollout
+    from cardiolens.models import create_model
+
+    torch.manual_seed(0)
+    pooled = create_model(
+        "gpt", n_layer=2, n_head=2, n_embd=32, block_size=256, head="classifier", head_pool="mean", fs=100.0
+    ).eval()
+    w = prepare_window(pooled, ecg, fs=100.0)
+    ratio = attribute(pooled, w, "attention", relative_to_chance=True)
+    assert ratio.info["token"] == "all"
+    maps = attention_maps(pooled, w)
+    expected = attention_rollout(maps).mean(0) / chance_rollout(maps).mean(0)
+    np.testing.assert_allclose(ratio.values[0], expected, rtol=1e-4)
+    # not the mean of per-row ratios, which ramps down over the window even for uniform attention
+    per_row = attention_rollout(maps, relative_to_chance=True).mean(0)
+    assert not np.allclose(ratio.values[0], per_row, rtol=1e-2)
+
+
 def test_recorded_attention_is_the_attention_the_output_came_from(gpt_classifier, ecg):
     from cardiolens.models import create_model
     from cardiolens.models.gpt import record_attention

@@ -68,3 +68,36 @@ def test_with_groups_each_member_sees_whole_patients_and_the_settings_given():
     alone = boosted_trees(1).set_params(max_iter=20, max_leaf_nodes=7, max_features=0.5)
     alone.fit(x[rows], y[rows], sample_weight=weights[rows])
     np.testing.assert_allclose(alone.predict_proba(x), bag.models_[0].predict_proba(x))
+
+
+def test_a_member_without_a_rare_class_counts_it_as_zero_and_says_so(caplog):
+    x, y = _data(200, seed=3)
+    patients = np.arange(200) // 20  # 10 patients
+    y = np.where(patients == 9, 1, 2 * (x[:, 0] > 0))  # class 1 only in patient 9: a member may lack a middle class
+    bag = SubaggedTrees(members=4, share=0.5, seed=0, params={"max_iter": 10})
+    with caplog.at_level("WARNING", logger="cardiolens.tasks.trees"):
+        bag.fit(x, y, groups=patients)
+    saw = [1 in m.classes_ for m in bag.models_]
+    assert 0 < sum(saw) < 4  # some members drew patient 9, some did not
+    assert sum("no item of class [1]" in r.message for r in caplog.records) == 4 - sum(saw)
+    assert bag.classes_.tolist() == [0, 1, 2]
+    mean = np.zeros((200, 3))
+    for model in bag.models_:
+        mean[:, [bag.classes_.tolist().index(c) for c in model.classes_]] += model.predict_proba(x)
+    np.testing.assert_allclose(bag.predict_proba(x), mean / 4)  # columns matched by class, not position
+    assert np.allclose(bag.predict_proba(x).sum(axis=1), 1.0)
+
+
+def test_group_shares_round_half_up_and_bad_groups_are_refused():
+    x, y = _data(100)
+    bag = SubaggedTrees(members=2, share=0.5, params={"max_iter": 5}).fit(x, y, groups=np.arange(100) // 20)
+    for model in bag.models_:
+        assert model.n_features_in_ == 6
+    rows = bag._rows(y, np.arange(100) // 20, seed=0)
+    assert len(rows) == 60  # 0.5 of 5 patients: 3 (2.5 rounded half up), 20 items each
+    with pytest.raises(ValueError, match="keeps every group"):
+        SubaggedTrees(share=0.8).fit(x, y, groups=np.arange(100) // 50)  # 0.8 of 2 rounds to 2
+    with pytest.raises(ValueError, match="99 groups for 100 items"):
+        SubaggedTrees().fit(x, y, groups=np.arange(99))
+    with pytest.raises(ValueError, match="one class only"):
+        SubaggedTrees(share=0.5).fit(x, np.repeat([0, 1], 50), groups=np.repeat([0, 1, 2, 3], 25))

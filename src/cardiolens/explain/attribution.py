@@ -383,7 +383,7 @@ def attention_attribution(
     mean-pooled head), as a per-sample map. Not class-specific: ``target`` only labels it.
     ``relative_to_chance``: as a ratio to the rollout of uniform attention (see
     :func:`~cardiolens.explain.attention.attention_rollout`)."""
-    from cardiolens.explain.attention import attention_maps, attention_rollout
+    from cardiolens.explain.attention import attention_maps, attention_rollout, chance_rollout
 
     adapter = as_explainable(model)
     adapter.require("attention")
@@ -395,9 +395,12 @@ def attention_attribution(
     for row in range(rows):
         maps = attention_maps(adapter, window, row=row)
         if token == "all":
-            values.append(
-                attention_rollout(maps, residual=residual, relative_to_chance=relative_to_chance).mean(axis=0)
-            )
+            flow = attention_rollout(maps, residual=residual).mean(axis=0)
+            if relative_to_chance:
+                # the ratio of the means: a mean of per-row ratios would weigh early tokens, which
+                # more rows can see, more, and bring back the pile-up the ratio removes
+                flow = flow / chance_rollout(maps, residual=residual).mean(axis=0)
+            values.append(flow)
         else:
             values.append(
                 attention_rollout(maps, token=int(token), residual=residual, relative_to_chance=relative_to_chance)

@@ -5,10 +5,13 @@ One definition, so that both benchmarks and their tests use the same classifier 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def boosted_trees(seed: int = 0) -> Any:
@@ -27,11 +30,17 @@ class SubaggedTrees:
     random part of the features (``max_features``).
 
     One boosted-tree model is deterministic but unstable: a small change of its data (a few records'
-    beats) changes many of its predictions. Averaging members fitted on perturbed data lowers that
-    variance; it does not change what the trees can learn. The share is drawn by class (stratified),
-    or, with ``groups``, as whole groups (patients), so that each member sees a different mix of
-    patients. ``params``: settings of every member's :func:`boosted_trees`. scikit-learn style:
-    ``fit``, ``predict_proba``, ``predict``, ``classes_``.
+    beats) changes many of its predictions, and averaging members fitted on perturbed data lowers
+    that variance. The members are not the single model, though: each learns from fewer items and
+    fewer features per split, which can cost more than the averaging gains (it did on the 22 MIT-BIH
+    records, docs/BENCHMARKS.md). The share is drawn by class (stratified), or, with ``groups``, as
+    whole groups (patients), so that each member sees a different mix of patients. ``params``:
+    settings of every member's :func:`boosted_trees`. scikit-learn style: ``fit``, ``predict_proba``,
+    ``predict``, ``classes_``.
+
+    ``predict_proba`` is the plain mean of the members' probabilities; a class that a member's draw
+    did not contain counts as 0 from that member (logged as a warning at fit time), so a rare class
+    drawn by few members is predicted less often.
     """
 
     def __init__(
@@ -49,21 +58,41 @@ class SubaggedTrees:
         self.members, self.share, self.max_features, self.seed = members, share, max_features, seed
         self.params = dict(params or {})
 
-    def fit(self, features: Any, targets: Any, sample_weight: Any = None, groups: Any = None) -> SubaggedTrees:
+    def _rows(self, y: np.ndarray, groups: np.ndarray | None, seed: int) -> np.ndarray:
+        """The items of one member: ``share`` of the groups (rounded half up), or of each class."""
         from sklearn.model_selection import train_test_split
 
+        if self.share == 1.0:
+            return np.arange(len(y))
+        if groups is None:
+            return train_test_split(np.arange(len(y)), train_size=self.share, stratify=y, random_state=seed)[0]
+        names = np.unique(groups)
+        count = max(1, int(np.floor(self.share * len(names) + 0.5)))
+        if count == len(names):
+            raise ValueError(f"a share of {self.share} of {len(names)} groups keeps every group: nothing to subsample")
+        keep = np.random.default_rng(seed).choice(names, count, replace=False)
+        return np.flatnonzero(np.isin(groups, keep))
+
+    def fit(self, features: Any, targets: Any, sample_weight: Any = None, groups: Any = None) -> SubaggedTrees:
         x, y = np.asarray(features), np.asarray(targets)
+        if groups is not None:
+            groups = np.asarray(groups)
+            if len(groups) != len(y):
+                raise ValueError(f"{len(groups)} groups for {len(y)} items")
         self.classes_ = np.unique(y)
         self.models_ = []
         for m in range(self.members):
             seed = self.seed + m
-            rows = np.arange(len(y))
-            if self.share < 1.0 and groups is not None:
-                names = np.unique(np.asarray(groups))
-                keep = np.random.default_rng(seed).choice(names, max(1, round(self.share * len(names))), replace=False)
-                rows = np.flatnonzero(np.isin(np.asarray(groups), keep))
-            elif self.share < 1.0:
-                rows, _ = train_test_split(rows, train_size=self.share, stratify=y, random_state=seed)
+            rows = self._rows(y, groups, seed)
+            seen = np.unique(y[rows])
+            if len(seen) < 2:
+                raise ValueError(f"member {m} drew items of one class only ({seen.tolist()}): draw a larger share")
+            if len(seen) < len(self.classes_):
+                log.warning(
+                    "subagged member %d drew no item of class %s; it counts as 0 for it",
+                    m,
+                    sorted(set(self.classes_.tolist()) - set(seen.tolist())),
+                )
             model = boosted_trees(seed).set_params(**self.params, max_features=self.max_features)
             weights = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)[rows]}
             self.models_.append(model.fit(x[rows], y[rows], **weights))
@@ -72,7 +101,6 @@ class SubaggedTrees:
     def predict_proba(self, features: Any) -> np.ndarray:
         probs = np.zeros((len(features), len(self.classes_)))
         for model in self.models_:
-            # a member whose share missed a rare class has no column for it: it gives that class 0
             probs[:, np.searchsorted(self.classes_, model.classes_)] += model.predict_proba(features)
         return probs / len(self.models_)
 
