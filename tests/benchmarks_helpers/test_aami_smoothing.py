@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from aami_mitbih import smooth_v_by_shape  # noqa: E402
@@ -120,3 +121,49 @@ def test_bagged_nested_smoothing_draws_whole_training_records(monkeypatch):
     assert len(drawn) == 5 and drawn[-1] == (320, {f"r{r}" for r in range(2, 10)})
     assert all(groups <= {f"r{r}" for r in range(2, 10)} for _, groups in drawn)
     assert np.allclose(unsmoothed[:80].sum(axis=1), 1.0) and np.isnan(unsmoothed[80:]).all()
+
+
+def test_bagged_feature_model_folds_draw_records_and_synthetic_beats_cannot_be_drawn(monkeypatch):
+    import aami_mitbih
+    from aami_mitbih import fit_on, run_feature_model
+    from cardiolens.errors import CardiolensError
+
+    drawn = []
+
+    class Recording(aami_mitbih.SubaggedTrees):
+        def fit(self, features, targets, sample_weight=None, groups=None):
+            drawn.append((set(np.unique(groups)), sample_weight is not None))
+            return super().fit(features, targets, sample_weight=sample_weight, groups=groups)
+
+    monkeypatch.setattr(aami_mitbih, "score_out_of_fold", lambda data, probs, folds, parts: {"probs": probs})
+    rng = np.random.default_rng(2)
+    records = [f"r{r}" for r in range(10) for _ in range(40)]
+    targets = np.array(([0] * 28 + [1] * 4 + [2] * 8) * 10)
+    features = np.column_stack([np.select([targets == 1, targets == 2], [1.5, 3.0], 0.0) + rng.standard_normal(400)])
+    folds = np.repeat(np.arange(5), 80)
+    data = _Beats(targets, records)
+    groups = aami_mitbih.record_of_beats(data)
+    assert groups.tolist() == records
+    out = run_feature_model(
+        data,
+        features,
+        lambda part: Recording(members=2, params={"max_iter": 10}),
+        folds,
+        [0, 1],
+        weighted=True,
+        groups=groups,
+    )
+    # fold 0 trains on r2-r9, fold 1 on r0, r1, r4-r9: the records of each fold's training part, weighted
+    assert drawn == [({f"r{r}" for r in range(2, 10)}, True), ({f"r{r}" for r in (0, 1, *range(4, 10))}, True)]
+    assert np.allclose(out["probs"][:160].sum(axis=1), 1.0) and np.isnan(out["probs"][160:]).all()
+    with pytest.raises(CardiolensError, match="no record to draw them by"):
+        fit_on(
+            Recording(),
+            features,
+            targets,
+            folds != 0,
+            True,
+            lambda train, part: (features[:2], targets[:2]),
+            0,
+            groups,
+        )
