@@ -71,6 +71,8 @@ CNN_30S_LONG = {
     "batch_size": 32,
 }
 # name -> settings; "fold_ids": [0] marks experiments that only fit one fold in this CPU's budget
+# the two training seeds of the 30 s CNN, averaged as one member of the means below
+CNN_30S_LONG_SEEDS = ("cnn-scratch-30s-long", "cnn-scratch-30s-long-seed1")
 EXPERIMENTS: dict[str, dict] = {
     # 3 random crops per record and epoch, ~2,400 steps (a first run, 1 crop x 12 epochs, was under-trained);
     # patience = epochs: the validation score swings by 0.05 between epochs, and stopping at the first
@@ -155,7 +157,7 @@ EXPERIMENTS: dict[str, dict] = {
     # stacking targets): the usual cross-validated stacking, not a nested one
     "rhythm-features-gbm-stacked": {
         "feature_model": True,
-        "stack_with": ("cnn-scratch-30s-long", "cnn-scratch-30s-long-seed1"),
+        "stack_with": CNN_30S_LONG_SEEDS,
     },
     # declared 2026-11-25 (after the R-peak correction) before they ran, reported whatever they score.
     # The correction changed 4 records' beats and the refitted trees changed the class of 95-129
@@ -197,39 +199,39 @@ ENSEMBLES = {
     # declared with cnn-scratch-30s-long-seed1 (2026-11-25), before any of its folds ran: the two seeds'
     # mean, and that mean averaged with the trees (a member that is a tuple is averaged first, so the
     # trees keep half the weight, as in cnn-scratch-30s-long+rhythm-features)
-    "cnn-scratch-30s-long-2seeds": ("cnn-scratch-30s-long", "cnn-scratch-30s-long-seed1"),
+    "cnn-scratch-30s-long-2seeds": CNN_30S_LONG_SEEDS,
     "cnn-scratch-30s-long-2seeds+rhythm-features": (
-        ("cnn-scratch-30s-long", "cnn-scratch-30s-long-seed1"),
+        CNN_30S_LONG_SEEDS,
         "rhythm-features-gbm",
     ),
     # declared with rhythm-features-gbm-events (2026-11-25), before it ran
     "cnn-scratch-30s-long-2seeds+rhythm-features-events": (
-        ("cnn-scratch-30s-long", "cnn-scratch-30s-long-seed1"),
+        CNN_30S_LONG_SEEDS,
         "rhythm-features-gbm-events",
     ),
     # the check of one seed at a time (declared after the pair had run)
     "cnn-scratch-30s-long+rhythm-features-events": ("cnn-scratch-30s-long", "rhythm-features-gbm-events"),
     "cnn-scratch-30s-long-seed1+rhythm-features-events": ("cnn-scratch-30s-long-seed1", "rhythm-features-gbm-events"),
     "cnn-scratch-30s-long-2seeds+rhythm-features-events-nested": (
-        ("cnn-scratch-30s-long", "cnn-scratch-30s-long-seed1"),
+        CNN_30S_LONG_SEEDS,
         "rhythm-features-gbm-events-nested",
     ),
     # declared with the subagged trees (2026-11-25), before they ran
     "cnn-scratch-30s-long-2seeds+rhythm-features-bagged": (
-        ("cnn-scratch-30s-long", "cnn-scratch-30s-long-seed1"),
+        CNN_30S_LONG_SEEDS,
         "rhythm-features-gbm-bagged",
     ),
     "cnn-scratch-30s-long-2seeds+rhythm-features-events-bagged": (
-        ("cnn-scratch-30s-long", "cnn-scratch-30s-long-seed1"),
+        CNN_30S_LONG_SEEDS,
         "rhythm-features-gbm-events-bagged",
     ),
     # the bag-seed check (declared after the bags above had run)
     "cnn-scratch-30s-long-2seeds+rhythm-features-bagged-seed1": (
-        ("cnn-scratch-30s-long", "cnn-scratch-30s-long-seed1"),
+        CNN_30S_LONG_SEEDS,
         "rhythm-features-gbm-bagged-seed1",
     ),
     "cnn-scratch-30s-long-2seeds+rhythm-features-events-bagged-seed1": (
-        ("cnn-scratch-30s-long", "cnn-scratch-30s-long-seed1"),
+        CNN_30S_LONG_SEEDS,
         "rhythm-features-gbm-events-bagged-seed1",
     ),
 }

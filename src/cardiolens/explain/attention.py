@@ -142,8 +142,6 @@ def attention_rollout(
         (T, T) or (T,) non-negative weights whose rows sum to 1 (plain); with ``relative_to_chance``,
         ratios to chance (zero where a token cannot be seen).
     """
-    if not 0.0 <= residual < 1.0:
-        raise ModelInputError(f"residual must be in [0, 1), got {residual}")
     n = maps.n_layers if layers is None else maps.check(layer=layers - 1)[0] + 1
     r = _rollout([maps.weights[layer].astype(np.float64).mean(axis=0) for layer in range(n)], token, residual, maps)
     if not relative_to_chance:
@@ -169,6 +167,8 @@ def chance_rollout(
 
 def _rollout(head_means: list[np.ndarray], token: int | None, residual: float, maps: AttentionMaps) -> np.ndarray:
     """Roll out each layer's (T, T) head-mean attention with the residual mixed in (top layer first)."""
+    if not 0.0 <= residual < 1.0:
+        raise ModelInputError(f"residual must be in [0, 1), got {residual}")
     T = maps.n_tokens
     eye = np.eye(T)
     mixed = []
