@@ -144,12 +144,13 @@ def sample_records(labels: dict[str, str], per_class: int, seed: int, pool: list
 
 # variants of a method, benchmarked beside it under their own name: name -> (method, its options).
 # attention-chance, declared 2026-11-25 before it ran, reported whatever it scores: plain rollout of a
-# causal GPT piles onto the window's first tokens (45 % of ECG-PT-AF's read-out rollout in the first
-# tenth), a pile-up any causal transformer shares, random or trained. Hypothesis: rollout relative to
-# the rollout of uniform attention removes it. Run on ECG-PT-AF with --seed 11 (records none of the
-# earlier runs drew as a set). Rule fixed now: it becomes the default of the "attention" attribution
-# only if its deletion margin over random samples has a 95 % interval above 0 and its randomisation
-# Spearman of magnitudes an interval inside [-0.1, 0.1]; plain rollout stays in the attention views.
+# causal GPT piles onto the window's first tokens (about 45 % of ECG-PT-AF's read-out rollout in the
+# first tenth, seen on 9 records), a pile-up any causal transformer shares, random or trained.
+# Hypothesis: rollout relative to the rollout of uniform attention removes it. Run on ECG-PT-AF with
+# --seed 11 (records none of the earlier runs drew as a set). Rule fixed now: it becomes the default
+# of the "attention" attribution only if its deletion margin over random samples has a 95 % interval
+# above 0 and its randomisation Spearman of magnitudes an interval inside [-0.1, 0.1]; plain rollout
+# stays in the attention views.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"attention-chance": ("attention", {"relative_to_chance": True})}
 
 

@@ -78,6 +78,8 @@ def test_rollout_relative_to_chance_removes_the_causal_pile_up():
     both = AttentionMaps(np.full((2, 1, T, T), 1.0 / T, dtype=np.float32), np.zeros(T, np.int64))
     np.testing.assert_allclose(chance_rollout(both, residual=0.0), 1.0 / T, atol=1e-9)
     np.testing.assert_allclose(attention_rollout(both, relative_to_chance=True), 1.0, atol=1e-6)
+    with pytest.raises(ModelInputError, match="residual must be in"):
+        chance_rollout(both, residual=1.0)
 
 
 def test_token_attention_views_and_errors():
