@@ -167,3 +167,37 @@ def test_bagged_feature_model_folds_draw_records_and_synthetic_beats_cannot_be_d
             0,
             groups,
         )
+
+
+def test_pooled_nested_choice_adds_synthetic_beats_of_each_fits_own_training_records(monkeypatch):
+    import aami_mitbih
+    from aami_mitbih import pooled_nested_trees
+
+    monkeypatch.setattr(aami_mitbih, "TREE_SETTINGS_GRID", {"class_weight": [None, "balanced"], "max_iter": [10]})
+    rng = np.random.default_rng(3)
+    records = [f"r{r}" for r in range(10) for _ in range(40)]
+    targets = np.array(([0] * 30 + [2] * 10) * 10)
+    features = np.column_stack([2.0 * (targets == 2) + rng.standard_normal(400), rng.standard_normal(400)])
+    folds = np.repeat(np.arange(5), 80)
+    asked = []
+
+    def extra_training(train, part):
+        asked.append((part, set(np.asarray(records)[train])))
+        return np.full((3, 2), 9.0), np.zeros(3, dtype=int)  # three synthetic N beats far from every real one
+
+    fits = []
+    original = aami_mitbih.fit_on
+
+    def recording_fit_on(model, x, y, train, weighted, extra, part, groups=None):
+        fitted = original(model, x, y, train, weighted, extra, part, groups)
+        fits.append(fitted.n_features_in_)
+        return fitted
+
+    monkeypatch.setattr(aami_mitbih, "fit_on", recording_fit_on)
+    probs, _ = pooled_nested_trees(_Beats(targets, records), features, folds, [0], extra_training)
+    # 2 settings x 4 inner fits, then the outer fit; each asks for synthetic beats of its own records only
+    assert len(asked) == 2 * 4 + 1 and len(fits) == len(asked)
+    assert all(part == 0 and recs <= {f"r{r}" for r in range(2, 10)} for part, recs in asked)
+    assert asked[-1][1] == {f"r{r}" for r in range(2, 10)}  # the outer fit: every training record
+    assert all(len(recs) < 8 for _, recs in asked[:-1])  # inner fits leave their inner test records out
+    assert np.allclose(probs[:80].sum(axis=1), 1.0) and np.isnan(probs[80:]).all()
