@@ -251,6 +251,17 @@ for _fraction in (0.01, 0.1, 0.25, 0.5):
         "label_fraction": _fraction,
     }
     EXPERIMENTS[f"rhythm-features-gbm@{_fraction:g}"] = {"feature_model": True, "label_fraction": _fraction}
+# declared 2026-11-25 (session of stop 26) before they ran, reported whatever they score: the low-label
+# curve compared the from-scratch CNN, fine-tuned, with the pretrained GPTs as linear probes only. Here
+# the pretrained ecgpt-small is fine-tuned as its best policy was at 100 % (llrd), on fold 0 with 1 % and
+# 10 % of the training patients (the same nested draws as every other point), so that pretrained and
+# from scratch are both fine-tuned. Each costs a full fold (the 200-step minimum), so only two points
+for _fraction in (0.01, 0.1):
+    EXPERIMENTS[f"ecgpt-small-llrd@{_fraction:g}"] = {
+        **EXPERIMENTS["ecgpt-small-llrd"],
+        "label_fraction": _fraction,
+        "fold_ids": [0],
+    }
 DEFAULT = [
     "cnn-scratch",
     "rhythm-features-gbm",
