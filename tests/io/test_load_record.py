@@ -241,6 +241,17 @@ def test_csv_with_text_in_it(tmp_path: Path) -> None:
     assert "text.csv" in str(err.value)
 
 
+def test_csv_with_rows_of_different_lengths_or_prose(tmp_path: Path) -> None:
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("1,2\n3,4\n5,6,7\n8,9\n")
+    with pytest.raises(RecordError, match=r"ragged.csv: not a table of signal values.*line 3, saw 3"):
+        load_record(ragged, fs=FS)
+    prose = tmp_path / "notes.txt"
+    prose.write_text("# Notes\n\nThe recording was made, on a Tuesday, at rest.\n")
+    with pytest.raises(RecordError, match="notes.txt: not a table of signal values"):
+        load_record(prose, fs=FS)
+
+
 def test_csv_without_sampling_rate(tmp_path: Path) -> None:
     path = tmp_path / "nofs.csv"
     path.write_text("0.1,0.2\n0.3,0.4\n0.2,0.1\n")

@@ -52,6 +52,15 @@ def test_a_file_in_a_folder_that_is_not_a_record_is_skipped_by_name(tmp_path, ca
         predict_paths("rhythm-ecg-trees", [tmp_path], fs=FS)
 
 
+def test_a_ragged_text_file_in_a_folder_is_skipped_and_the_records_are_still_predicted(tmp_path, caplog):
+    np.save(tmp_path / "r1.npy", _ecg())
+    (tmp_path / "ragged.csv").write_text("1,2\n3,4\n5,6,7\n8,9\n")
+    with caplog.at_level(logging.WARNING, logger="cardiolens.tasks.predict"):
+        predictions = predict_paths("rhythm-ecg-trees", [tmp_path], fs=FS)
+    assert [p.source for p in predictions] == [str(tmp_path / "r1.npy")]
+    assert "ragged.csv" in caplog.text and "not a table of signal values" in caplog.text
+
+
 def test_predict_record_reads_a_file_it_is_given(tmp_path):
     from cardiolens.tasks.predict import predict_record
 

@@ -105,19 +105,24 @@ def read_csv(
         raise RecordError("not a text file (cannot be decoded as UTF-8)", path) from None
     delimiter, has_header = _sniff(path, text[:20000])
     sep = r"\s+" if delimiter == " " else delimiter
-    raw = pd.read_csv(
-        io.StringIO(text),
-        sep=sep,
-        header=0 if has_header else None,
-        dtype=str,
-        # only an empty field is missing here: a column of "nan" must stay a column (of missing
-        # values, which the NaN policy then names) rather than vanish as all-empty
-        keep_default_na=False,
-        na_values=[""],
-        skipinitialspace=True,
-        engine="python" if sep == r"\s+" else "c",
-        skip_blank_lines=False,
-    )
+    try:
+        raw = pd.read_csv(
+            io.StringIO(text),
+            sep=sep,
+            header=0 if has_header else None,
+            dtype=str,
+            # only an empty field is missing here: a column of "nan" must stay a column (of missing
+            # values, which the NaN policy then names) rather than vanish as all-empty
+            keep_default_na=False,
+            na_values=[""],
+            skipinitialspace=True,
+            engine="python" if sep == r"\s+" else "c",
+            skip_blank_lines=False,
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        # rows of different lengths, or prose rather than a table: pandas names the line
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise RecordError(f"not a table of signal values, one column per lead ({detail})", path) from None
     raw = raw.dropna(axis=1, how="all")  # trailing delimiters make empty columns
     # a blank line inside the data is a missing value (kept, then refused or repaired); blank lines at the end are not
     filled = np.flatnonzero(raw.notna().any(axis=1).to_numpy())
