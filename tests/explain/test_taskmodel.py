@@ -151,3 +151,22 @@ def test_extra_features_are_required_and_held_fixed(ecg):
     w = prepare_window(model, ecg, fs=100.0, extra=[0.8, 0.9])
     a = occlusion(model, w)
     assert a.values.shape == (1, 200)
+
+
+def test_a_binary_model_explains_the_class_its_validation_threshold_predicts(ecg):
+    from cardiolens.explain.report import explain_record
+
+    model = _cnn_task()
+    window = prepare_window(model, _two_leads(ecg))
+    adapter = as_explainable(model)
+    p_af = adapter.target(window, target=1)[1]
+    assert adapter.decision_threshold is None and adapter.target(window)[0] == int(p_af >= 0.5)  # no threshold: 0.5
+    for threshold, expected in ((p_af / 2, "AF"), (min(0.99, p_af + (1 - p_af) / 2), "not AF")):
+        model.config.thresholds = [threshold]  # as fine-tuning stores the threshold chosen on validation data
+        adapter = as_explainable(model)
+        assert adapter.decision_threshold == pytest.approx(threshold)
+        assert adapter.class_name(adapter.target(window)[0]) == expected
+        report = explain_record(model, _two_leads(ecg), methods="gradcam")
+        assert report.summary["target"] == expected
+        assert f">= {threshold:g}" in report.summary["decision_rule"]
+    assert adapter.target(window, target="AF")[0] == 1  # a named class is explained whatever the rule

@@ -260,6 +260,15 @@ class ExplainModel:
         return self._raw_outputs() == 1 and self._activation == "sigmoid"
 
     @property
+    def decision_threshold(self) -> float | None:
+        """The threshold on p(positive class) that a fine-tuned binary model's predictions use (chosen
+        on validation data, as ``cardiolens predict`` applies it); ``None`` when it is 0.5 or unknown."""
+        thresholds = getattr(getattr(self.model, "config", None), "thresholds", None)
+        if not self.binary or self.per_sample or not thresholds or len(thresholds) != 1:
+            return None
+        return None if float(thresholds[0]) == 0.5 else float(thresholds[0])
+
+    @property
     def class_names(self) -> list[str]:
         """Names of the K scores :meth:`logits` returns."""
         if self.is_lm:
@@ -409,14 +418,17 @@ class ExplainModel:
         return captured[0]
 
     def target(self, window: Window, target: int | str | None = None, position: int | None = None) -> tuple[int, float]:
-        """``(index, probability)`` of the class to explain: the predicted one unless named; for a
-        binary detector over a whole window (no ``position``), the detected class (``beat``), since
-        most samples of any window are no beat."""
+        """``(index, probability)`` of the class to explain: the predicted one unless named (for a
+        binary model with a :attr:`decision_threshold`, predicted by that threshold, as
+        ``cardiolens predict`` does); for a binary detector over a whole window (no ``position``), the
+        detected class (``beat``), since most samples of any window are no beat."""
         with torch.no_grad(), self.evaluating():
             probs = self.probabilities(self.scorer(window, position)(window.tensor()))[0]
         names = self.class_names if len(self.class_names) == probs.numel() else None
         if target is None and self.per_sample and self.binary and position is None:
             index = 1
+        elif target is None and self.decision_threshold is not None:
+            index = int(float(probs[1]) >= self.decision_threshold)
         elif target is None:
             index = int(probs.argmax())
         elif isinstance(target, str) and not target.lstrip("-").isdigit():

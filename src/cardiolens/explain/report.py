@@ -392,6 +392,7 @@ def explain_record(
             "samples": window.n_samples,
             "target": adapter.class_name(target_index),
             "prediction": prediction,
+            **_decision_rule(adapter),
             "methods": chosen,
             **summary,
         },
@@ -452,6 +453,16 @@ def render_html(report: ExplainReport) -> str:
     )
 
 
+def _decision_rule(adapter: ExplainModel) -> dict[str, str]:
+    """The rule that turned a binary model's probability into its predicted class, where it is not
+    the arg-max (a threshold chosen on validation data): ``{"decision_rule": ...}`` or nothing."""
+    threshold = adapter.decision_threshold
+    if threshold is None:
+        return {}
+    positive = adapter.class_names[1]
+    return {"decision_rule": f"predicted {positive} when p({positive}) >= {threshold:g}, the threshold chosen on validation data"}
+
+
 def _where_predicted(summary: dict[str, Any]) -> str:
     """For a window member of a mean: where its prediction was made, and its whole-record one beside it."""
     m = summary.get("in_mean")
@@ -471,7 +482,9 @@ def _report_body(report: ExplainReport) -> str:
         f"window: {s['samples']} samples at {s['fs']:g} Hz from {s['start_s']:.2f} s, lead(s) "
         f"{html.escape(', '.join(s['leads']))}"
         + (f" (resampled from {s['resampled_from']:g} Hz)" if s.get("resampled_from") else "")
-        + f"<br>prediction{_where_predicted(s)}: {pred}<br>explained class: {html.escape(str(s['target']))}<br>"
+        + f"<br>prediction{_where_predicted(s)}: {pred}<br>explained class: {html.escape(str(s['target']))}"
+        + (f" ({html.escape(s['decision_rule'])})" if s.get("decision_rule") else "")
+        + "<br>"
         f"methods: {html.escape(', '.join(report.methods))}<br>"
         f"written {_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')} by cardiolens</p>",
     ]
@@ -707,7 +720,7 @@ def summary_lines(report: ExplainReport) -> list[str]:
     lines = [
         f"{report.model} on {s['source']}: {where}",
         f"prediction{_where_predicted(s)}: " + ", ".join(f"{k} {v:.3f}" for k, v in report.prediction.items()),
-        f"explained class: {s['target']}",
+        f"explained class: {s['target']}" + (f" ({s['decision_rule']})" if s.get("decision_rule") else ""),
     ]
     if "features" in s:
         f = s["features"]
