@@ -644,7 +644,9 @@ def serve(
         max_upload_mb: largest upload accepted, in MB.
         threads: torch threads of the server.
         models: your own checkpoint folders (from cardiolens finetune) to offer beside the shipped models, as a
-            JSON list; one fine-tuned from ecgpt-small gets the attention-shift view.
+            JSON list, each named by its folder and as many folders above it as keep the names apart
+            (runs/a/fold-0/model and runs/b/fold-0/model: a/fold-0/model, b/fold-0/model); one fine-tuned from
+            ecgpt-small gets the attention-shift view.
         compute_threads: requests doing model work at once; the others wait (more than the cores only slows the
             server's answers to everything else).
     """

@@ -331,9 +331,19 @@ def test_serve_models_are_checked_when_the_server_starts(tmp_path, tuned_checkpo
     empty.mkdir()
     with pytest.raises(CardiolensError, match="not-a-model"):
         operator_models([empty])
-    shadow = tmp_path / "rhythm-ecg"  # would hide the shipped model of that name
-    shadow.mkdir()
-    with pytest.raises(CardiolensError, match="already offered"):
-        operator_models([shadow])
-    with pytest.raises(CardiolensError, match="already offered"):
+    with pytest.raises(CardiolensError, match="given twice"):
         operator_models([tuned_checkpoint, tuned_checkpoint])
+    # fine-tuning writes every fold's checkpoint to .../fold-N/model: two runs, or a folder named like a
+    # shipped model, get the folders above them in their names instead of an error or a shadowed model
+    import shutil
+
+    runs = tmp_path / "runs"
+    for run in ("af", "af2"):
+        shutil.copytree(tuned_checkpoint, runs / run / "fold-0" / "model")
+    shutil.copytree(tuned_checkpoint, runs / "rhythm-ecg")
+    offered = operator_models([runs / "af/fold-0/model", runs / "af2/fold-0/model", runs / "rhythm-ecg"])
+    assert offered == {
+        "af/fold-0/model": str((runs / "af/fold-0/model").resolve()),
+        "af2/fold-0/model": str((runs / "af2/fold-0/model").resolve()),
+        "runs/rhythm-ecg": str((runs / "rhythm-ecg").resolve()),
+    }

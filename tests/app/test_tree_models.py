@@ -119,11 +119,11 @@ def test_attention_shift_refuses_the_trees(client, example):
     assert response.status_code == 404 and "not fine-tuned from a shipped GPT" in response.json()["detail"]
 
 
-def test_serve_models_cannot_shadow_the_trees(tmp_path):
-    from cardiolens.app.server import operator_models
-    from cardiolens.errors import CardiolensError
+def test_serve_models_cannot_shadow_the_trees(tmp_path, tuned_checkpoint):
+    import shutil
 
-    shadow = tmp_path / TREES
-    shadow.mkdir()
-    with pytest.raises(CardiolensError, match="already offered"):
-        operator_models([shadow])
+    from cardiolens.app.server import operator_models
+
+    shadow = tmp_path / "mine" / TREES
+    shutil.copytree(tuned_checkpoint, shadow)
+    assert operator_models([shadow]) == {f"mine/{TREES}": str(shadow.resolve())}  # named apart from the shipped trees

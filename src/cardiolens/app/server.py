@@ -644,19 +644,35 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
 def operator_models(paths: list[str | Path]) -> dict[str, str]:
     """Name -> folder of the checkpoints given to ``serve``, each checked now (not at a user's first request).
 
+    A model is offered under its folder's name, or under as many of the folders above it as make the
+    name unique and unlike every shipped model's (``runs/af/fold-0/model`` and ``runs/af2/fold-0/model``
+    become ``af/fold-0/model`` and ``af2/fold-0/model``).
+
     Raises:
-        CardiolensError: a folder that is not a cardiolens checkpoint, or a name taken twice or by a shipped model.
+        CardiolensError: a folder that is not a cardiolens checkpoint, or one given twice.
     """
     from cardiolens.models import list_pretrained, load_model
 
     shipped = {*list_pretrained(), *services.shipped_tree_models()}
-    out: dict[str, str] = {}
+    folders: list[Path] = []
     for path in map(Path, paths):
-        name = path.name
-        if name in out or name in shipped:
-            raise CardiolensError(f"{path}: a model called {name!r} is already offered; rename the folder")
+        if path.resolve() in folders:
+            raise CardiolensError(f"{path}: the same model folder is given twice")
         load_model(path)  # a clear error now if it is not a checkpoint
-        out[name] = str(path.resolve())
+        folders.append(path.resolve())
+
+    def suffix(folder: Path, depth: int) -> str:
+        return "/".join(folder.parts[-depth:])
+
+    out: dict[str, str] = {}
+    for folder in folders:
+        others = [f for f in folders if f != folder]
+        depth = 1
+        while depth < len(folder.parts) and (
+            suffix(folder, depth) in shipped or any(suffix(o, depth) == suffix(folder, depth) for o in others)
+        ):
+            depth += 1
+        out[suffix(folder, depth)] = str(folder)
     return out
 
 
