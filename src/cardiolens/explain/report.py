@@ -460,7 +460,8 @@ def _decision_rule(adapter: ExplainModel) -> dict[str, str]:
     if threshold is None:
         return {}
     positive = adapter.class_names[1]
-    return {"decision_rule": f"predicted {positive} when p({positive}) >= {threshold:g}, the threshold chosen on validation data"}
+    rule = f"predicted {positive} when p({positive}) >= {threshold:g}, the threshold chosen on validation data"
+    return {"decision_rule": rule}
 
 
 def _where_predicted(summary: dict[str, Any]) -> str:
