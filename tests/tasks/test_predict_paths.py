@@ -98,3 +98,16 @@ def test_a_model_trained_on_mlii_reads_lead_ii_of_a_standard_record():
     assert signal.max() > 0.5  # lead II peaks at 1, lead I at 0.2
     # a lead named by the user still wins
     assert "lead 'I' used as the model's lead 'MLII'" in model_input(load_predictor("beats-ecg"), record, lead="I")[1]
+
+
+def test_a_lead_whose_name_does_not_say_what_it_is_is_reported_as_assumed_ecg(tmp_path):
+    from cardiolens.tasks.predict import predict_record
+
+    from cardiolens.signal import Record
+
+    assumed = predict_record("rhythm-ecg-trees", Record(_ecg()[None], fs=FS, leads=["ch0"]))
+    assert any("'ch0' does not name its signal: taken to be ECG" in note for note in assumed.preprocessing)
+    (tmp_path / "named").mkdir()
+    folder = _wfdb_folder(tmp_path / "named")
+    named = predict_record("rhythm-ecg-trees", folder / "A1.hea")
+    assert not any("does not name its signal" in note for note in named.preprocessing)

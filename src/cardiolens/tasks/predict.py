@@ -21,7 +21,7 @@ from torch import nn
 
 from cardiolens.errors import CardiolensError, ModelInputError, RecordError
 from cardiolens.models import TaskModel, load_model
-from cardiolens.signal.leads import modality
+from cardiolens.signal.leads import ECG_LEAD_NAMES, PPG_LEAD_NAMES, modality
 from cardiolens.signal.record import Record
 from cardiolens.signal.resample import resample
 from cardiolens.tasks.model_mean import ModelMean, find_model_mean, load_model_mean
@@ -132,6 +132,12 @@ def as_task_model(model: str | Path | nn.Module) -> TaskModel:
     return loaded.eval()
 
 
+def _names_its_modality(lead: str) -> bool:
+    """Whether a lead's name says what it is (an ECG lead, a PPG, or a known other signal)."""
+    name = lead.strip().upper()
+    return modality(lead) != "ECG" or name in ECG_LEAD_NAMES or name in PPG_LEAD_NAMES or "ECG" in name
+
+
 def model_input(
     model: TaskModel | FeatureTreeModel, record: Record, lead: str | None = None
 ) -> tuple[np.ndarray, list[str]]:
@@ -170,6 +176,9 @@ def model_input(
             notes.append(f"lead {chosen!r} used as the model's lead {cfg.leads[0]!r}")
         else:
             notes.append(f"lead {chosen!r}")
+        if not _names_its_modality(chosen):
+            # modality() calls every unknown name ECG: say so, since a PPG saved as "ch0" reads as ECG too
+            notes.append(f"lead {chosen!r} does not name its signal: taken to be {wanted}; name it if it is not")
         signal = record.signal[index : index + 1]
     else:
         missing = [n for n in cfg.leads if n.upper() not in names]
