@@ -89,6 +89,12 @@ def test_tree_summary_has_the_keys_of_the_neural_summaries(record, tmp_path):
     assert set(summary["prediction"]) == {"N", "A", "O", "~"}
     assert summary["prediction"] == pytest.approx(report.prediction)
     assert {"features", "start_s", "target", "explained"} <= set(summary)  # the keys it had
+    assert summary["leads"] == ["II"]  # the record's lead read (the model calls its lead I)
+
+
+def test_a_position_on_a_model_with_one_output_per_window_is_refused(cnn, ecg):
+    with pytest.raises(ModelInputError, match="position selects a sample of a per-sample output, and .* has none"):
+        explain_record(cnn, ecg, "ig", fs=100.0, position=5)
 
 
 def test_mean_members_say_which_window_they_explain(record, tmp_path):

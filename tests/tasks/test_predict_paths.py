@@ -101,9 +101,8 @@ def test_a_model_trained_on_mlii_reads_lead_ii_of_a_standard_record():
 
 
 def test_a_lead_whose_name_does_not_say_what_it_is_is_reported_as_assumed_ecg(tmp_path):
-    from cardiolens.tasks.predict import predict_record
-
     from cardiolens.signal import Record
+    from cardiolens.tasks.predict import predict_record
 
     assumed = predict_record("rhythm-ecg-trees", Record(_ecg()[None], fs=FS, leads=["ch0"]))
     assert any("'ch0' does not name its signal: taken to be ECG" in note for note in assumed.preprocessing)

@@ -268,7 +268,7 @@ def explain_tree_record(
     from cardiolens.explain.report import ExplainReport, Section, _png, write_report
     from cardiolens.io import load_record
     from cardiolens.signal.record import Record
-    from cardiolens.tasks.predict import model_input, record_source
+    from cardiolens.tasks.predict import leads_read, model_input, record_source
     from cardiolens.tasks.rhythm_features import record_features
 
     wanted = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods or []) if m.strip()]
@@ -298,7 +298,8 @@ def explain_tree_record(
         row, beat_s = record_features(x[0], cfg.fs), None
     explanation = explain_features(model, row, target, seed=seed)
     resampled = None if abs(record.fs - cfg.fs) < 1e-6 else record.fs
-    window = Window(signal=x, fs=cfg.fs, leads=list(cfg.leads), source=source, resampled_from=resampled)
+    read = [record.leads[i] for i in leads_read(model, record, lead)[0]]  # the record's names of the leads read
+    window = Window(signal=x, fs=cfg.fs, leads=read, source=source, resampled_from=resampled)
     d = explanation.deletion
     top_rows = [{"feature": n, **v} for n, v in list(explanation.features.items())[:top]]
     summary = {
@@ -307,7 +308,7 @@ def explain_tree_record(
         "samples": int(x.shape[-1]),
         "fs": cfg.fs,
         "start_s": 0.0,
-        "leads": list(cfg.leads),
+        "leads": read,
         "resampled_from": resampled,
         "target": explanation.target,
         "prediction": explanation.probabilities,

@@ -210,6 +210,11 @@ def explain_record(
     chosen = resolve_methods(adapter, methods)
     window = prepare_window(adapter, signal, fs, lead=lead, start=start)
     # argument checks before any expensive work
+    if position is not None and not adapter.per_sample:
+        raise ModelInputError(
+            f"position selects a sample of a per-sample output, and {adapter.name!r} has none: "
+            "it gives one output per window"
+        )
     if not adapter.has_attention:
         _refuse_attention_options(adapter.name, token, layer, head)
     else:

@@ -138,13 +138,13 @@ def _names_its_modality(lead: str) -> bool:
     return modality(lead) != "ECG" or name in ECG_LEAD_NAMES or name in PPG_LEAD_NAMES or "ECG" in name
 
 
-def model_input(
+def leads_read(
     model: TaskModel | FeatureTreeModel, record: Record, lead: str | None = None
-) -> tuple[np.ndarray, list[str]]:
-    """The signal as the model reads it, (leads, samples) at the model's rate, and the steps taken.
+) -> tuple[list[int], list[str]]:
+    """The record's channels the model reads, in the model's lead order, and notes saying which.
 
     Raises:
-        RecordError: a lead the model needs is missing, or the record is shorter than the model's minimum.
+        RecordError: a lead the model needs is missing, or of the wrong kind (PPG for an ECG model).
     """
     cfg = model.config
     source = record_source(record)
@@ -179,7 +179,7 @@ def model_input(
         if not _names_its_modality(chosen):
             # modality() calls every unknown name ECG: say so, since a PPG saved as "ch0" reads as ECG too
             notes.append(f"lead {chosen!r} does not name its signal: taken to be {wanted}; name it if it is not")
-        signal = record.signal[index : index + 1]
+        read = [index]
     else:
         missing = [n for n in cfg.leads if n.upper() not in names]
         if missing:
@@ -188,12 +188,26 @@ def model_input(
                 f"(it has {', '.join(record.leads)})",
                 source,
             )
-        signal = record.signal[[names[n.upper()] for n in cfg.leads]]
+        read = [names[n.upper()] for n in cfg.leads]
         notes.append(f"leads {', '.join(cfg.leads)}")
+    return read, notes
+
+
+def model_input(
+    model: TaskModel | FeatureTreeModel, record: Record, lead: str | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """The signal as the model reads it, (leads, samples) at the model's rate, and the steps taken.
+
+    Raises:
+        RecordError: a lead the model needs is missing, or the record is shorter than the model's minimum.
+    """
+    cfg = model.config
+    source = record_source(record)
+    read, notes = leads_read(model, record, lead)
+    signal = record.signal[read]
     if not np.all(np.isfinite(signal)):
         raise RecordError("the signal holds NaN or infinite values; load it with nan_policy='interpolate'", source)
     repaired = (record.metadata.get("repaired") or {}).get("interpolated_samples_per_channel") or {}
-    read = [index] if len(cfg.leads) == 1 else [names[n.upper()] for n in cfg.leads]
     filled = {record.leads[i]: int(repaired.get(i, repaired.get(str(i), 0))) for i in read}
     if any(filled.values()):  # load_record(nan_policy="interpolate") filled them
         notes.append(
