@@ -576,15 +576,17 @@ def predict(
             name, else the first of I, II, MLII, ... of the model's kind, ECG or PPG).
         as_json: print JSON (one object per record) instead of a table.
         out: also write the predictions to this folder: predictions.json, predictions.csv (a row per
-            record) and, for beat models, <record>_beats.csv (a row per beat).
+            record, with its preprocessing), for beat models <record>_beats.csv (a row per beat), and
+            skipped.csv (each file of a folder that could not be predicted, with the problem).
         nan_policy: what to do with missing samples (NaN): raise (default) or interpolate (fill the gaps
             linearly; the record's metadata says which samples were filled, and the prediction says so).
     """
     from cardiolens.tasks.predict import predict_paths, write_predictions
 
-    predictions = predict_paths(model, [path], fs=fs, lead=lead, nan_policy=nan_policy)
+    skipped: list[tuple[str, str]] = []
+    predictions = predict_paths(model, [path], fs=fs, lead=lead, nan_policy=nan_policy, skipped=skipped)
     if out is not None:
-        written = write_predictions(predictions, out)
+        written = write_predictions(predictions, out, skipped)
         print(f"wrote {len(written)} files to {out}", file=sys.stderr)
     if as_json:
         print(json.dumps([p.to_dict() for p in predictions], indent=2))

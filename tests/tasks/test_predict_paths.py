@@ -110,3 +110,21 @@ def test_a_lead_whose_name_does_not_say_what_it_is_is_reported_as_assumed_ecg(tm
     folder = _wfdb_folder(tmp_path / "named")
     named = predict_record("rhythm-ecg-trees", folder / "A1.hea")
     assert not any("does not name its signal" in note for note in named.preprocessing)
+
+
+def test_predict_out_writes_each_records_preprocessing_and_the_files_it_skipped(tmp_path):
+    import pandas as pd
+
+    from cardiolens.cli import main
+
+    folder = tmp_path / "records"
+    folder.mkdir()
+    np.save(folder / "r1.npy", _ecg())
+    (folder / "ragged.csv").write_text("1,2\n3,4\n5,6,7\n")
+    main(["predict", "rhythm-ecg-trees", str(folder), "--fs", str(FS), "--out", str(tmp_path / "out")])
+    table = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert table["source"].tolist() == [str(folder / "r1.npy")]
+    assert "resampled from" not in table["preprocessing"][0] and "102 rhythm features" in table["preprocessing"][0]
+    skipped = pd.read_csv(tmp_path / "out" / "skipped.csv")
+    assert skipped["source"].tolist() == [str(folder / "ragged.csv")]
+    assert "not a table of signal values" in skipped["problem"][0]

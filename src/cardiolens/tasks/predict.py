@@ -400,14 +400,17 @@ def _classify_beats(model: BeatTreeModel, record: Record, lead: str | None) -> P
     )
 
 
-def write_predictions(predictions: list[Prediction], folder: str | Path) -> list[Path]:
+def write_predictions(
+    predictions: list[Prediction], folder: str | Path, skipped: list[tuple[str, str]] | None = None
+) -> list[Path]:
     """Write predictions as files a spreadsheet or pandas reads; returns the paths written.
 
     - ``predictions.json``: everything, one object per record (as ``--as_json`` prints);
-    - ``predictions.csv``: a row per record: source, labels, each class's probability, and the
-      number of beats for beat models;
+    - ``predictions.csv``: a row per record: source, model, labels, each class's probability, the
+      number of beats for beat models, and the preprocessing applied (steps joined by ``; ``);
     - ``<record>_beats.csv`` for beat models: a row per beat with its sample, time, confidence, and
-      for beat classifiers its class and each class's probability.
+      for beat classifiers its class and each class's probability;
+    - ``skipped.csv`` when ``skipped`` (from :func:`predict_paths`) lists files: each with its problem.
     """
     import pandas as pd
 
@@ -422,12 +425,16 @@ def write_predictions(predictions: list[Prediction], folder: str | Path) -> list
                 "labels": ";".join(p.labels),
                 **{f"p_{c}": v for c, v in p.probabilities.items()},
                 "beats": None if p.beats is None else len(p.beats),
+                "preprocessing": "; ".join(p.preprocessing),
             }
             for p in predictions
         ]
     )
     table.to_csv(folder / "predictions.csv", index=False)
     written = [folder / "predictions.json", folder / "predictions.csv"]
+    if skipped:
+        pd.DataFrame(skipped, columns=["source", "problem"]).to_csv(folder / "skipped.csv", index=False)
+        written.append(folder / "skipped.csv")
     stems: list[str] = []
     for p in predictions:
         if p.beats is not None:
@@ -516,6 +523,7 @@ def predict_paths(
     fs: float | None = None,
     lead: str | None = None,
     nan_policy: str = "raise",
+    skipped: list[tuple[str, str]] | None = None,
 ) -> list[Prediction]:
     """:func:`predict_record` over files and folders (each folder expanded to its records).
 
@@ -530,13 +538,14 @@ def predict_paths(
         lead: for single-lead models, the lead to read in every record.
         nan_policy: missing samples (NaN): ``"raise"`` or ``"interpolate"`` (as
             :func:`cardiolens.io.load_record`; a record's metadata says which samples were filled).
+        skipped: a list that receives ``(file, problem)`` for every file skipped.
     """
     from cardiolens.io import load_record
     from cardiolens.io.repair import check_nan_policy
 
     check_nan_policy(nan_policy)  # once here: a folder's records would each be skipped for it
     task_model = load_predictor(model)
-    predictions, skipped = [], []
+    predictions, problems = [], []
     for path, named in _record_files(paths):
         try:
             predictions.append(predict_record(task_model, load_record(path, fs=fs, nan_policy=nan_policy), lead=lead))
@@ -544,10 +553,12 @@ def predict_paths(
             if named:
                 raise
             log.warning("skipped %s", exc)  # the message names the file
-            skipped.append(exc)
+            problems.append(exc)
+            if skipped is not None:
+                skipped.append((str(path), str(exc)))
     if not predictions:
-        first = skipped[0]
-        raise RecordError(f"no record could be predicted ({len(skipped)} skipped); the first: {first}", paths[0])
+        first = problems[0]
+        raise RecordError(f"no record could be predicted ({len(problems)} skipped); the first: {first}", paths[0])
     return predictions
 
 
