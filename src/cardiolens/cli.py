@@ -296,7 +296,7 @@ def generate(
         fs: sampling rate of the recording, for formats that do not carry one (NumPy, CSV without time).
         lead: lead to continue, by name or 0-based position (0 is the first lead), when the recording has several.
         temperature: sampling temperature (lower is more conservative).
-        top_k: sample among the k most likely tokens only.
+        top_k: sample among the k most likely tokens only (k at or above the vocabulary size: all of them).
         greedy: take the most likely token at every step (deterministic).
         seed: seed of the sampler: the same seed gives the same continuation.
         nan_policy: what to do with missing samples (NaN): raise (default) or interpolate (fill the gaps
@@ -762,7 +762,10 @@ COMMANDS = {
     "predict": predict,
     "evaluate": evaluate,
     "explain": explain,
-    "pretrain": {"gpt": pretrain_gpt},
+    "pretrain": {
+        "_help": "Pretrain a foundation model on unlabelled signal (gpt: next-token on tokenised ECG/PPG).",
+        "gpt": pretrain_gpt,
+    },
 }
 
 

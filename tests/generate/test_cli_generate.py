@@ -226,3 +226,14 @@ def test_generate_fills_missing_samples_when_asked(checkpoint: Path, tmp_path: P
     assert code != 0 and "--nan_policy interpolate" in err
     code, _, _ = run([*args, "--out", tmp_path / "b", "--nan_policy", "interpolate"], capsys)  # the flag it names
     assert code == 0 and (tmp_path / "b" / "gaps_generated.csv").is_file()
+
+
+def test_the_summary_says_how_the_continuation_was_sampled(checkpoint, tmp_path, capsys):
+    src = write_column_csv(tmp_path / "context.csv", ecg_like(1.0))
+    args = ["generate", checkpoint, src, "--steps", 10, "--fs", 100, "--seed", 3, "--out", tmp_path / "gen"]
+    code, stdout, stderr = run([*args, "--temperature", 0.7, "--top_k", 5], capsys)
+    assert code == 0, stderr
+    assert "sampled (temperature 0.7, among the 5 most likely tokens, seed 3)" in stdout
+    code, stdout, stderr = run(args, capsys)
+    assert code == 0, stderr
+    assert "sampled (temperature 1, seed 3)" in stdout

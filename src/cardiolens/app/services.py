@@ -778,7 +778,8 @@ def generation_events(
         lead=index,
         modality=modality(name),
     )
-    return _generation_events(stream, record, index, model_name, steps, greedy, seed, entry_folder, register_download)
+    drawn = {"greedy": greedy, "seed": seed, "temperature": temperature, "top_k": top_k}
+    return _generation_events(stream, record, index, model_name, steps, drawn, entry_folder, register_download)
 
 
 def _generation_events(
@@ -787,11 +788,11 @@ def _generation_events(
     index: int,
     model_name: str,
     steps: int,
-    greedy: bool,
-    seed: int | None,
+    drawn: dict[str, Any],
     folder: Path,
     register_download: Any,
 ) -> Iterator[dict[str, Any]]:
+    """``drawn``: how the continuation is sampled (greedy, seed, temperature, top_k), for its files."""
     from cardiolens.generate import write_continuation
 
     fs, model_fs = record.fs, stream.model_fs
@@ -829,8 +830,7 @@ def _generation_events(
             folder / "generated" / uuid.uuid4().hex,
             lead=index,
             model_label=model_name,
-            greedy=greedy,
-            seed=seed,
+            **drawn,
         )
         csv_id = register_download(done.csv, "text/csv", done.csv.name)
         png_id = register_download(done.png, "image/png", done.png.name)
