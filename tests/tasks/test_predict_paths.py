@@ -128,3 +128,21 @@ def test_predict_out_writes_each_records_preprocessing_and_the_files_it_skipped(
     skipped = pd.read_csv(tmp_path / "out" / "skipped.csv")
     assert skipped["source"].tolist() == [str(folder / "ragged.csv")]
     assert "not a table of signal values" in skipped["problem"][0]
+
+
+def test_a_partial_ptbxl_download_gives_the_records_it_has(ptbxl_dir, tmp_path, caplog):
+    import shutil
+
+    partial = tmp_path / "ptb-xl"
+    partial.mkdir()
+    for table in ("ptbxl_database.csv", "scp_statements.csv"):
+        shutil.copy(ptbxl_dir / table, partial / table)
+    kept = sorted((ptbxl_dir / "records100" / "00000").glob("*.hea"))[:3]
+    (partial / "records100" / "00000").mkdir(parents=True)
+    for header in kept:
+        for f in ptbxl_dir.joinpath("records100", "00000").glob(header.stem + ".*"):
+            shutil.copy(f, partial / "records100" / "00000" / f.name)
+    with caplog.at_level(logging.WARNING):
+        files = record_files([partial])
+    assert [f.name for f in files] == [h.name for h in kept]
+    assert "497 of 500 records" in caplog.text and "left out" in caplog.text
