@@ -146,3 +146,24 @@ def test_a_partial_ptbxl_download_gives_the_records_it_has(ptbxl_dir, tmp_path, 
         files = record_files([partial])
     assert [f.name for f in files] == [h.name for h in kept]
     assert "497 of 500 records" in caplog.text and "left out" in caplog.text
+
+
+def test_evaluate_on_a_folder_too_small_to_score_says_how_many_items_of_each_class_it_found(cinc2017_dir, tmp_path):
+    import shutil
+
+    from cardiolens.errors import CardiolensError
+    from cardiolens.tasks.predict import evaluate
+
+    small = tmp_path / "small"
+    small.mkdir()
+    rows = [line.split(",") for line in (cinc2017_dir / "REFERENCE.csv").read_text().split()]
+    normal = [record for record, label in rows if label == "N"][:2]  # two normal rhythms
+    for record in normal:
+        for f in cinc2017_dir.glob(record + ".*"):
+            shutil.copy(f, small / f.name)
+    (small / "REFERENCE.csv").write_text("".join(f"{record},N\n" for record in normal))
+    with pytest.raises(
+        CardiolensError,
+        match=r"cannot score 2 items of the model.s test fold .*\(N 2, A 0, O 0, ~ 0\).* or pass all_items",
+    ):
+        evaluate("rhythm-ecg-trees", small, n_resamples=10)

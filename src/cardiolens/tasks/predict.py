@@ -613,6 +613,14 @@ def evaluate(
         scope = "all items (the model records no test fold: if it trained on this data, the score is optimistic)"
     else:
         scope = "all items, including those the model trained on (optimistic)"
+    try:
+        scores = summarise(task, data, probs, cfg.thresholds, n_resamples=n_resamples)
+    except CardiolensError as exc:  # too few items of too few classes to score (a small folder)
+        counts = ", ".join(f"{c} {n}" for c, n in _class_counts(task, data).items())
+        raise CardiolensError(
+            f"{dataset}: cannot score {len(data)} items of {scope} ({counts}): {exc}. Score a folder with more "
+            "items of every class" + ("" if all_items or not split else ", or pass all_items (--all_items)")
+        ) from None
     return {
         "model": cfg.name,
         "task": task.name,
@@ -620,8 +628,18 @@ def evaluate(
         "scope": scope,
         "items": len(data),
         "patients": int(len(np.unique(data.groups))),
-        "scores": summarise(task, data, probs, cfg.thresholds, n_resamples=n_resamples),
+        "scores": scores,
     }
+
+
+def _class_counts(task: Any, data: Any) -> dict[str, int]:
+    """Items per class (per-item targets), or per label (multi-label targets); empty for per-sample tasks."""
+    targets = np.asarray(data.targets) if not isinstance(data.targets, list) else None
+    if targets is None or targets.dtype == object:
+        return {}
+    if targets.ndim == 2:
+        return {str(c): int(n) for c, n in zip(task.classes, targets.sum(axis=0), strict=False)}
+    return {str(c): int((targets == i).sum()) for i, c in enumerate(task.classes)}
 
 
 def _dataset_probabilities(
