@@ -167,3 +167,11 @@ def test_evaluate_on_a_folder_too_small_to_score_says_how_many_items_of_each_cla
         match=r"cannot score 2 items of the model.s test fold .*\(N 2, A 0, O 0, ~ 0\).* or pass all_items",
     ):
         evaluate("rhythm-ecg-trees", small, n_resamples=10)
+
+
+def test_a_record_far_too_short_says_its_length_without_rounding_it_to_zero():
+    from cardiolens.signal import Record
+    from cardiolens.tasks.predict import predict_record
+
+    with pytest.raises(RecordError, match=r"0\.04 s of signal is shorter than the"):
+        predict_record("rhythm-ecg", Record(_ecg()[None, :12], fs=FS, leads=["I"]))

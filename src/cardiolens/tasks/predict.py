@@ -221,7 +221,7 @@ def model_input(
     if n < cfg.min_samples:
         reads = f" (it reads windows of {cfg.window / cfg.fs:g} s)" if cfg.window else ""
         raise RecordError(
-            f"{n / cfg.fs:.1f} s of signal is shorter than the {cfg.min_samples / cfg.fs:g} s {cfg.name} needs{reads}",
+            f"{n / cfg.fs:.3g} s of signal is shorter than the {cfg.min_samples / cfg.fs:g} s {cfg.name} needs{reads}",
             source,
         )
     if np.ptp(signal, axis=-1).min() == 0:
