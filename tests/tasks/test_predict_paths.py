@@ -148,10 +148,13 @@ def test_a_partial_ptbxl_download_gives_the_records_it_has(ptbxl_dir, tmp_path, 
     assert "497 of 500 records" in caplog.text and "left out" in caplog.text
 
 
-def test_evaluate_on_a_folder_too_small_to_score_says_how_many_items_of_each_class_it_found(cinc2017_dir, tmp_path):
+def test_evaluate_on_a_folder_of_one_class_scores_what_is_defined_and_a_failure_names_the_class_counts(
+    cinc2017_dir, tmp_path, monkeypatch
+):
     import shutil
 
     from cardiolens.errors import CardiolensError
+    from cardiolens.tasks import finetune
     from cardiolens.tasks.predict import evaluate
 
     small = tmp_path / "small"
@@ -162,9 +165,17 @@ def test_evaluate_on_a_folder_too_small_to_score_says_how_many_items_of_each_cla
         for f in cinc2017_dir.glob(record + ".*"):
             shutil.copy(f, small / f.name)
     (small / "REFERENCE.csv").write_text("".join(f"{record},N\n" for record in normal))
+    result = evaluate("rhythm-ecg-trees", small, n_resamples=10)
+    assert result["items"] == 2 and np.isnan(result["scores"]["macro_auroc"]["value"])  # undefined with one class
+    assert 0.0 <= result["scores"]["score"]["value"] <= 1.0
+
+    def failing(*args, **kwargs):
+        raise CardiolensError("fmax: no positive labels")
+
+    monkeypatch.setattr(finetune, "summarise", failing)
     with pytest.raises(
         CardiolensError,
-        match=r"cannot score 2 items of the model.s test fold .*\(N 2, A 0, O 0, ~ 0\).* or pass all_items",
+        match=r"cannot score 2 items of the model.s test fold .*\(N 2, A 0, O 0, ~ 0\): fmax: .* or pass all_items",
     ):
         evaluate("rhythm-ecg-trees", small, n_resamples=10)
 

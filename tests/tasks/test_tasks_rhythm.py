@@ -121,3 +121,13 @@ def test_loading_options_and_records_that_do_not_exist(cinc2017_dir, tmp_path):
         load_task_data("cinc2017-rhythm", cinc2017_dir, cache_dir=tmp_path, foo=1)
     with pytest.raises(DatasetError, match="no usable items among the records asked for \\(Z9999\\)"):
         load_task_data("cinc2017-rhythm", cinc2017_dir, cache_dir=tmp_path, records=["Z9999"], progress=False)
+
+
+def test_rhythm_score_of_a_part_with_one_class_leaves_the_aurocs_undefined_instead_of_failing():
+    # a low label fraction can leave a validation part with normal rhythms only
+    from cardiolens.tasks.tasks_rhythm import rhythm_score
+
+    probs = np.array([[0.7, 0.1, 0.1, 0.1], [0.4, 0.3, 0.2, 0.1], [0.2, 0.5, 0.2, 0.1]])
+    out = rhythm_score(np.zeros(3, dtype=int), probs)
+    assert np.isnan(out["macro_auroc"]) and all(np.isnan(out[f"AUROC_{c}"]) for c in "NAO~")
+    assert out["F1_N"] == pytest.approx(0.8)  # 2 of 3 called N: F1 = 2 * 2 / (2 * 2 + 1)

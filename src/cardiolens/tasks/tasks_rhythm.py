@@ -67,7 +67,7 @@ def rhythm_score(targets: Any, probs: Any, thresholds: Any = None) -> dict[str, 
     p = np.asarray(probs)
     out = cinc2017_score(y, p.argmax(axis=1))
     onehot = np.eye(len(CINC2017_CLASSES))[y]
-    out["macro_auroc"] = auroc(onehot, p)
+    out["macro_auroc"] = or_nan(auroc, onehot, p)  # NaN where no class has both kinds (a one-class part)
     for name, value in zip(CINC2017_CLASSES, per_class_auroc(onehot, p), strict=True):
         out[f"AUROC_{name}"] = float(value)
     return out
