@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 import shlex
 from pathlib import Path
 
@@ -301,7 +302,7 @@ def test_a_rerun_resumes_instead_of_retraining(sines_run):
     assert (Path(cfg.out) / "fold-0" / "model" / "model.safetensors").stat().st_mtime_ns == stamp
     assert again["oof"]["auroc"]["value"] == pytest.approx(results["oof"]["auroc"]["value"])
     changed = FinetuneConfig(**{**cfg.__dict__, "lr": 0.1})
-    with pytest.raises(CardiolensError, match="other settings \\(lr\\)"):
+    with pytest.raises(CardiolensError, match="other settings \\(lr: 0.003 -> 0.1\\)"):
         finetune(changed)
 
 
@@ -376,7 +377,7 @@ def test_retrained_weights_under_the_same_name_neither_reuse_cached_features_nor
         (root / "cache").glob("features-test-sines-backbone-*.npz"), key=lambda p: p.stat().st_mtime
     )
     assert not np.allclose(np.load(old_file)["features"], np.load(new_file)["features"])
-    with pytest.raises(CardiolensError, match="other settings \\(backbone_sha256\\)"):
+    with pytest.raises(CardiolensError, match="other settings \\(backbone_sha256: '"):
         finetune(FinetuneConfig(**cfg, out=str(tmp_path / "old")))
 
 
@@ -634,3 +635,19 @@ def test_max_items_below_one_patients_items_keeps_one_whole_patient():
     kept = _subsample(data, 3, seed=0)
     assert len(set(kept.groups)) == 1 and len(kept) == 10
     assert len(_subsample(data, 50, seed=0)) <= 50 and len(_subsample(data, 500, seed=0)) == 100
+
+
+def test_the_same_run_resumes_from_a_relative_out_a_moved_folder_and_an_other_spelling_of_its_data(
+    sines_run, tmp_path, monkeypatch
+):
+    import shutil
+
+    cfg, results = sines_run
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.copytree(cfg.out, moved)
+    stamp = (moved / "fold-0" / "model" / "model.safetensors").stat().st_mtime_ns
+    monkeypatch.chdir(tmp_path)  # the run and its data typed relative to here
+    data = os.path.relpath(cfg.data, tmp_path)
+    again = finetune(FinetuneConfig(**{**cfg.__dict__, "out": "elsewhere/run", "data": data}))
+    assert (moved / "fold-0" / "model" / "model.safetensors").stat().st_mtime_ns == stamp  # resumed, not retrained
+    assert again["oof"]["auroc"]["value"] == pytest.approx(results["oof"]["auroc"]["value"])

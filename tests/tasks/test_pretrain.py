@@ -144,10 +144,22 @@ def test_resume_after_interruption_continues_the_same_run(cinc_folder: Path, tmp
     assert steps == sorted(set(steps))  # no step logged twice after the resume
 
 
-def test_resume_refuses_changed_settings(cinc_folder: Path, tmp_path: Path) -> None:
+def test_resume_refuses_changed_settings(cinc_folder: Path, tmp_path: Path, monkeypatch) -> None:
     pretrain_gpt(_config(cinc_folder, tmp_path / "run", stop_at=3))
-    with pytest.raises(CardiolensError, match="lr"):
+    with pytest.raises(CardiolensError, match="lr: 0.001 -> 0.005"):
         pretrain_gpt(_config(cinc_folder, tmp_path / "run", lr=5e-3))
+    # the same run typed relative to another folder, its data too, resumes (paths are compared as folders)
+    monkeypatch.chdir(tmp_path)
+    data = os.path.relpath(cinc_folder, tmp_path)
+    resumed = pretrain_gpt(_config(cinc_folder, Path("run"), data=[data], stop_at=4))
+    assert resumed["step"] == 4
+
+
+def test_a_folder_with_a_checkpoint_but_no_run_record_is_refused_by_name(cinc_folder: Path, tmp_path: Path) -> None:
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "last.pt").write_bytes(b"not ours")
+    with pytest.raises(CardiolensError, match="other: holds something other than a pretraining run"):
+        pretrain_gpt(_config(cinc_folder, tmp_path / "other"))
 
 
 def test_bad_sources_are_refused(tmp_path: Path, cinc_folder: Path) -> None:

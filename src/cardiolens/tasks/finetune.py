@@ -57,6 +57,7 @@ from cardiolens.models.taskmodel import TaskModel, build_task_model, uses_tokens
 from cardiolens.tasks.augment import augment_windows, check_augment
 from cardiolens.tasks.metrics import bootstrap_scores
 from cardiolens.tasks.parallel import check_launch_environment, check_parallel_options, launch_fabric
+from cardiolens.tasks.run_identity import check_same_run
 from cardiolens.tasks.suite import Task, TaskData, default_cache_dir, get_task, load_task_data
 
 log = logging.getLogger(__name__)
@@ -984,10 +985,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     if (out / "last.pt").exists() or (run_file.exists() and "config" in json.loads(run_file.read_text())):
         raise CardiolensError(f"{out}: holds a pretraining run (cardiolens pretrain); use a new --out")
     if run_file.exists():
-        before = {k: v for k, v in json.loads(run_file.read_text()).items() if k in settings}
-        changed = sorted(k for k in settings if before.get(k) != settings[k] and k in before)
-        if changed:
-            raise CardiolensError(f"{out}: holds a run with other settings ({', '.join(changed)}); use a new --out")
+        check_same_run(out, json.loads(run_file.read_text()), settings, path_keys=("data", "backbone"))
 
     fs = backbone_fs(probe, task)
     data = load_task_data(task, cfg.data, fs, cache_dir=cfg.cache_dir, **{"progress": cfg.progress, **cfg.load_options})

@@ -38,6 +38,7 @@ from cardiolens.errors import CardiolensError
 from cardiolens.models import create_model, save_checkpoint
 from cardiolens.tasks.data import TokenBatches, check_sources, open_sources
 from cardiolens.tasks.parallel import check_launch_environment, check_parallel_options, launch_fabric
+from cardiolens.tasks.run_identity import check_same_run
 
 log = logging.getLogger(__name__)
 
@@ -158,17 +159,13 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _check_resume(out: Path, cfg: PretrainConfig) -> None:
-    """A resumed run must keep every setting that changes what is computed."""
-    saved = json.loads((out / "run.json").read_text()).get("config")
+    """A resumed run must keep every setting that changes what is computed (paths compared as folders,
+    wherever the run folder now is: :mod:`cardiolens.tasks.run_identity`)."""
+    saved = _read_json(out / "run.json").get("config")
     if not isinstance(saved, dict):
         raise CardiolensError(f"{out}: holds something other than a pretraining run; choose a new --out")
     now = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
-    changed = [k for k in now if k not in PretrainConfig.RESUMABLE and saved.get(k) != now[k]]
-    if changed:
-        diffs = "; ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)
-        raise CardiolensError(
-            f"{out}: holds a run with other settings ({diffs}); resume it unchanged or choose a new --out"
-        )
+    check_same_run(out, saved, now, path_keys=("data", "model"), ignore=PretrainConfig.RESUMABLE)
 
 
 def command_line(cfg: PretrainConfig) -> str:
