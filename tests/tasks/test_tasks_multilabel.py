@@ -199,3 +199,8 @@ def test_cinc2021_finetune_runs_end_to_end(cinc2021_dir, task_cache, tmp_path):
     assert 0 <= results["oof"]["macro_auroc"]["value"] <= 1
     with np.load(tmp_path / "run" / "oof.npz") as z:
         assert z["probs"].shape == z["targets"].shape == (50, 8)
+
+
+def test_an_unknown_ptbxl_loading_option_is_named_with_those_it_takes(ptbxl_dir):
+    with pytest.raises(DatasetError, match="takes no loading option lead; its options: min_train_positives, min_eval"):
+        load_task_data(get_task("ptbxl-superdiagnostic"), ptbxl_dir, 100.0, lead="II")

@@ -32,6 +32,7 @@ matrix) is not computed.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -294,6 +295,9 @@ def _ptbxl_loader(label_set: str) -> Any:
 
     load.__name__ = f"load_ptbxl_{label_set}"
     load.__doc__ = f"PTB-XL {label_set} labels; see :func:`load_ptbxl`."
+    # load_ptbxl's options but label_set (fixed here), so that load_task_data can name an unknown one
+    full = inspect.signature(load_ptbxl)
+    load.__signature__ = full.replace(parameters=[v for k, v in full.parameters.items() if k != "label_set"])
     return load
 
 
