@@ -651,3 +651,75 @@ def test_the_same_run_resumes_from_a_relative_out_a_moved_folder_and_an_other_sp
     again = finetune(FinetuneConfig(**{**cfg.__dict__, "out": "elsewhere/run", "data": data}))
     assert (moved / "fold-0" / "model" / "model.safetensors").stat().st_mtime_ns == stamp  # resumed, not retrained
     assert again["oof"]["auroc"]["value"] == pytest.approx(results["oof"]["auroc"]["value"])
+
+
+# -- a trained backbone of other leads -----------------------------------------------------------------
+def _load_two_lead_sines(root: Path, fs: float, **options) -> TaskData:
+    one = _data(n=48, patients=24)
+    return dataclasses.replace(one, signals=[np.vstack([s, 0.5 * s]) for s in one.signals], leads=["I", "II"])
+
+
+register_task(dataclasses.replace(SINES, name="test-sines-2leads", load=_load_two_lead_sines))
+
+
+def test_fit_input_channels_spreads_or_sums_a_trained_input_layer_and_keeps_every_other_weight():
+    from cardiolens.models.taskmodel import fit_input_channels
+
+    torch.manual_seed(0)
+    one = create_model("resnet1d").eval()
+    two, note = fit_input_channels(one, 2, keep_weights=True, name="trained")
+    assert "adapted to 2" in note and "divided by 2" in note
+    for (k, a), (_, b) in zip(one.state_dict().items(), two.state_dict().items(), strict=True):
+        assert torch.equal(b, a.expand_as(b) / 2) if k == "stem.weight" else torch.equal(a, b), k
+    x = torch.randn(3, 1, 300)
+    with torch.no_grad():  # the same signal on both leads gives the trained network's features
+        torch.testing.assert_close(two.eval().forward_features(x.repeat(1, 2, 1)), one.forward_features(x))
+    back, note = fit_input_channels(two, 1, keep_weights=True)
+    assert "summed over its 2 leads" in note and torch.allclose(back.state_dict()["stem.weight"], one.stem.weight)
+    with pytest.raises(ModelInputError, match="trained on 2 leads and the task reads 3"):
+        fit_input_channels(two, 3, keep_weights=True)
+    fresh, note = fit_input_channels(one, 3, keep_weights=False)
+    assert fresh.config.in_channels == 3 and note.startswith("fresh")
+
+
+def test_a_trained_one_lead_backbone_keeps_its_weights_on_a_two_lead_task_and_its_probe_is_the_saved_model(tmp_path):
+    backbone = tmp_path / "trained-cnn"
+    torch.manual_seed(0)
+    trained = create_model("resnet1d")
+    save_checkpoint(trained, backbone)
+    root = tmp_path / "data"
+    root.mkdir()
+    cfg = FinetuneConfig(
+        task="test-sines-2leads",
+        data=str(root),
+        backbone=str(backbone),
+        policy="linear",
+        folds=2,
+        fold_ids=[0],
+        epochs=2,
+        out=str(tmp_path / "probe"),
+        progress=False,
+        bootstrap=50,
+        min_steps=8,
+        cache_dir=str(root / "cache"),
+    )
+    results = finetune(cfg)
+    assert "trained on 1 lead(s) adapted to 2" in results["backbone_adapted"]
+    model = load_model(tmp_path / "probe" / "fold-0" / "model")
+    saved = model.backbone.state_dict()
+    kept = {k: v for k, v in trained.state_dict().items() if not k.startswith("head.")}  # the task has its own
+    assert set(kept) == set(saved)
+    for key, value in kept.items():  # the trained weights, not a random rebuild
+        expected = value.expand_as(saved[key]) / 2 if key == "stem.weight" else value
+        assert torch.equal(saved[key], expected), key
+    data = _load_two_lead_sines(root, 100.0)
+    feats = window_features(model, data.signals[:4])
+    with torch.no_grad():  # the head was trained on features of the very backbone it is saved with
+        from_features = np.stack(
+            [model.probabilities(model.forward_head(torch.as_tensor(f))).mean(0).numpy() for f in feats]
+        )
+    (cache_file,) = (root / "cache").glob("features-test-sines-2leads-*.npz")
+    cached = np.load(cache_file)
+    first = cached["features"][: cached["counts"][0]]
+    assert np.allclose(first, feats[0], atol=1e-5)
+    assert np.allclose(from_features, predict_items(model, data.signals[:4]), atol=1e-5)

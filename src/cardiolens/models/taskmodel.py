@@ -16,6 +16,7 @@ tasks (beat detection), where the backbone's positions are interpolated back to 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,8 @@ from torch import Tensor, nn
 
 from cardiolens.errors import ModelInputError
 from cardiolens.models.registry import get_architecture, register_architecture
+
+log = logging.getLogger(__name__)
 
 KINDS = ("multiclass", "binary", "multilabel", "per-sample")
 POOLS = ("mean", "last", "none")
@@ -235,6 +238,56 @@ class TaskModel(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
 
+def fit_input_channels(
+    backbone: nn.Module, n_leads: int, keep_weights: bool, name: str = "backbone"
+) -> tuple[nn.Module, str]:
+    """A signal backbone that reads ``n_leads`` leads, and a note saying what was done ("" if nothing).
+
+    A token backbone, or one that already reads ``n_leads``, is returned as it is. Otherwise the
+    backbone is rebuilt for ``n_leads`` input channels. With ``keep_weights`` (a trained backbone)
+    every weight is kept but the input layer's: a one-lead input layer is copied to every lead and
+    divided by their number, a many-lead one summed over its leads to read one, so that the same
+    signal on every lead (or one lead standing for all) gives the trained activations. Other lead
+    counts have no such mapping and are refused.
+
+    Raises:
+        ModelInputError: a trained backbone of several leads for another number of leads, above one.
+    """
+    if uses_tokens(backbone) or backbone.config.in_channels == n_leads:
+        return backbone, ""
+    had = backbone.config.in_channels
+    rebuilt = type(backbone)(dataclasses.replace(backbone.config, in_channels=n_leads, leads=None))
+    if not keep_weights:
+        return rebuilt, f"fresh {name} built for {n_leads} leads"
+    if had != 1 and n_leads != 1:
+        raise ModelInputError(
+            f"{name} was trained on {had} leads and the task reads {n_leads}: its input layer cannot be mapped "
+            "(only one lead to many, or many to one, can); choose a backbone trained on the task's leads, "
+            "or a fresh one"
+        )
+    state, adapted = rebuilt.state_dict(), []
+    for key, value in backbone.state_dict().items():
+        target = state[key]
+        if value.shape == target.shape:
+            state[key] = value.clone()
+        elif value.dim() >= 2 and value.shape[0] == target.shape[0] and value.shape[2:] == target.shape[2:]:
+            # the input layer: (out, leads, kernel)
+            state[key] = value.expand_as(target) / n_leads if had == 1 else value.sum(dim=1, keepdim=True)
+            adapted.append(key)
+        else:
+            raise ModelInputError(
+                f"{name}: weight {key} of shape {tuple(value.shape)} has no counterpart for {n_leads} leads"
+            )
+    rebuilt.load_state_dict(state)
+    how = (
+        f"copied to each of the {n_leads} leads and divided by {n_leads}"
+        if had == 1
+        else f"summed over its {had} leads"
+    )
+    note = f"{name} trained on {had} lead(s) adapted to {n_leads}: its input layer ({', '.join(adapted)}) {how}"
+    return rebuilt, note + "; every other weight kept"
+
+
 def build_task_model(
     backbone: nn.Module,
     *,
@@ -252,12 +305,13 @@ def build_task_model(
 ) -> TaskModel:
     """Wrap a backbone (pretrained or fresh) into a :class:`TaskModel` with a new head.
 
-    A signal backbone is rebuilt when its number of input channels differs from ``leads`` (the
-    from-scratch CNN is sized to the task this way); its config is stored so the checkpoint rebuilds it.
+    A signal backbone whose number of input channels differs from ``leads`` is rebuilt with fresh
+    weights (the from-scratch CNN is sized to the task this way); a trained one is kept only if
+    :func:`fit_input_channels` fitted it first. Its config is stored so the checkpoint rebuilds it.
     """
     if not uses_tokens(backbone) and backbone.config.in_channels != len(leads):
-        cls = type(backbone)
-        backbone = cls(dataclasses.replace(backbone.config, in_channels=len(leads), leads=None))
+        backbone, note = fit_input_channels(backbone, len(leads), keep_weights=False, name=backbone_name)
+        log.info("%s", note)
     if pool is None:
         pool = "none" if kind == "per-sample" else "mean"
     config = TaskModelConfig(

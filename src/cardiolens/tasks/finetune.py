@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 from cardiolens.datasets import grouped_kfold
 from cardiolens.errors import CardiolensError, CheckpointError
 from cardiolens.models import create_model, list_models, list_pretrained, load_model, save_checkpoint
-from cardiolens.models.taskmodel import TaskModel, build_task_model, uses_tokens
+from cardiolens.models.taskmodel import TaskModel, build_task_model, fit_input_channels, uses_tokens
 from cardiolens.tasks.augment import augment_windows, check_augment
 from cardiolens.tasks.metrics import bootstrap_scores
 from cardiolens.tasks.parallel import check_launch_environment, check_parallel_options, launch_fabric
@@ -1012,6 +1012,12 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         used[roles == "test"], used[fixed_train], used[fixed_val] = "test", "train", "val"
         _atomic_json(out / "folds.json", dict(zip(data.item_ids.tolist(), used.tolist(), strict=True)))
     fabric = _fabric(cfg)
+    # a CNN backbone reads the task's number of leads: a trained one keeps its weights (its input layer
+    # adapted, or the run refused), built once here so that a probe's features and its saved model agree
+    keep_weights = not backbone_is_fresh(cfg.backbone, cfg.from_scratch)
+    probe, adapted = fit_input_channels(probe, len(data.leads), keep_weights, name=cfg.backbone)
+    if adapted and keep_weights:
+        log.warning("%s", adapted)
     classes = list(task.classes) if task.classes else list(data.info.get("classes", []))
     window = window_samples(probe, task, fs, cfg.window_seconds)
     fold_results, fold_thresholds = {}, {}
@@ -1024,10 +1030,10 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
                 "the linear probe runs on cached features; the other %d process(es) repeat it", fabric.world_size - 1
             )
         if fabric.global_rank == 0:
-            probe_features = _cached_features(cfg, task, probe, digest, data, fs, window)
+            probe_features = _cached_features(cfg, task, probe, weights_digest(probe), data, fs, window)
         fabric.barrier()
         if fabric.global_rank != 0:
-            probe_features = _cached_features(cfg, task, probe, digest, data, fs, window)
+            probe_features = _cached_features(cfg, task, probe, weights_digest(probe), data, fs, window)
     oof: Any = [None] * len(data) if task.kind == "per-sample" else None
     for fold in fold_list:
         folder = out / f"fold-{fold}"
@@ -1052,9 +1058,11 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
             train, val = data.subset(train_index), data.subset(val_index)
             torch.manual_seed(cfg.training_seed + fold)
             # the probe's features were computed with ``probe``: its head must read that same backbone
-            backbone = (
-                copy.deepcopy(probe) if probe_features is not None else resolve_backbone(cfg.backbone, cfg.from_scratch)
-            )
+            if probe_features is not None:
+                backbone = copy.deepcopy(probe)
+            else:
+                fresh = resolve_backbone(cfg.backbone, cfg.from_scratch)
+                backbone = fit_input_channels(fresh, len(data.leads), keep_weights, name=cfg.backbone)[0]
             model = build_task_model(
                 backbone,
                 task=task.name,
@@ -1126,6 +1134,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         "protocol": task.protocol if roles is not None else run_protocol(task, cfg.folds),
         "backbone": cfg.backbone,
         "backbone_weights": settings.get("backbone_sha256", "fresh"),  # sha256 of the trained weights it started from
+        "backbone_adapted": adapted or None,  # how a backbone of other leads was made to read the task's
         "policy": cfg.policy,
         "label_fraction": cfg.label_fraction,
         "split": "cross-validation" if roles is None else "fixed",
