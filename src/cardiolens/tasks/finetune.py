@@ -586,7 +586,7 @@ def train_fold(
         optimizer.load_state_dict(saved["optimizer"])
         state = saved["state"]
         _restore_rng(saved, fabric, folder)
-        log.info("resuming %s after epoch %d", folder, state["epoch"])
+        log.warning("resuming %s after epoch %d", folder, state["epoch"])
     step = state["epoch"] * steps_per_epoch
     for epoch in range(state["epoch"], epochs):
         if epoch - state["best_epoch"] > patience and state["best_epoch"] >= 0:
