@@ -220,9 +220,9 @@ def model_input(
     n = signal.shape[-1]
     if n < cfg.min_samples:
         reads = f" (it reads windows of {cfg.window / cfg.fs:g} s)" if cfg.window else ""
+        length = f"{n / cfg.fs:.{1 if n >= cfg.fs / 10 else 2}f}"  # 8.0 s, 0.04 s (not 0.0 s)
         raise RecordError(
-            f"{n / cfg.fs:.3g} s of signal is shorter than the {cfg.min_samples / cfg.fs:g} s {cfg.name} needs{reads}",
-            source,
+            f"{length} s of signal is shorter than the {cfg.min_samples / cfg.fs:g} s {cfg.name} needs{reads}", source
         )
     if np.ptp(signal, axis=-1).min() == 0:
         raise RecordError("a lead the model reads is flat (constant): nothing to classify", source)

@@ -826,7 +826,7 @@ def detect_beats(
     chosen = _choose_lead(record, wanted, cfg.leads[0], lead, cfg.name)
     if record.duration < minimum:
         raise RecordError(
-            f"{record.duration:.3g} s of signal is shorter than the {minimum:g} s {cfg.name} needs",
+            f"{record.duration:.1f} s of signal is shorter than the {minimum:g} s {cfg.name} needs",
             str(record.metadata.get("path") or record.source or record.name),
         )
     signal, _ = model_input(task_model, record, chosen)
