@@ -742,6 +742,7 @@ CURVES = {
     "cnn-scratch": "from-scratch CNN (full fine-tune)",
     "heartgpt-ecg-linear": "HeartGPT ECG-PT, linear probe",
     "ecgpt-small-linear": "ecgpt-small, linear probe",
+    "ecgpt-small-llrd": "ecgpt-small, fine-tuned (llrd; 1, 10 and 100 % only)",
     "rhythm-features-gbm": "boosted trees on record features (no pretraining)",
 }
 
