@@ -101,9 +101,9 @@ def test_faithfulness_alone_computes_the_attributions_it_needs(cnn, ecg):
 def test_bad_arguments_list_what_exists(gpt_lm, cnn, ecg):
     with pytest.raises(ModelInputError, match="token 256 is outside the context.*256 tokens"):
         explain_record(gpt_lm, ecg, "attention", fs=100.0, token=256)
-    with pytest.raises(ModelInputError, match=r"no layer 2: it has 2 layers \(0..1\)"):
+    with pytest.raises(ModelInputError, match=r"no layer 2: it has 2 layers \(0..1, or -2..-1 from the last\)"):
         explain_record(gpt_lm, ecg, "attention", fs=100.0, layer=2)
-    with pytest.raises(ModelInputError, match=r"no head 5: it has 2 heads \(0..1\)"):
+    with pytest.raises(ModelInputError, match=r"no head 5: it has 2 heads \(0..1, or -2..-1\)"):
         explain_record(gpt_lm, ecg, "attention", fs=100.0, layer=0, head=5)
     with pytest.raises(ModelInputError, match="Grad-CAM needs a convolutional layer"):
         explain_record(gpt_lm, ecg, "gradcam", fs=100.0)

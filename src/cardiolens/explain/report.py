@@ -223,10 +223,13 @@ def explain_record(
         g = adapter.gpt.config
         if layer is not None and not -g.n_layer <= layer < g.n_layer:
             raise ModelInputError(
-                f"{adapter.name!r} has no layer {layer}: it has {g.n_layer} layers (0..{g.n_layer - 1})"
+                f"{adapter.name!r} has no layer {layer}: it has {g.n_layer} layers (0..{g.n_layer - 1}, "
+                f"or -{g.n_layer}..-1 from the last)"
             )
         if head is not None and not -g.n_head <= head < g.n_head:
-            raise ModelInputError(f"{adapter.name!r} has no head {head}: it has {g.n_head} heads (0..{g.n_head - 1})")
+            raise ModelInputError(
+                f"{adapter.name!r} has no head {head}: it has {g.n_head} heads (0..{g.n_head - 1}, or -{g.n_head}..-1)"
+            )
         if head is not None and layer is None:
             raise ModelInputError("head needs a layer (--layer) too")
     target_index, _ = adapter.target(window, target, position)
