@@ -219,6 +219,12 @@ def test_two_cpu_processes_train_the_same_model_as_one(cinc_folder: Path, tmp_pa
         torch.testing.assert_close(one[name], two[name], rtol=1e-4, atol=1e-5)
     state = torch.load(tmp_path / "two" / "last.pt", weights_only=True)
     assert state["step"] == 3
+    # the logged training loss is the whole batch's in both runs, not rank 0's half of it
+    logged = [
+        [json.loads(x)["loss"] for x in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+        for run in ("one", "two")
+    ]
+    assert len(logged[0]) == len(logged[1]) >= 1 and np.allclose(logged[0], logged[1], rtol=1e-4)
 
 
 def test_pretraining_on_real_bidmc_pleth(bidmc_dir: Path, tmp_path: Path) -> None:

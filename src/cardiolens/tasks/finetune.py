@@ -620,7 +620,8 @@ def train_fold(
             optimizer.step()
             step += 1
             seen += len(idx)
-            value = loss.detach().item()
+            # the loss of the whole batch, not of this process's slice (the same log from 1 or N processes)
+            value = float(fabric.all_reduce(loss.detach(), reduce_op="mean")) if world > 1 else loss.detach().item()
             running = 0.9 * running + 0.1 * value if seen > len(idx) else value
             bar.set_postfix(loss=f"{running:.3f}", items_s=f"{seen / (time.perf_counter() - t0):.0f}")
         val_probs = predict_items(task_model, val.signals, val.extra, batch_size=cfg.batch_size)

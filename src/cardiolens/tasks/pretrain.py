@@ -414,7 +414,9 @@ def pretrain_gpt(cfg: PretrainConfig) -> dict[str, Any]:
         train_seconds += time.perf_counter() - t0
         window_tokens += tokens_per_step
         is_eval = step % cfg.eval_every == 0 or step == cfg.max_steps
-        record: dict[str, Any] = {"step": step, "loss": float(loss.detach()), "lr": lr, "tokens_seen": tokens_seen}
+        # the loss of the whole batch, not of this process's part (the same log from 1 or N processes)
+        batch_loss = float(fabric.all_reduce(loss.detach(), reduce_op="mean")) if world > 1 else float(loss.detach())
+        record: dict[str, Any] = {"step": step, "loss": batch_loss, "lr": lr, "tokens_seen": tokens_seen}
         if grad_norm is not None:
             record["grad_norm"] = float(grad_norm)
         if is_eval:
@@ -435,7 +437,7 @@ def pretrain_gpt(cfg: PretrainConfig) -> dict[str, Any]:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(
-                    loss=f"{float(loss.detach()):.3f}",
+                    loss=f"{batch_loss:.3f}",
                     eval=f"{eval_loss:.3f}",
                     tok_s=f"{tokens_per_step / max(1e-9, time.perf_counter() - t0):,.0f}",
                 )
