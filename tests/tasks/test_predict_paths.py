@@ -186,3 +186,23 @@ def test_a_record_far_too_short_says_its_length_without_rounding_it_to_zero():
 
     with pytest.raises(RecordError, match=r"0\.04 s of signal is shorter than the"):
         predict_record("rhythm-ecg", Record(_ecg()[None, :12], fs=FS, leads=["I"]))
+
+
+def test_processes_after_the_first_of_a_multi_process_run_keep_their_warnings_to_themselves(
+    tmp_path, monkeypatch, caplog
+):
+    from cardiolens.cli import main
+
+    np.save(tmp_path / "r1.npy", _ecg())
+    (tmp_path / "ragged.csv").write_text("1,2\n3,4\n5,6,7\n")
+    quiet = logging.getLogger("cardiolens")
+    monkeypatch.setattr(quiet, "level", quiet.level)  # restored after the test
+    monkeypatch.setenv("LOCAL_RANK", "1")  # as Fabric's launcher starts the second process
+    with caplog.at_level(logging.WARNING):
+        assert main(["predict", "rhythm-ecg-trees", str(tmp_path), "--fs", str(FS)]) == 0
+    assert "ragged.csv" not in caplog.text
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    quiet.setLevel(logging.NOTSET)
+    with caplog.at_level(logging.WARNING):
+        assert main(["predict", "rhythm-ecg-trees", str(tmp_path), "--fs", str(FS)]) == 0
+    assert "ragged.csv" in caplog.text  # the first process says it
