@@ -290,3 +290,9 @@ def test_a_model_of_one_heart_signal_is_not_trained_on_the_other(cinc_folder: Pa
             )
         )
     assert not (tmp_path / "ft").exists()
+
+
+@pytest.mark.parametrize("holdout", [0.0, 1.0, 1.5])
+def test_a_holdout_outside_0_1_is_refused_by_its_name(holdout: float) -> None:
+    with pytest.raises(CardiolensError, match=r"holdout \(the share of records held out .*\) must be in \(0, 1\)"):
+        PretrainConfig(data=["x"], holdout=holdout)
