@@ -296,3 +296,9 @@ def test_a_model_of_one_heart_signal_is_not_trained_on_the_other(cinc_folder: Pa
 def test_a_holdout_outside_0_1_is_refused_by_its_name(holdout: float) -> None:
     with pytest.raises(CardiolensError, match=r"holdout \(the share of records held out .*\) must be in \(0, 1\)"):
         PretrainConfig(data=["x"], holdout=holdout)
+
+
+@pytest.mark.parametrize("weights", [[1.0], [1.0, -1.0], [0.0, 0.0]])
+def test_sampling_weights_that_do_not_fit_the_sources_are_refused_before_any_data_is_read(weights) -> None:
+    with pytest.raises(CardiolensError, match=r"weights: one non-negative sampling weight per --data source \(2\)"):
+        PretrainConfig(data=["a", "b"], weights=weights)

@@ -122,6 +122,13 @@ class PretrainConfig:
                 raise CardiolensError(f"{name} must be at least {least}, got {getattr(self, name)}")
         if not self.lr > 0 or self.min_lr < 0:
             raise CardiolensError(f"lr must be positive and min_lr not negative, got {self.lr} and {self.min_lr}")
+        if self.weights is not None and (
+            len(self.weights) != len(self.data) or min(self.weights) < 0 or sum(self.weights) <= 0
+        ):
+            raise CardiolensError(
+                f"weights: one non-negative sampling weight per --data source ({len(self.data)}), not all 0; "
+                f"got {self.weights}"
+            )
         if not 0 < self.holdout < 1:
             raise CardiolensError(
                 f"holdout (the share of records held out for the evaluation loss) must be in (0, 1), got {self.holdout}"
