@@ -184,3 +184,18 @@ def test_damaged_files_are_named_for_what_they_are(tmp_path):
     cut.write_bytes(whole.read_bytes()[:2000])
     with pytest.raises(CheckpointError, match="truncated or corrupted"):
         load_model(cut)
+
+
+def test_a_run_folder_names_the_checkpoints_inside_it(tmp_path):
+    pretrain = tmp_path / "pretrain"
+    for name in ("model", "best"):
+        (pretrain / name).mkdir(parents=True)
+    for name in ("run.json", "last.pt", "log.jsonl"):
+        (pretrain / name).write_text("{}")
+    with pytest.raises(CheckpointError, match="a cardiolens run folder: its checkpoints are best/, model/ inside it"):
+        load_checkpoint(pretrain)
+    finetune = tmp_path / "finetune"
+    (finetune / "fold-0" / "model").mkdir(parents=True)
+    (finetune / "run.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="its checkpoints are fold-0/model/ inside it"):
+        load_checkpoint(finetune)

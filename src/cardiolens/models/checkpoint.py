@@ -163,7 +163,12 @@ def _read_files(path: Path) -> tuple[bytes, bytes, str | None]:
 def _not_ours(names: list[str]) -> str:
     shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "") if names else "nothing"
     hint = ""
-    if any(n.endswith((".pth", ".pt", ".zip")) for n in names):
+    if "run.json" in names:  # a pretraining or fine-tuning run folder: its checkpoints are inside
+        inside = [f"{n}/" for n in names if n in ("model", "best")] or [
+            f"{n}/model/" for n in names if n.startswith("fold-")
+        ]
+        hint = f"; a cardiolens run folder: its checkpoints are {', '.join(inside) or 'written as it trains'} inside it"
+    elif any(n.endswith((".pth", ".pt", ".zip")) for n in names):
         hint = "; a HeartGPT .pth (or its zip) is imported with cardiolens.models.import_heartgpt"
     return f"not a cardiolens checkpoint (expected {CONFIG} and {WEIGHTS}, found {shown}){hint}"
 
