@@ -125,6 +125,8 @@ def test_cinc2021_scored_labels_merge_equivalent_codes(cinc2021: CinC2021) -> No
     with pytest.raises(DatasetError, match=r"unknown SNOMED-CT code\(s\) bogus_label.*164889003 \(AF\)"):
         cinc2021.labels(["bogus_label"])
     assert cinc2021.labels(["164889003"]).classes == ["164889003"]
+    # the mapping's abbreviations stand for their codes, in any case
+    assert cinc2021.labels(["AF", "nsr"], merge_equivalent=False).classes == ["164889003", "426783006"]
     record = cinc2021.load("HR06000")
     assert record.fs == 500 and record.n_channels == 12
     assert record.metadata["record_id"] == "HR06000" and record.units == ["mV"] * 12

@@ -264,6 +264,17 @@ class CinC2021(Catalogue):
         """The scored codes, in the mapping's order."""
         return self.mapping.loc[self.mapping["scored"], "code"].tolist()
 
+    def _code_of_abbreviation(self, name: str) -> str:
+        """The code of a mapping abbreviation (``AF`` -> ``164889003``, any case); where one abbreviation
+        has several codes, the scored one. ``name`` itself when none matches (the caller names it)."""
+        abbreviations = self.mapping["abbreviation"].str.upper()
+        matches = [str(c) for c in abbreviations.index[abbreviations == name.strip().upper()]]
+        scored = [c for c in matches if c in set(self.scored_codes)]
+        chosen = scored if len(scored) == 1 else matches
+        if len(chosen) > 1:
+            raise DatasetError(f"{name} abbreviates several codes ({', '.join(chosen)}): name the code")
+        return chosen[0] if chosen else name
+
     def labels(
         self, classes: str | list[str] = "scored", *, merge_equivalent: bool = True, drop_empty: bool = False
     ) -> LabelMatrix:
@@ -272,7 +283,7 @@ class CinC2021(Catalogue):
         Args:
             classes: ``"scored"`` (the challenge's scored codes, in the mapping's order), ``"all"``
                 (every code found in the headers: mapped ones in the mapping's order, then others
-                sorted) or an explicit list of codes.
+                sorted) or an explicit list of codes (or of the mapping's abbreviations: ``AF``).
             merge_equivalent: count each pair of :data:`EQUIVALENT_CODES` as one class named
                 ``"code1|code2"``, as the 2021 scoring does.
             drop_empty: leave out records with none of the classes.
@@ -289,9 +300,9 @@ class CinC2021(Catalogue):
             else:
                 raise DatasetError(f"classes must be 'scored', 'all' or a list of codes, not {classes!r}")
         else:
-            codes = [str(c) for c in classes]
-            # a code neither in the mapping nor in any header is a typo or another coding, not a rare class
             known = set(self.mapping.index) | {c for dx in self.records["dx"] for c in dx}
+            codes = [c if c in known else self._code_of_abbreviation(c) for c in map(str, classes)]
+            # a code neither in the mapping nor in any header is a typo or another coding, not a rare class
             unknown = [c for c in codes if c not in known]
             if unknown:
                 abbr = self.mapping["abbreviation"].to_dict()
