@@ -774,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
     from jsonargparse import auto_cli
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    if os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) != "0":
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) != "0":
         # a process other than the first of a multi-process run (torchrun, or Fabric's own launcher):
         # rank 0 says what every process would, once; errors still show from every process
         logging.getLogger("cardiolens").setLevel(logging.ERROR)

@@ -210,3 +210,15 @@ def test_cpsc2018_reference_gives_multi_hot_labels(cpsc2018_dir: Path, tmp_path:
 def test_cpsc2018_refuses_a_folder_of_wfdb_records(tiny_cinc2017: Path, tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="no CPSC 2018 .mat files"):
         CPSC2018(tiny_cinc2017)
+
+
+def test_an_abbreviation_of_several_unscored_codes_asks_for_the_code(cinc2021_dir, monkeypatch):
+    from cardiolens.datasets import CinC2021
+
+    catalogue = CinC2021(cinc2021_dir)
+    table = catalogue.mapping.copy()
+    unscored = [c for c in table.index if c not in set(catalogue.scored_codes)][:2]
+    table.loc[unscored, "abbreviation"] = "TWIN"
+    monkeypatch.setattr(catalogue, "mapping", table)
+    with pytest.raises(DatasetError, match=r"TWIN abbreviates several codes .*: name the code"):
+        catalogue.labels(["TWIN"])

@@ -723,3 +723,24 @@ def test_a_trained_one_lead_backbone_keeps_its_weights_on_a_two_lead_task_and_it
     first = cached["features"][: cached["counts"][0]]
     assert np.allclose(first, feats[0], atol=1e-5)
     assert np.allclose(from_features, predict_items(model, data.signals[:4]), atol=1e-5)
+
+
+def test_a_backbone_whose_leads_cannot_be_mapped_is_refused_before_the_out_folder_is_bound(tmp_path):
+    backbone = tmp_path / "three-lead-cnn"
+    save_checkpoint(create_model("resnet1d", in_channels=3), backbone)
+    root = tmp_path / "data"
+    root.mkdir()
+    common = dict(
+        task="test-sines-2leads",
+        data=str(root),
+        folds=2,
+        fold_ids=[0],
+        epochs=1,
+        min_steps=2,
+        out=str(tmp_path / "run"),
+    )
+    with pytest.raises(ModelInputError, match="trained on 3 leads and the task reads 2"):
+        finetune(FinetuneConfig(**common, backbone=str(backbone), progress=False, cache_dir=str(root / "cache")))
+    assert not (tmp_path / "run").exists()  # the advice (a fresh backbone) works in the same --out
+    finetune(FinetuneConfig(**common, backbone="resnet1d", progress=False, bootstrap=20, cache_dir=str(root / "cache")))
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["backbone_input"] == ""

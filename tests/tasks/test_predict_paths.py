@@ -197,6 +197,8 @@ def test_processes_after_the_first_of_a_multi_process_run_keep_their_warnings_to
     (tmp_path / "ragged.csv").write_text("1,2\n3,4\n5,6,7\n")
     quiet = logging.getLogger("cardiolens")
     monkeypatch.setattr(quiet, "level", quiet.level)  # restored after the test
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")  # as Fabric's launcher starts the second process
     with caplog.at_level(logging.WARNING):
         assert main(["predict", "rhythm-ecg-trees", str(tmp_path), "--fs", str(FS)]) == 0
@@ -206,3 +208,14 @@ def test_processes_after_the_first_of_a_multi_process_run_keep_their_warnings_to
     with caplog.at_level(logging.WARNING):
         assert main(["predict", "rhythm-ecg-trees", str(tmp_path), "--fs", str(FS)]) == 0
     assert "ragged.csv" in caplog.text  # the first process says it
+
+
+def test_class_counts_name_both_sides_of_a_binary_task():
+    from types import SimpleNamespace
+
+    from cardiolens.tasks.predict import _class_counts
+
+    binary = SimpleNamespace(kind="binary", classes=("AF",))
+    assert _class_counts(binary, SimpleNamespace(targets=np.array([0, 0, 0, 1]))) == {"not AF": 3, "AF": 1}
+    rhythm = SimpleNamespace(kind="multiclass", classes=("N", "A"))
+    assert _class_counts(rhythm, SimpleNamespace(targets=np.array([0, 1, 1]))) == {"N": 1, "A": 2}

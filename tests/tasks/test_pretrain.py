@@ -155,10 +155,35 @@ def test_resume_refuses_changed_settings(cinc_folder: Path, tmp_path: Path, monk
     assert resumed["step"] == 4
 
 
+def test_a_run_started_with_relative_paths_resumes_from_another_folder(cinc_folder: Path, tmp_path: Path, monkeypatch):
+    import shutil
+
+    shutil.copytree(cinc_folder, tmp_path / "project" / "data" / "cinc")
+    (tmp_path / "project" / "runs").mkdir()
+    monkeypatch.chdir(tmp_path / "project")
+    pretrain_gpt(_config(cinc_folder, Path("runs/pt"), data=["data/cinc"], stop_at=3))
+    saved = json.loads((tmp_path / "project" / "runs" / "pt" / "run.json").read_text())["config"]
+    assert saved["data"] == [str((tmp_path / "project" / "data" / "cinc").resolve())]  # recorded absolute
+    monkeypatch.chdir(tmp_path / "project" / "runs")  # the same run and data, typed from here
+    resumed = pretrain_gpt(_config(cinc_folder, Path("pt"), data=["../data/cinc"], stop_at=4))
+    assert resumed["step"] == 4
+
+
+def test_a_setting_the_run_did_not_record_counts_as_its_default(cinc_folder: Path, tmp_path: Path) -> None:
+    pretrain_gpt(_config(cinc_folder, tmp_path / "run", stop_at=3))
+    run_file = tmp_path / "run" / "run.json"
+    record = json.loads(run_file.read_text())
+    del record["config"]["token_span"]  # as a run started before cardiolens had the setting
+    run_file.write_text(json.dumps(record))
+    with pytest.raises(CardiolensError, match="token_span: 'window' -> 'record'"):
+        pretrain_gpt(_config(cinc_folder, tmp_path / "run", token_span="record"))
+    assert pretrain_gpt(_config(cinc_folder, tmp_path / "run", stop_at=4))["step"] == 4  # the default resumes
+
+
 def test_a_folder_with_a_checkpoint_but_no_run_record_is_refused_by_name(cinc_folder: Path, tmp_path: Path) -> None:
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "last.pt").write_bytes(b"not ours")
-    with pytest.raises(CardiolensError, match="other: holds something other than a pretraining run"):
+    with pytest.raises(CardiolensError, match="other: has a training state .last.pt. but no readable run.json"):
         pretrain_gpt(_config(cinc_folder, tmp_path / "other"))
 
 
@@ -298,7 +323,7 @@ def test_a_holdout_outside_0_1_is_refused_by_its_name(holdout: float) -> None:
         PretrainConfig(data=["x"], holdout=holdout)
 
 
-@pytest.mark.parametrize("weights", [[1.0], [1.0, -1.0], [0.0, 0.0]])
+@pytest.mark.parametrize("weights", [[1.0], [1.0, -1.0], [0.0, 0.0], [1.0, float("nan")]])
 def test_sampling_weights_that_do_not_fit_the_sources_are_refused_before_any_data_is_read(weights) -> None:
     with pytest.raises(CardiolensError, match=r"weights: one non-negative sampling weight per --data source \(2\)"):
         PretrainConfig(data=["a", "b"], weights=weights)

@@ -262,7 +262,11 @@ class ExplainModel:
     @property
     def decision_threshold(self) -> float | None:
         """The threshold on p(positive class) that a fine-tuned binary model's predictions use (chosen
-        on validation data, as ``cardiolens predict`` applies it); ``None`` when it is 0.5 or unknown."""
+        on validation data, as ``cardiolens predict`` applies it); ``None`` when it is 0.5 or unknown.
+
+        Applied to the explained window's probability: for a record of several windows ``predict``
+        thresholds their mean, so the two can differ. Multi-label models (a threshold per class) and
+        beat detectors still explain the arg-max class, or the one named."""
         thresholds = getattr(getattr(self.model, "config", None), "thresholds", None)
         if not self.binary or self.per_sample or not thresholds or len(thresholds) != 1:
             return None

@@ -57,7 +57,7 @@ from cardiolens.models.taskmodel import TaskModel, build_task_model, fit_input_c
 from cardiolens.tasks.augment import augment_windows, check_augment
 from cardiolens.tasks.metrics import bootstrap_scores
 from cardiolens.tasks.parallel import check_launch_environment, check_parallel_options, launch_fabric
-from cardiolens.tasks.run_identity import check_same_run
+from cardiolens.tasks.run_identity import check_same_run, defaults_of, recorded
 from cardiolens.tasks.suite import Task, TaskData, default_cache_dir, get_task, load_task_data
 
 log = logging.getLogger(__name__)
@@ -620,7 +620,8 @@ def train_fold(
             optimizer.step()
             step += 1
             seen += len(idx)
-            # the loss of the whole batch, not of this process's slice (the same log from 1 or N processes)
+            # the mean of the processes' slice losses, not rank 0's alone (with class weights or an uneven
+            # last batch it is close to, not exactly, the whole batch's loss)
             value = float(fabric.all_reduce(loss.detach(), reduce_op="mean")) if world > 1 else loss.detach().item()
             running = 0.9 * running + 0.1 * value if seen > len(idx) else value
             bar.set_postfix(loss=f"{running:.3f}", items_s=f"{seen / (time.perf_counter() - t0):.0f}")
@@ -953,6 +954,10 @@ def _cached_features(
     return feats
 
 
+# settings that name files or folders: recorded as absolute paths, compared as the folders they name
+PATH_SETTINGS = ("data", "backbone")
+
+
 def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     """Cross-validated fine-tuning of ``cfg.backbone`` on ``cfg.task``; see the module notes for the run folder.
 
@@ -985,13 +990,23 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         settings["backbone_sha256"] = digest  # same name, retrained weights: a different run
     if (out / "last.pt").exists() or (run_file.exists() and "config" in json.loads(run_file.read_text())):
         raise CardiolensError(f"{out}: holds a pretraining run (cardiolens pretrain); use a new --out")
-    if run_file.exists():
-        check_same_run(out, json.loads(run_file.read_text()), settings, path_keys=("data", "backbone"))
 
     fs = backbone_fs(probe, task)
     data = load_task_data(task, cfg.data, fs, cache_dir=cfg.cache_dir, **{"progress": cfg.progress, **cfg.load_options})
     data = _subsample(data, cfg.max_items, cfg.seed)
     roles = fixed_roles(data, cfg.split)
+    # a CNN backbone reads the task's number of leads: a trained one keeps its weights (its input layer
+    # adapted, or the run refused), built once here so that a probe's features and its saved model agree
+    keep_weights = not backbone_is_fresh(cfg.backbone, cfg.from_scratch)
+    probe, adapted = fit_input_channels(probe, len(data.leads), keep_weights, name=cfg.backbone)
+    adapted = adapted if keep_weights else ""  # a fresh backbone is built for the task's leads anyway
+    if adapted:
+        log.warning("%s", adapted)
+    settings["backbone_input"] = adapted  # a run started before trained backbones were adapted is another run
+    settings = recorded(settings, PATH_SETTINGS)
+    if run_file.exists():
+        known = {**defaults_of(FinetuneConfig), "backbone_input": ""}
+        check_same_run(out, json.loads(run_file.read_text()), settings, PATH_SETTINGS, defaults=known)
     # the settings are recorded only once the backbone, the data and the split are known to work: a
     # mistyped --backbone or data folder must not bind --out to settings that never ran
     out.mkdir(parents=True, exist_ok=True)
@@ -1013,12 +1028,6 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         used[roles == "test"], used[fixed_train], used[fixed_val] = "test", "train", "val"
         _atomic_json(out / "folds.json", dict(zip(data.item_ids.tolist(), used.tolist(), strict=True)))
     fabric = _fabric(cfg)
-    # a CNN backbone reads the task's number of leads: a trained one keeps its weights (its input layer
-    # adapted, or the run refused), built once here so that a probe's features and its saved model agree
-    keep_weights = not backbone_is_fresh(cfg.backbone, cfg.from_scratch)
-    probe, adapted = fit_input_channels(probe, len(data.leads), keep_weights, name=cfg.backbone)
-    if adapted and keep_weights:
-        log.warning("%s", adapted)
     classes = list(task.classes) if task.classes else list(data.info.get("classes", []))
     window = window_samples(probe, task, fs, cfg.window_seconds)
     fold_results, fold_thresholds = {}, {}

@@ -220,7 +220,8 @@ def model_input(
     n = signal.shape[-1]
     if n < cfg.min_samples:
         reads = f" (it reads windows of {cfg.window / cfg.fs:g} s)" if cfg.window else ""
-        length = f"{n / cfg.fs:.{1 if n >= cfg.fs / 10 else 2}f}"  # 8.0 s, 0.04 s (not 0.0 s)
+        seconds = n / cfg.fs
+        length = f"{seconds:.1f}" if seconds >= 0.1 else f"{seconds:.2g}"  # 8.0 s, 0.04 s, 0.004 s (not 0.0 s)
         raise RecordError(
             f"{length} s of signal is shorter than the {cfg.min_samples / cfg.fs:g} s {cfg.name} needs{reads}", source
         )
@@ -639,6 +640,8 @@ def _class_counts(task: Any, data: Any) -> dict[str, int]:
         return {}
     if targets.ndim == 2:
         return {str(c): int(n) for c, n in zip(task.classes, targets.sum(axis=0), strict=False)}
+    if task.kind == "binary":  # targets 0/1 for the one class named
+        return {f"not {task.classes[0]}": int((targets == 0).sum()), str(task.classes[0]): int((targets == 1).sum())}
     return {str(c): int((targets == i).sum()) for i, c in enumerate(task.classes)}
 
 

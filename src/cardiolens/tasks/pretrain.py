@@ -38,7 +38,7 @@ from cardiolens.errors import CardiolensError
 from cardiolens.models import create_model, save_checkpoint
 from cardiolens.tasks.data import TokenBatches, check_sources, open_sources
 from cardiolens.tasks.parallel import check_launch_environment, check_parallel_options, launch_fabric
-from cardiolens.tasks.run_identity import check_same_run
+from cardiolens.tasks.run_identity import check_same_run, defaults_of, recorded
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,9 @@ class PretrainConfig:
         if not self.lr > 0 or self.min_lr < 0:
             raise CardiolensError(f"lr must be positive and min_lr not negative, got {self.lr} and {self.min_lr}")
         if self.weights is not None and (
-            len(self.weights) != len(self.data) or min(self.weights) < 0 or sum(self.weights) <= 0
+            len(self.weights) != len(self.data)
+            or not all(math.isfinite(w) and w >= 0 for w in self.weights)
+            or not sum(self.weights) > 0
         ):
             raise CardiolensError(
                 f"weights: one non-negative sampling weight per --data source ({len(self.data)}), not all 0; "
@@ -169,14 +171,22 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+# settings that name files or folders: recorded as absolute paths, compared as the folders they name
+PATH_SETTINGS = ("data", "model")
+
+
 def _check_resume(out: Path, cfg: PretrainConfig) -> None:
     """A resumed run must keep every setting that changes what is computed (paths compared as folders,
     wherever the run folder now is: :mod:`cardiolens.tasks.run_identity`)."""
     saved = _read_json(out / "run.json").get("config")
     if not isinstance(saved, dict):
-        raise CardiolensError(f"{out}: holds something other than a pretraining run; choose a new --out")
+        raise CardiolensError(
+            f"{out}: has a training state (last.pt) but no readable run.json: not a pretraining run, or one whose "
+            "run.json was lost; choose a new --out"
+        )
     now = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
-    check_same_run(out, saved, now, path_keys=("data", "model"), ignore=PretrainConfig.RESUMABLE)
+    defaults = json.loads(json.dumps(defaults_of(PretrainConfig), default=str))
+    check_same_run(out, saved, now, PATH_SETTINGS, ignore=PretrainConfig.RESUMABLE, defaults=defaults)
 
 
 def command_line(cfg: PretrainConfig) -> str:
@@ -353,7 +363,8 @@ def pretrain_gpt(cfg: PretrainConfig) -> dict[str, Any]:
             log.warning("%s: resuming at step %d of %d", out, step, cfg.max_steps)
     elif rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_json(out / "run.json", {"config": dataclasses.asdict(cfg), "model_config": mc.to_dict()})
+        config = recorded(dataclasses.asdict(cfg), PATH_SETTINGS)  # paths absolute: resumable from any folder
+        _atomic_json(out / "run.json", {"config": config, "model_config": mc.to_dict()})
         _atomic_json(out / "split.json", split)
         (out / "log.jsonl").write_text("")
     if rank == 0 and resuming:
