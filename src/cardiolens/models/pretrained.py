@@ -11,6 +11,7 @@ argument a user typed into a model:
 
 from __future__ import annotations
 
+import json
 import zipfile
 from collections.abc import Callable
 from importlib import resources
@@ -45,6 +46,14 @@ def find_shipped_or_path(name_or_path: str | Path, is_kind: Callable[[Path], boo
 def list_pretrained() -> list[str]:
     """Names of the trained checkpoints shipped with the package."""
     return shipped_names(lambda p: (p / CONFIG).is_file())
+
+
+def _architecture(name: str) -> str | None:
+    """The architecture a shipped checkpoint's config names (``task-model``, ``gpt``, ...)."""
+    try:
+        return json.loads((weights_dir() / name / CONFIG).read_text()).get("architecture")
+    except (OSError, ValueError):
+        return None
 
 
 def _is_heartgpt_file(path: Path) -> bool:
@@ -94,7 +103,11 @@ def load_model(name_or_path: str | Path, map_location: str = "cpu") -> nn.Module
         )
     path = Path(name_or_path)
     if not path.exists():
-        names = ", ".join(list_pretrained()) or "none installed"
+        tasks = [n for n in list_pretrained() if _architecture(n) == "task-model"]
+        backbones = [n for n in list_pretrained() if n not in tasks]
+        names = ", ".join(tasks) or "none installed"
+        if backbones:  # pretrained backbones: fine-tune, generate and explain take them, predict does not
+            names += f"; pretrained backbones: {', '.join(backbones)}"
         trees = list_tree_models()
         if trees:  # not networks, but a name predict, evaluate and explain accept in the same place
             names += f"; feature-tree models for predict, evaluate and explain: {', '.join(trees)}"
