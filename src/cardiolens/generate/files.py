@@ -349,7 +349,7 @@ def _plot(
             y[:context],
             color=CONTEXT_COLOUR,
             linewidth=0.8,
-            label="context (what the model saw)",
+            label="context (the stretch the model saw, at the recording's rate)",
             zorder=3,
         )
         # the generated trace starts at the last context sample so that the line has no gap
