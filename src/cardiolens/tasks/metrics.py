@@ -390,7 +390,9 @@ def bootstrap_scores(
 
     Returns:
         ``{metric: Interval}`` for every metric that is finite on the full data and defined on at least
-        half of the resamples.
+        half of the resamples. The intervals are percentile intervals: for a score that takes a best
+        value over thresholds (Fmax) resampling biases it upward, so the point estimate can lie
+        below its own interval on small data.
     """
     groups = np.arange(n) if groups is None else np.asarray(groups)
     if len(groups) != n:  # a short one would resample a part of the samples and report it as the whole
