@@ -744,3 +744,12 @@ def test_a_backbone_whose_leads_cannot_be_mapped_is_refused_before_the_out_folde
     assert not (tmp_path / "run").exists()  # the advice (a fresh backbone) works in the same --out
     finetune(FinetuneConfig(**common, backbone="resnet1d", progress=False, bootstrap=20, cache_dir=str(root / "cache")))
     assert json.loads((tmp_path / "run" / "run.json").read_text())["backbone_input"] == ""
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]"])
+def test_a_damaged_run_record_is_named_instead_of_a_traceback(tmp_path, content):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text(content)
+    cfg = FinetuneConfig(task="test-sines", data=str(tmp_path), out=str(tmp_path / "run"), progress=False)
+    with pytest.raises(CardiolensError, match=r"run\.json: (cannot be read as|not) a run's settings"):
+        finetune(cfg)

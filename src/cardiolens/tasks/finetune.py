@@ -958,6 +958,23 @@ def _cached_features(
 PATH_SETTINGS = ("data", "backbone")
 
 
+def _read_run_record(run_file: Path) -> dict[str, Any] | None:
+    """The settings a run folder recorded, or ``None`` where it has none yet.
+
+    Raises:
+        CardiolensError: a ``run.json`` that is not a JSON object (a damaged or foreign file).
+    """
+    if not run_file.exists():
+        return None
+    try:
+        record = json.loads(run_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise CardiolensError(f"{run_file}: cannot be read as a run's settings ({exc}); choose a new --out") from None
+    if not isinstance(record, dict):
+        raise CardiolensError(f"{run_file}: not a run's settings (a JSON object); choose a new --out")
+    return record
+
+
 def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     """Cross-validated fine-tuning of ``cfg.backbone`` on ``cfg.task``; see the module notes for the run folder.
 
@@ -988,7 +1005,8 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     digest = weights_digest(probe)
     if not backbone_is_fresh(cfg.backbone, cfg.from_scratch):
         settings["backbone_sha256"] = digest  # same name, retrained weights: a different run
-    if (out / "last.pt").exists() or (run_file.exists() and "config" in json.loads(run_file.read_text())):
+    before = _read_run_record(run_file)
+    if (out / "last.pt").exists() or "config" in (before or {}):
         raise CardiolensError(f"{out}: holds a pretraining run (cardiolens pretrain); use a new --out")
 
     fs = backbone_fs(probe, task)
@@ -1004,9 +1022,9 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         log.warning("%s", adapted)
     settings["backbone_input"] = adapted  # a run started before trained backbones were adapted is another run
     settings = recorded(settings, PATH_SETTINGS)
-    if run_file.exists():
+    if before is not None:
         known = {**defaults_of(FinetuneConfig), "backbone_input": ""}
-        check_same_run(out, json.loads(run_file.read_text()), settings, PATH_SETTINGS, defaults=known)
+        check_same_run(out, before, settings, PATH_SETTINGS, defaults=known)
     # the settings are recorded only once the backbone, the data and the split are known to work: a
     # mistyped --backbone or data folder must not bind --out to settings that never ran
     out.mkdir(parents=True, exist_ok=True)

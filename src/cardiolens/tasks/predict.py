@@ -503,15 +503,19 @@ def _folder_records(folder: Path) -> list[Path]:
     """The records of one folder: its WFDB headers; else, for a dataset's root (PTB-XL, whose records
     sit in ``records100/`` beside its CSV tables; an unpacked archive's one dataset folder), the records
     its catalogue lists; else its CSV, NumPy and ``.mat`` files."""
-    from cardiolens.datasets import dataset_root, detect_dataset, open_dataset
+    import inspect
+
+    from cardiolens.datasets import CATALOGUES, dataset_root, detect_dataset, open_dataset
 
     headers = sorted(folder.glob("*.hea"))
     if headers:
         return headers
     name = detect_dataset(dataset_root(folder))  # several datasets: dataset_root names them
     if name is not None:
-        # a partial download predicts what it has, as a folder's unreadable files are skipped (with a warning)
-        options = {"missing": "drop"} if name == "ptbxl" else {}
+        # a partial download predicts what it has, as a folder's unreadable files are skipped (with a
+        # warning), wherever the catalogue can leave out the records its files lack
+        takes_missing = "missing" in inspect.signature(CATALOGUES[name]).parameters
+        options = {"missing": "drop"} if takes_missing else {}
         return [Path(p) for p in open_dataset(folder, **options).records["path"]]
     records = _records_in(folder)
     if records:
