@@ -262,6 +262,17 @@ for _fraction in (0.01, 0.1):
         "label_fraction": _fraction,
         "fold_ids": [0],
     }
+# declared 2026-11-25 (session of stop 27) before they ran, reported whatever they score: the review of
+# stop 26 noted that ecgpt-small-llrd@0.1 (0.553) beat the probes but left open whether the pretraining or
+# the fine-tuning did it, since no fresh-weights GPT had run at 10 %. These are the same architecture,
+# fold, label draw and schedule with fresh weights: once with llrd exactly as the pretrained run (only the
+# weights differ), once with every layer at the full learning rate (llrd's decay handicaps fresh layers)
+EXPERIMENTS["ecgpt-small-scratch-llrd@0.1"] = {**EXPERIMENTS["ecgpt-small-llrd@0.1"], "from_scratch": True}
+EXPERIMENTS["ecgpt-small-scratch-full@0.1"] = {
+    **EXPERIMENTS["ecgpt-small-llrd@0.1"],
+    "from_scratch": True,
+    "policy": "full",
+}
 DEFAULT = [
     "cnn-scratch",
     "rhythm-features-gbm",
