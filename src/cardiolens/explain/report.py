@@ -215,23 +215,10 @@ def explain_record(
             f"position selects a sample of a per-sample output, and {adapter.name!r} has none: "
             "it gives one output per window"
         )
-    if not adapter.has_attention:
-        _refuse_attention_options(adapter.name, token, layer, head)
+    if adapter.has_attention:
+        token = _check_attention_options(adapter, window, token, layer, head)
     else:
-        n_tok = int(adapter.tokens(window).size(-1))
-        token = check_token(token, n_tok, adapter.name)
-        g = adapter.gpt.config
-        if layer is not None and not -g.n_layer <= layer < g.n_layer:
-            raise ModelInputError(
-                f"{adapter.name!r} has no layer {layer}: it has {g.n_layer} layers (0..{g.n_layer - 1}, "
-                f"or -{g.n_layer}..-1 from the last)"
-            )
-        if head is not None and not -g.n_head <= head < g.n_head:
-            raise ModelInputError(
-                f"{adapter.name!r} has no head {head}: it has {g.n_head} heads (0..{g.n_head - 1}, or -{g.n_head}..-1)"
-            )
-        if head is not None and layer is None:
-            raise ModelInputError("head needs a layer (--layer) too")
+        _refuse_attention_options(adapter.name, token, layer, head)
     target_index, _ = adapter.target(window, target, position)
     modality = window_modality(window, adapter.modality)
     peaks = window_peaks(window, 0, modality)
@@ -239,149 +226,35 @@ def explain_record(
     results: dict[str, Any] = {}
     sections: list[Section] = []
 
+    def add(name: str, part: tuple[Any, Any, Section]) -> None:
+        summary[name], results[name], section = part
+        sections.append(section)
+
     if "attention" in chosen:
-        maps = attention_maps(adapter, window)
-        view = "rollout" if layer is None else int(layer)
-        profile = token_attention(maps, token, layer=view, head=head)
-        which = (
-            "rollout"
-            if layer is None
-            else f"layer {maps.check(layer=layer)[0]}"
-            + (f" head {maps.check(head=head)[1]}" if head is not None else " (mean of heads)")
-        )
-        stats = attention_beat_stats(profile, peaks, window.fs, context=token + 1)
-        results["attention"] = {"maps": maps, "token": token, "profile": profile, "view": which}
-        summary["attention"] = {"token": token, "view": which, "beats": int(len(peaks)), **stats}
-        sec = Section(
-            "Attention",
-            f"Per layer and head attention of {maps.n_layers} layers x {maps.n_heads} heads over {maps.n_tokens} "
-            f"tokens; token {token}'s attention ({which}) drawn on the signal. {stats['peak_share']:.0%} of it "
-            f"falls within 60 ms of an R/pulse peak, against {stats['chance']:.0%} for uniform attention. "
-            "Attention shows what the model reads, not what decides its output: on HeartGPT's AF model, "
-            "deleting the samples plain rollout ranks first lowered the AF probability no faster than "
-            "random order (docs/BENCHMARKS.md, interpretability). For the decision, read gradient-weighted "
-            "rollout, occlusion or integrated gradients, and check them with the faithfulness method.",
-        )
-        sec.images["attention_token.png"] = _png(
-            plots.plot_token_attention(
-                window, profile, token, f"{adapter.name}: attention of token {token} ({which})", peaks
-            )
-        )
-        sec.images["attention_heads.png"] = _png(plots.plot_attention_heads(maps))
-        sec.images["attention_heads_token.png"] = _png(plots.plot_attention_heads(maps, token=token))
-        sec.images["attention_aggregate.png"] = _png(plots.plot_attention_aggregate(maps))
-        sections.append(sec)
-
+        add("attention", _attention_part(adapter, window, peaks, token, layer, head))
     if "embeddings" in chosen:
-        states = hidden_states(adapter, window)  # (L + 1, T, C)
-        phase = cycle_phase(states.shape[1], peaks)
-        tokens = adapter.tokens(window)[0].numpy()
-        known = np.isfinite(phase)
-        info: dict[str, Any] = {"beats": int(len(peaks)), "tokens_with_phase": int(known.sum())}
-        sec = Section("Token embeddings in context")
-        if known.sum() >= 3:
-            for idx in (0, states.shape[0] - 1):
-                name = "embedding" if idx == 0 else f"block {idx - 1} (last)"
-                xy = project_states(states[idx][known], projection, seed)
-                sec.images[f"embedding_{projection}_{idx}.png"] = _png(
-                    plots.plot_embedding_projection(xy, phase[known], f"{adapter.name}: {name}, {projection.upper()}")
-                )
-            try:
-                sim = homonym_similarity([states], [phase], [tokens], seed=seed)
-                info["homonyms"] = sim.as_dict()
-                results["homonyms"] = sim
-                sec.images["homonyms.png"] = _png(plots.plot_homonyms({adapter.name: sim}))
-            except ModelInputError as exc:
-                info["homonyms"] = f"not computed: {exc}"
-        sec.text = (
-            f"Hidden states of the {states.shape[1]} tokens, coloured by their phase in the cardiac cycle "
-            f"({info['beats']} beats detected). The per-layer phase probe needs many records: "
-            "benchmarks/explain_faithfulness.py runs it."
-        )
-        summary["embeddings"] = info
-        results["embeddings"] = {"states": states, "phase": phase}
-        sections.append(sec)
-
+        add("embeddings", _embeddings_part(adapter, window, peaks, projection, seed))
+        if "homonyms" in results["embeddings"]:
+            results["homonyms"] = results["embeddings"].pop("homonyms")
     if "physiology" in chosen:
         maps = results["attention"]["maps"] if "attention" in results else attention_maps(adapter, window)
-        masks = feature_masks(window, 0, modality)
-        table = head_feature_shares(maps, masks)
-        results["physiology"] = table
-        summary["physiology"] = table.summary()
-        sec = Section(
-            "Heads and physiology",
-            "Share of each head's attention on "
-            + ", ".join(table.features)
-            + " against the share uniform attention would give (enrichment = share / chance), over the "
-            "queries of the last three quarters of the window."
-            + "".join(f" {not_found_text(f)}." for f in table.features if not table.found(f)),
-        )
-        sec.images["heads_physiology.png"] = _png(plots.plot_head_features(table))
-        sec.tables["top heads"] = [
-            {"feature": f, **r} for f in table.features for r in table.top_heads(f, k=3, min_enrichment=0.0)
-        ]
-        sections.append(sec)
+        add("physiology", _physiology_part(window, modality, maps))
 
-    attributions: list[Attribution] = []
     wanted = [m for m in ATTRIBUTION_METHODS if m in chosen]
     if ("faithfulness" in chosen or "randomization" in chosen) and not wanted:
         wanted = [m for m in ATTRIBUTION_METHODS if m in adapter.available_methods()]
-    for m in wanted:
-        kwargs: dict[str, Any] = {"target": target_index, "position": position}
-        if m == "ig":
-            kwargs["n_steps"] = n_steps
-        attributions.append(attribute(adapter, window, m, **kwargs))
+    attributions = [
+        attribute(
+            adapter, window, m, target=target_index, position=position, **({"n_steps": n_steps} if m == "ig" else {})
+        )
+        for m in wanted
+    ]
     if attributions:
-        results["attributions"] = {a.method: a for a in attributions}
-        summary["attributions"] = {
-            a.method: {"seconds": a.seconds, "per_lead": a.per_lead, **_plain(a.info)} for a in attributions
-        }
-        shown = [a for a in attributions if a.method in chosen] or attributions
-        sec = Section(
-            "Attributions",
-            f"Which samples drove p({attributions[0].target_name}) = {attributions[0].probability:.3f}. Red: "
-            "evidence for the class, blue: against (integrated gradients, occlusion); Grad-CAM, HiResCAM and "
-            "attention are non-negative.",
-        )
-        sec.images["attributions.png"] = _png(plots.plot_attribution(shown, f"{adapter.name} on {window.source}"))
-        sections.append(sec)
-
+        add("attributions", _attributions_part(adapter, window, attributions, chosen))
     if "faithfulness" in chosen:
-        faith = faithfulness(adapter, attributions, steps=curve_steps, n_random=n_random, seed=seed)
-        results["faithfulness"] = faith
-        summary["faithfulness"] = faith.summary()
-        sec = Section(
-            "Faithfulness",
-            "Deletion: the most-attributed samples are set to the lead's median first (a faithful explanation "
-            "makes the probability fall fast: low area). Insertion: they are put back first into a flat "
-            "window (high area). Random order is the reference; one window is anecdotal, the benchmark "
-            "reports intervals over records.",
-        )
-        sec.images["faithfulness.png"] = _png(plots.plot_faithfulness(faith))
-        sec.tables["areas"] = [
-            {"method": plots.method_label(m), **{k: round(v, 4) for k, v in row.items()}}
-            for m, row in summary["faithfulness"].items()
-            if m != "target"
-        ]
-        sections.append(sec)
-
+        add("faithfulness", _faithfulness_part(adapter, attributions, curve_steps, n_random, seed))
     if "randomization" in chosen:
-        checks = {}
-        for a in attributions:
-            checks[a.method] = randomization_check(adapter, window, a.method, reference=a, seed=seed)
-        results["randomization"] = checks
-        summary["randomization"] = {m: c.as_dict() for m, c in checks.items()}
-        sec = Section(
-            "Model-randomisation check",
-            "Spearman correlation between each explanation and the same explanation of the model with "
-            "re-initialised weights (Adebayo et al. 2018). Near 0: the explanation depends on what the model "
-            "learned; near 1: it mostly reflects the input.",
-        )
-        sec.tables["correlation"] = [
-            {"method": plots.method_label(m), "spearman |values|": c.spearman_abs[0], "spearman": c.spearman[0]}
-            for m, c in checks.items()
-        ]
-        sections.append(sec)
+        add("randomization", _randomization_part(adapter, window, attributions, seed))
 
     prediction = _prediction(adapter, window, position)
     report = ExplainReport(
@@ -410,6 +283,166 @@ def explain_record(
     if out is not None:
         report.files = write_report(report, out)
     return report
+
+
+def _check_attention_options(
+    adapter: ExplainModel, window: Window, token: int, layer: int | None, head: int | None
+) -> int:
+    """Check token, layer and head against an attention model (errors list what exists); the token, non-negative."""
+    token = check_token(token, int(adapter.tokens(window).size(-1)), adapter.name)
+    g = adapter.gpt.config
+    if layer is not None and not -g.n_layer <= layer < g.n_layer:
+        raise ModelInputError(
+            f"{adapter.name!r} has no layer {layer}: it has {g.n_layer} layers (0..{g.n_layer - 1}, "
+            f"or -{g.n_layer}..-1 from the last)"
+        )
+    if head is not None and not -g.n_head <= head < g.n_head:
+        raise ModelInputError(
+            f"{adapter.name!r} has no head {head}: it has {g.n_head} heads (0..{g.n_head - 1}, or -{g.n_head}..-1)"
+        )
+    if head is not None and layer is None:
+        raise ModelInputError("head needs a layer (--layer) too")
+    return token
+
+
+# Each report part returns (its summary.json entry, its Python results, its HTML section).
+
+
+def _attention_part(
+    adapter: ExplainModel, window: Window, peaks: np.ndarray, token: int, layer: int | None, head: int | None
+) -> tuple[dict, dict, Section]:
+    maps = attention_maps(adapter, window)
+    view = "rollout" if layer is None else int(layer)
+    profile = token_attention(maps, token, layer=view, head=head)
+    which = (
+        "rollout"
+        if layer is None
+        else f"layer {maps.check(layer=layer)[0]}"
+        + (f" head {maps.check(head=head)[1]}" if head is not None else " (mean of heads)")
+    )
+    stats = attention_beat_stats(profile, peaks, window.fs, context=token + 1)
+    sec = Section(
+        "Attention",
+        f"Per layer and head attention of {maps.n_layers} layers x {maps.n_heads} heads over {maps.n_tokens} "
+        f"tokens; token {token}'s attention ({which}) drawn on the signal. {stats['peak_share']:.0%} of it "
+        f"falls within 60 ms of an R/pulse peak, against {stats['chance']:.0%} for uniform attention. "
+        "Attention shows what the model reads, not what decides its output: on HeartGPT's AF model, "
+        "deleting the samples plain rollout ranks first lowered the AF probability no faster than "
+        "random order (docs/BENCHMARKS.md, interpretability). For the decision, read gradient-weighted "
+        "rollout, occlusion or integrated gradients, and check them with the faithfulness method.",
+    )
+    sec.images["attention_token.png"] = _png(
+        plots.plot_token_attention(
+            window, profile, token, f"{adapter.name}: attention of token {token} ({which})", peaks
+        )
+    )
+    sec.images["attention_heads.png"] = _png(plots.plot_attention_heads(maps))
+    sec.images["attention_heads_token.png"] = _png(plots.plot_attention_heads(maps, token=token))
+    sec.images["attention_aggregate.png"] = _png(plots.plot_attention_aggregate(maps))
+    summary = {"token": token, "view": which, "beats": int(len(peaks)), **stats}
+    return summary, {"maps": maps, "token": token, "profile": profile, "view": which}, sec
+
+
+def _embeddings_part(
+    adapter: ExplainModel, window: Window, peaks: np.ndarray, projection: str, seed: int
+) -> tuple[dict, dict, Section]:
+    states = hidden_states(adapter, window)  # (L + 1, T, C)
+    phase = cycle_phase(states.shape[1], peaks)
+    tokens = adapter.tokens(window)[0].numpy()
+    known = np.isfinite(phase)
+    info: dict[str, Any] = {"beats": int(len(peaks)), "tokens_with_phase": int(known.sum())}
+    results: dict[str, Any] = {"states": states, "phase": phase}
+    sec = Section("Token embeddings in context")
+    if known.sum() >= 3:
+        for idx in (0, states.shape[0] - 1):
+            name = "embedding" if idx == 0 else f"block {idx - 1} (last)"
+            xy = project_states(states[idx][known], projection, seed)
+            sec.images[f"embedding_{projection}_{idx}.png"] = _png(
+                plots.plot_embedding_projection(xy, phase[known], f"{adapter.name}: {name}, {projection.upper()}")
+            )
+        try:
+            sim = homonym_similarity([states], [phase], [tokens], seed=seed)
+            info["homonyms"] = sim.as_dict()
+            results["homonyms"] = sim
+            sec.images["homonyms.png"] = _png(plots.plot_homonyms({adapter.name: sim}))
+        except ModelInputError as exc:
+            info["homonyms"] = f"not computed: {exc}"
+    sec.text = (
+        f"Hidden states of the {states.shape[1]} tokens, coloured by their phase in the cardiac cycle "
+        f"({info['beats']} beats detected). The per-layer phase probe needs many records: "
+        "benchmarks/explain_faithfulness.py runs it."
+    )
+    return info, results, sec
+
+
+def _physiology_part(window: Window, modality: str, maps: Any) -> tuple[dict, Any, Section]:
+    table = head_feature_shares(maps, feature_masks(window, 0, modality))
+    sec = Section(
+        "Heads and physiology",
+        "Share of each head's attention on "
+        + ", ".join(table.features)
+        + " against the share uniform attention would give (enrichment = share / chance), over the "
+        "queries of the last three quarters of the window."
+        + "".join(f" {not_found_text(f)}." for f in table.features if not table.found(f)),
+    )
+    sec.images["heads_physiology.png"] = _png(plots.plot_head_features(table))
+    sec.tables["top heads"] = [
+        {"feature": f, **r} for f in table.features for r in table.top_heads(f, k=3, min_enrichment=0.0)
+    ]
+    return table.summary(), table, sec
+
+
+def _attributions_part(
+    adapter: ExplainModel, window: Window, attributions: list[Attribution], chosen: list[str]
+) -> tuple[dict, dict, Section]:
+    summary = {a.method: {"seconds": a.seconds, "per_lead": a.per_lead, **_plain(a.info)} for a in attributions}
+    shown = [a for a in attributions if a.method in chosen] or attributions
+    sec = Section(
+        "Attributions",
+        f"Which samples drove p({attributions[0].target_name}) = {attributions[0].probability:.3f}. Red: "
+        "evidence for the class, blue: against (integrated gradients, occlusion); Grad-CAM, HiResCAM and "
+        "attention are non-negative.",
+    )
+    sec.images["attributions.png"] = _png(plots.plot_attribution(shown, f"{adapter.name} on {window.source}"))
+    return summary, {a.method: a for a in attributions}, sec
+
+
+def _faithfulness_part(
+    adapter: ExplainModel, attributions: list[Attribution], curve_steps: int, n_random: int, seed: int
+) -> tuple[dict, Any, Section]:
+    faith = faithfulness(adapter, attributions, steps=curve_steps, n_random=n_random, seed=seed)
+    summary = faith.summary()
+    sec = Section(
+        "Faithfulness",
+        "Deletion: the most-attributed samples are set to the lead's median first (a faithful explanation "
+        "makes the probability fall fast: low area). Insertion: they are put back first into a flat "
+        "window (high area). Random order is the reference; one window is anecdotal, the benchmark "
+        "reports intervals over records.",
+    )
+    sec.images["faithfulness.png"] = _png(plots.plot_faithfulness(faith))
+    sec.tables["areas"] = [
+        {"method": plots.method_label(m), **{k: round(v, 4) for k, v in row.items()}}
+        for m, row in summary.items()
+        if m != "target"
+    ]
+    return summary, faith, sec
+
+
+def _randomization_part(
+    adapter: ExplainModel, window: Window, attributions: list[Attribution], seed: int
+) -> tuple[dict, dict, Section]:
+    checks = {a.method: randomization_check(adapter, window, a.method, reference=a, seed=seed) for a in attributions}
+    sec = Section(
+        "Model-randomisation check",
+        "Spearman correlation between each explanation and the same explanation of the model with "
+        "re-initialised weights (Adebayo et al. 2018). Near 0: the explanation depends on what the model "
+        "learned; near 1: it mostly reflects the input.",
+    )
+    sec.tables["correlation"] = [
+        {"method": plots.method_label(m), "spearman |values|": c.spearman_abs[0], "spearman": c.spearman[0]}
+        for m, c in checks.items()
+    ]
+    return {m: c.as_dict() for m, c in checks.items()}, checks, sec
 
 
 def _refuse_attention_options(name: str, token: int, layer: int | None, head: int | None) -> None:
