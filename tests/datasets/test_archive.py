@@ -59,3 +59,16 @@ def test_processes_unpacking_a_changed_archive_at_once_all_get_a_complete_copy(t
     assert counts == [2000] * 4
     assert sum(1 for _ in (root / "data").rglob("*.txt")) == 2000
     assert [p.name for p in root.iterdir()] == ["data"]  # neither temporary nor stale folders left
+
+
+def test_a_zip_with_a_damaged_compressed_member_is_named_and_leaves_nothing(tmp_path: Path) -> None:
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.txt", "signal " * 5000)
+    raw = bytearray(archive.read_bytes())
+    start = 30 + len("a.txt")  # the member's data, after its local header: the deflate block's code table
+    raw[start : start + 30] = bytes(range(30))  # zlib fails on it, before any CRC check
+    archive.write_bytes(bytes(raw))
+    with pytest.raises(DatasetError, match=r"data\.zip: not a readable zip archive"):
+        unpack_once(archive, tmp_path / "cache")
+    assert not any((tmp_path / "cache").iterdir())

@@ -452,3 +452,138 @@ def test_an_unknown_nan_policy_is_a_clear_error_for_every_reader(tmp_path):
     np.save(tmp_path / "x.npy", np.sin(np.arange(500) / 10.0))
     with pytest.raises(CardiolensError, match="nan_policy must be 'raise' or 'interpolate', got 'bogus'"):
         load_record(tmp_path / "x.npy", fs=100, nan_policy="bogus")
+
+
+# ---- the reading audit of 2026-11-25: each of these read wrong data or failed without naming the file ----
+
+
+def test_csv_with_one_row_per_lead_is_refused_not_read_as_thousands_of_leads(tmp_path: Path) -> None:
+    for rows in (2, 3):
+        path = tmp_path / f"rows{rows}.csv"
+        np.savetxt(path, _ecg_like(2500, rows).T, delimiter=",")
+        for fs in (None, FS):
+            with pytest.raises(RecordError, match="2500 columns but only .* rows: .*transpose"):
+                load_record(path, fs=fs)
+
+
+def test_leads_select_the_named_columns_of_a_headed_csv_or_npz_never_rename_them(tmp_path: Path) -> None:
+    data = _ecg_like(1000, 2)
+    csv_path = tmp_path / "named.csv"
+    np.savetxt(csv_path, data, delimiter=",", header="I,II", comments="")
+    np.savez(tmp_path / "named.npz", signal=data.T, fs=FS, leads=np.array(["I", "II"]))
+    for path in (csv_path, tmp_path / "named.npz"):
+        swapped = load_record(path, fs=FS, leads=["II", "I"])
+        assert swapped.leads == ["II", "I"]
+        assert np.allclose(swapped.signal, data.T[::-1])  # the data moves with its name
+        one = load_record(path, fs=FS, leads=["II"])
+        assert one.leads == ["II"] and np.allclose(one.signal[0], data[:, 1])
+        with pytest.raises(RecordError, match=r"no lead 'V1' in this file \(its leads: \['I', 'II'\]\)"):
+            load_record(path, fs=FS, leads=["V1"])
+    # a headerless file names nothing: leads= names its columns
+    np.savetxt(tmp_path / "bare.csv", data, delimiter=",")
+    assert load_record(tmp_path / "bare.csv", fs=FS, leads=["II", "I"]).leads == ["II", "I"]
+
+
+def test_index_columns_under_a_header_are_dropped(tmp_path: Path) -> None:
+    data = _ecg_like(1000, 2)
+    pandas_style = tmp_path / "pandas.csv"  # DataFrame.to_csv: an unnamed index column first
+    pandas_style.write_text(",I,II\n" + "".join(f"{i},{a},{b}\n" for i, (a, b) in enumerate(data)))
+    rdsamp_style = tmp_path / "rdsamp.csv"  # PhysioNet rdsamp -c -v: quoted names, a sample number column
+    rdsamp_style.write_text("'sample #','MLII','V1'\n" + "".join(f"{i + 7},{a},{b}\n" for i, (a, b) in enumerate(data)))
+    for path, leads in ((pandas_style, ["I", "II"]), (rdsamp_style, ["MLII", "V1"])):
+        rec = load_record(path, fs=FS)
+        assert rec.leads == leads
+        assert np.allclose(rec.signal, data.T)
+    # a column named like an index that holds signal is signal
+    signal_named_n = tmp_path / "n.csv"
+    signal_named_n.write_text("n,II\n" + "".join(f"{a},{b}\n" for a, b in data))
+    assert load_record(signal_named_n, fs=FS).leads == ["n", "II"]
+
+
+@pytest.mark.parametrize("fs", [360, 300, 128])
+def test_csv_time_stamps_rounded_to_a_millisecond_give_the_rate(tmp_path: Path, fs: int) -> None:
+    n = 10 * fs
+    values = _ecg_like(n, 1)[:, 0]
+    seconds = tmp_path / "s.csv"
+    seconds.write_text("time,ECG\n" + "".join(f"{i / fs:.3f},{v}\n" for i, v in enumerate(values)))
+    millis = tmp_path / "ms.csv"
+    millis.write_text("time_ms,ECG\n" + "".join(f"{round(1000 * i / fs)},{v}\n" for i, v in enumerate(values)))
+    for path in (seconds, millis):
+        assert load_record(path).fs == fs
+        assert load_record(path, fs=fs).fs == fs
+    # a real gap is still refused: two missing samples are more than the stamps' rounding
+    gapped = tmp_path / "gap.csv"
+    gapped.write_text("time,ECG\n" + "".join(f"{i / fs:.3f},{v}\n" for i, v in enumerate(values) if i not in (50, 51)))
+    with pytest.raises(RecordError, match="irregular"):
+        load_record(gapped)
+
+
+def test_npz_metadata_spellings_and_gain(tmp_path: Path) -> None:
+    data = _ecg_like(1000, 2)
+    np.savez(tmp_path / "a.npz", signal=data.T, fs=np.array([FS]), leads=np.array("II"), units="mV")
+    with pytest.raises(RecordError, match="1 lead names for 2 channels|lead"):
+        load_record(tmp_path / "a.npz")  # one name for two leads stays an error
+    np.savez(tmp_path / "b.npz", signal=data.T, fs=np.array([FS]), units="mV")
+    rec = load_record(tmp_path / "b.npz")
+    assert rec.fs == FS and rec.units == ["mV", "mV"]
+    counts = np.round(data.T * 200 + 5).astype(np.int16)
+    np.savez(tmp_path / "c.npz", signal=counts, fs=FS, units="mV", gain=200.0, baseline=np.array([5, 5]))
+    rec = load_record(tmp_path / "c.npz")
+    assert np.max(np.abs(rec.signal - data.T)) <= 0.5 / 200 + 1e-9
+    np.savez(tmp_path / "d.npz", signal=counts, fs=FS, gain=np.array([200.0, 0.0]))
+    with pytest.raises(RecordError, match="'gain' must be finite and non-zero"):
+        load_record(tmp_path / "d.npz")
+    np.savez(tmp_path / "e.npz", signal=data.T, fs=np.array([FS, FS]))
+    with pytest.raises(RecordError, match="'fs' must be one number"):
+        load_record(tmp_path / "e.npz")
+
+
+def test_a_damaged_npz_member_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "x.npz"
+    np.savez(path, signal=_ecg_like(1000, 2).T, fs=FS)
+    raw = bytearray(path.read_bytes())
+    start = raw.index(b"\x93NUMPY", raw.index(b"signal.npy")) + 200  # inside the signal's data
+    raw[start : start + 16] = bytes(16)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(RecordError, match=r"x\.npz: member 'signal' of the \.npz is damaged"):
+        load_record(path)
+
+
+def test_multi_segment_and_multi_frequency_wfdb_records(tmp_path: Path) -> None:
+    data = _ecg_like(2500, 2)
+    for name, part in (("seg1", data[:1000]), ("seg2", data[1000:])):
+        wfdb.wrsamp(
+            name, fs=FS, units=["mV"] * 2, sig_name=["I", "II"], p_signal=part, fmt=["16"] * 2,
+            adc_gain=[200.0] * 2, baseline=[0] * 2, write_dir=str(tmp_path),
+        )  # fmt: skip
+    (tmp_path / "multi.hea").write_text("multi/2 2 250 2500\nseg1 1000\nseg2 1500\n")
+    rec = load_record(tmp_path / "multi.hea")
+    assert rec.leads == ["I", "II"] and rec.n_samples == 2500 and rec.metadata["segments"] == ["seg1", "seg2"]
+    assert np.max(np.abs(rec.signal - data.T)) <= 1 / 200
+    (tmp_path / "seg2.dat").unlink()
+    with pytest.raises(RecordError, match="seg2"):
+        load_record(tmp_path / "multi.hea")
+    # lead II stored at 2 samples per frame, with checksums over every stored sample as WFDB defines them
+    fast = np.repeat(data[:, 1], 2)
+    digital_i = np.round(data[:, 0] * 200).astype(np.int16)
+    digital_ii = np.round(fast * 200).astype(np.int16)
+    frames = np.concatenate([digital_i[:, None], digital_ii.reshape(-1, 2)], axis=1)
+    frames.astype("<i2").tofile(tmp_path / "mf.dat")
+    check = [int(d.astype(np.int64).sum()) & 0xFFFF for d in (digital_i, digital_ii)]
+    (tmp_path / "mf.hea").write_text(
+        f"mf 2 250 2500\nmf.dat 16 200.0(0)/mV 16 0 {digital_i[0]} {check[0]} 0 I\n"
+        f"mf.dat 16x2 200.0(0)/mV 16 0 {digital_ii[0]} {check[1]} 0 II\n"
+    )
+    rec = load_record(tmp_path / "mf.hea")
+    assert rec.metadata["averaged_to_frame_rate"] == {"II": 2}
+    assert np.max(np.abs(rec.signal - data.T)) <= 1 / 200
+    frames[5, 1] += 1  # one changed sample of lead II is still caught
+    frames.astype("<i2").tofile(tmp_path / "mf.dat")
+    with pytest.raises(RecordError, match="lead II does not match the header's checksum"):
+        load_record(tmp_path / "mf.hea")
+
+
+def test_a_one_sample_record_says_it_is_too_short(tmp_path: Path) -> None:
+    np.save(tmp_path / "one.npy", np.array([0.5, 0.2])[:, None][:1])
+    with pytest.raises(RecordError, match="record has 1 sample: too short"):
+        load_record(tmp_path / "one.npy", fs=FS)

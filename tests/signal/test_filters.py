@@ -185,3 +185,9 @@ def test_clean_record_by_modality_leaves_respiration_alone() -> None:
     assert np.allclose(out.signal[0], rec.signal[0])
     assert _amplitude_at(out.signal[1], fs, 0.1) < 0.1
     assert _amplitude_at(out.signal[2], fs, 20.0) < 0.02
+
+
+def test_clean_names_the_record_and_lead_of_a_too_short_signal() -> None:
+    short = Record(np.sin(np.arange(10) / 2)[None], 250.0, leads=["II"], source="short.hea")
+    with pytest.raises(RecordError, match=r"short\.hea: lead II: clean_ecg: signal has 10 samples"):
+        clean(short)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 from cardiolens.errors import DatasetError
@@ -31,9 +32,12 @@ def unpack_once(archive: str | Path, root: str | Path) -> Path:
     try:
         with zipfile.ZipFile(source) as zf:
             zf.extractall(tmp)
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a bad directory, CRC or compressed stream
         shutil.rmtree(tmp, ignore_errors=True)
-        raise DatasetError(f"{source}: not a readable zip archive ({exc})") from None
+        raise DatasetError(f"{source}: not a readable zip archive ({type(exc).__name__}: {exc})") from None
+    except BaseException:  # a full disk, an interrupt: leave no half-written folder behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     (tmp / ".complete").write_text(str(source.stat().st_mtime_ns))
     # Several processes may unpack the same archive at once (two benchmark jobs started together):
     # each moves the stale copy aside under a name of its own, never deletes a folder in place, and

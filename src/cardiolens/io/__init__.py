@@ -140,8 +140,9 @@ def load_record(
             column); for formats that do, it must agree with the file (use
             :func:`cardiolens.signal.resample_record` to change the rate).
         format: force a reader (one of :data:`FORMATS`) instead of detecting it.
-        leads: for files that name their leads (WFDB, CPSC), the leads to keep, in this order; for
-            files that do not (CSV without header, NumPy), names to give the channels.
+        leads: for files that name their leads (WFDB, CPSC, CSV with a header, ``.npz`` with
+            ``leads``), the leads to keep, in this order; for files that do not (CSV without header,
+            ``.npy``), names to give the channels.
         units: units of the values, for formats that do not state them.
         nan_policy: ``"raise"`` (default) refuses NaN/inf samples; ``"interpolate"`` fills gaps
             linearly and records what it did in ``record.metadata["repaired"]``.
@@ -192,6 +193,10 @@ def check_plausible(record: Record) -> None:
     and listed in ``record.metadata["flat_leads"]``.
     """
     where = record.source or record.name
+    if record.n_samples < 2:
+        raise RecordError(
+            f"record has {record.n_samples} sample{'s' * (record.n_samples != 1)}: too short to read", where
+        )
     spread = np.ptp(record.signal, axis=1)
     flat = [lead for lead, s in zip(record.leads, spread, strict=True) if s == 0]
     if len(flat) == record.n_channels:

@@ -21,7 +21,10 @@ log = logging.getLogger(__name__)
 
 _TIME_NAMES = re.compile(r"^(t|time|times|timestamp|sec|secs|seconds|elapsed)\b", re.IGNORECASE)
 _MS_NAMES = re.compile(r"(\bms\b|msec|millisec|\[ms\]|_ms$)", re.IGNORECASE)
-_INDEX_NAMES = re.compile(r"^(sample|samples|index|idx|n|sample[ _]?(no|nr|number|index))$", re.IGNORECASE)
+# pandas names an empty header cell "Unnamed: 0" (its own index column); PhysioNet's rdsamp writes "sample #"
+_INDEX_NAMES = re.compile(
+    r"^(sample|samples|index|idx|n|sample[ _]?(no|nr|number|index|#)|unnamed: ?\d+)$", re.IGNORECASE
+)
 # HeartGPT's published inputs: ECG lead I at 100 Hz, finger PPG at 50 Hz (Davies et al. 2024).
 HEARTGPT_FS = {"ECG": 100.0, "PPG": 50.0}
 HEARTGPT_LEAD = {"ECG": "I", "PPG": "PLETH"}
@@ -33,6 +36,22 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _is_sample_index(column: pd.Series) -> bool:
+    """Whether a column holds whole numbers rising by a constant step (sample numbers, not signal)."""
+    x = column.to_numpy(dtype=np.float64)
+    step = np.diff(x)
+    return len(step) > 0 and bool(np.all(np.isfinite(x)) and np.all(x == np.round(x)) and np.all(step == step[0]))
+
+
+def _printed_resolution(text: pd.Series) -> float:
+    """The smallest step the printed values can show (1e-3 for '0.125', 1 for '12'); 0 for exponent notation."""
+    cells = text.dropna().astype(str).str.strip()
+    if cells.str.contains("[eE]").any():
+        return 0.0
+    decimals = cells.str.partition(".")[2].str.len().max()
+    return 10.0 ** -int(decimals or 0)
 
 
 def _sniff(path: Path, head: str) -> tuple[str, bool]:
@@ -90,7 +109,8 @@ def read_csv(
     Args:
         path: the file.
         fs: sampling rate in Hz.
-        leads: lead names (default: the header's column names or ``ch0, ch1, ...``).
+        leads: with a header, the leads to keep in this order (by column name); without one, names for
+            the columns (default: the header's column names or ``ch0, ch1, ...``).
         units: units of the values (default ``unknown``).
         time_column: name or position of the time column, when auto-detection is not wanted.
         nan_policy: ``"raise"`` or ``"interpolate"`` for empty cells and NaN values.
@@ -133,7 +153,21 @@ def read_csv(
     problem = _first_bad_cell(raw, values, 1 if has_header else 0)
     if problem:
         raise RecordError(f"text where a number belongs ({problem})", path)
-    names = [str(c).strip() for c in raw.columns] if has_header else [f"ch{i}" for i in range(raw.shape[1])]
+    if values.shape[0] < 2:
+        raise RecordError(f"{values.shape[0]} row of samples: a recording needs at least 2", path)
+    if values.shape[1] > values.shape[0]:
+        # more columns than rows is a file of one row per lead: reading it as columns makes thousands
+        # of leads of a few samples each
+        raise RecordError(
+            f"{values.shape[1]} columns but only {values.shape[0]} row{'s' * (values.shape[0] != 1)}: cardiolens "
+            "reads one column per lead and one row per sample; transpose the file (one row per lead is not read)",
+            path,
+        )
+    names = (
+        [str(c).strip().strip("'\"").strip() for c in raw.columns]
+        if has_header
+        else [f"ch{i}" for i in range(raw.shape[1])]
+    )
     columns = list(range(values.shape[1]))
 
     time_fs = None
@@ -144,13 +178,16 @@ def read_csv(
             raise RecordError(f"time column {time_column!r} not found (columns: {names})", path)
     elif has_header:
         time_idx = next((i for i, n in enumerate(names) if _TIME_NAMES.match(n) or _MS_NAMES.search(n)), None)
-        index_idx = next((i for i, n in enumerate(names) if _INDEX_NAMES.match(n)), None)
+        index_idx = next(
+            (i for i, n in enumerate(names) if _INDEX_NAMES.match(n) and _is_sample_index(values.iloc[:, i])), None
+        )
         if index_idx is not None and index_idx != time_idx and len(columns) > 1:
             columns.remove(index_idx)
     elif len(columns) > 1:
         first = values.iloc[:, 0].to_numpy()
         step = np.diff(first)
-        if len(step) and np.all(step > 0):
+        # two rows make one step, which is "equal steps" whatever the values: no time column from that
+        if len(step) >= 2 and np.all(step > 0):
             if np.allclose(first, np.round(first)) and np.all(step == 1):
                 columns.remove(0)  # a sample index, not a time
             elif np.allclose(step, step.mean(), rtol=1e-3):
@@ -158,12 +195,14 @@ def read_csv(
     if time_idx is not None:
         t = values.iloc[:, time_idx].to_numpy(dtype=np.float64)
         step = np.diff(t)
-        if len(t) < 2:
-            raise RecordError(f"{len(t)} row of samples: a recording needs at least 2", path)
         if np.any(~np.isfinite(t)) or np.any(step <= 0):
             raise RecordError(f"time column {names[time_idx]!r} is not strictly increasing", path)
         median = float(np.median(step))
-        if np.max(np.abs(step - median)) > 0.01 * median:
+        # time stamps rounded to their printed resolution (360 Hz in whole ms: steps of 2 and 3 ms) vary
+        # by up to one unit of it; the rate then comes from the whole span below
+        resolution = _printed_resolution(raw.iloc[:, time_idx])
+        tolerance = max(0.01 * median, 1.001 * resolution if resolution <= 0.5 * median else 0.0)
+        if np.max(np.abs(step - median)) > tolerance:
             raise RecordError(
                 f"time column {names[time_idx]!r} is irregular (steps {step.min():g}..{step.max():g}); "
                 "resample to a uniform rate first",
@@ -173,7 +212,8 @@ def read_csv(
         # the whole span, not the median step: rounded time stamps (6 decimals at 360 Hz) make every
         # step a little off, their average is not; a rate within 1e-4 of a whole number is that number
         time_fs = scale * (len(t) - 1) / (t[-1] - t[0])
-        if abs(time_fs - round(time_fs)) < 1e-4 * time_fs:
+        # a rate within the span's rounding error (or 1e-4) of a whole number is that number
+        if abs(time_fs - round(time_fs)) < max(1e-4, 2 * resolution / (t[-1] - t[0])) * time_fs:
             time_fs = float(round(time_fs))
         columns.remove(time_idx)
         if fs is not None and abs(time_fs - fs) > 0.01 * fs:
@@ -183,8 +223,15 @@ def read_csv(
     fs = fs if fs is not None else time_fs
     if fs is None:
         raise RecordError("no sampling rate: pass fs= (--fs on the command line) or add a time column", path)
+    if leads is not None and has_header:
+        # a file that names its leads: keep the ones asked for, in that order (as for WFDB), never rename them
+        available = [names[i] for i in columns]
+        missing = [lead for lead in leads if lead not in available]
+        if missing:
+            raise RecordError(f"no lead {', '.join(map(repr, missing))} in this file (its leads: {available})", path)
+        columns = [columns[available.index(lead)] for lead in leads]
     signal = values.iloc[:, columns].to_numpy(dtype=np.float64).T
-    lead_names = leads or [names[i] for i in columns]
+    lead_names = list(leads) if leads is not None else [names[i] for i in columns]
     meta = {"format": "csv"}
     signal = apply_nan_policy(signal, nan_policy, path, meta)
     return Record(signal, fs, leads=lead_names, units=units, source=path, metadata=meta)
@@ -219,8 +266,9 @@ def read_heartgpt_context(
             raise RecordError("HeartGPT context CSV: pass modality='ECG' (100 Hz) or 'PPG' (50 Hz), or fs=", path)
         fs = HEARTGPT_FS[modality]
         log.warning("%s: HeartGPT %s context, sampling rate taken as %g Hz (pass fs if it differs)", path, modality, fs)
-    record = read_csv(path, fs=fs, leads=[HEARTGPT_LEAD.get(modality or "", "ch0")], nan_policy=nan_policy)
+    record = read_csv(path, fs=fs, nan_policy=nan_policy)
     if record.n_channels != 1:
         raise RecordError(f"a HeartGPT context CSV has one column, this one has {record.n_channels}", path)
+    record = record.replace(leads=[HEARTGPT_LEAD.get(modality or "", "ch0")])
     record.metadata.update(format="heartgpt", modality=modality)
     return record

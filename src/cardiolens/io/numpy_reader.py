@@ -1,4 +1,5 @@
-"""NumPy arrays: ``.npy`` (one array) and ``.npz`` (``signal`` plus optional ``fs``, ``leads``, ``units``)."""
+"""NumPy arrays: ``.npy`` (one array) and ``.npz`` (``signal`` plus optional ``fs``, ``leads``, ``units``,
+``gain``, ``baseline``)."""
 
 from __future__ import annotations
 
@@ -38,9 +39,12 @@ def read_numpy(
     """Read a ``.npy`` or ``.npz`` signal.
 
     Args:
-        path: the file. A ``.npz`` may hold ``signal`` (or a single array), ``fs``, ``leads``, ``units``.
+        path: the file. A ``.npz`` may hold ``signal`` (or a single array), ``fs``, ``leads``, ``units``
+            (one for all leads or one per lead) and, for stored integers, ``gain`` and ``baseline`` as a
+            WFDB header states them: physical = (signal - baseline) / gain.
         fs: sampling rate in Hz (required unless the ``.npz`` holds ``fs``; must agree when both are given).
-        leads: lead names; default from the file or ``ch0, ch1, ...``.
+        leads: for an ``.npz`` that names its leads, the leads to keep in this order; otherwise names
+            for the channels (default: the file's names or ``ch0, ch1, ...``).
         units: units of the values; default from the file or ``unknown``.
         nan_policy: ``"raise"`` or ``"interpolate"`` (see :func:`cardiolens.io.repair.apply_nan_policy`).
     """
@@ -50,17 +54,28 @@ def read_numpy(
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise RecordError(f"cannot read NumPy file: {exc}", path) from None
     file_fs = None
+    file_leads: list[str] | None = None
     if isinstance(loaded, np.lib.npyio.NpzFile):
         with loaded:
             names = list(loaded.files)
             key = "signal" if "signal" in names else (names[0] if len(names) == 1 else None)
             if key is None:
                 raise RecordError(f".npz must hold an array named 'signal' (has {names})", path)
-            array = loaded[key]
-            file_fs = float(loaded["fs"]) if "fs" in names else None
-            leads = leads or ([str(x) for x in loaded["leads"]] if "leads" in names else None)
-            if units is None and "units" in names:
-                units = [str(x) for x in np.atleast_1d(loaded["units"])]
+            content = {name: _member(loaded, name, path) for name in names}
+        array = content[key]
+        unread = sorted(set(names) - {key, *_NPZ_KEYS})
+        if unread:
+            log.warning("%s: .npz members %s are not read (cardiolens reads %s)", path, unread, ", ".join(_NPZ_KEYS))
+        if "fs" in content:
+            file_fs = _scalar(content["fs"], "fs", path)
+        if "leads" in content:
+            file_leads = [str(x) for x in np.atleast_1d(content["leads"])]
+        if units is None and "units" in content:
+            stored = [str(x) for x in np.atleast_1d(content["units"])]
+            units = stored[0] if len(stored) == 1 else stored  # one unit names every lead
+        if "gain" in content or "baseline" in content:
+            # stored as a WFDB header states them: physical = (digital - baseline) / gain, per lead or for all
+            array = _to_physical(array, content.get("gain"), content.get("baseline"), path)
     else:
         array = loaded
     if array.dtype.kind not in "fiu":
@@ -74,4 +89,45 @@ def read_numpy(
         )
     meta = {"format": "numpy"}
     signal = apply_nan_policy(_orient(array, path), nan_policy, path, meta)
-    return Record(signal, fs, leads=leads, units=units, source=path, metadata=meta)
+    if file_leads is not None and leads is not None:
+        # a file that names its leads: keep the ones asked for, in that order (as for WFDB), never rename them
+        missing = [lead for lead in leads if lead not in file_leads]
+        if missing:
+            raise RecordError(f"no lead {', '.join(map(repr, missing))} in this file (its leads: {file_leads})", path)
+        signal = signal[[file_leads.index(lead) for lead in leads]]
+        if isinstance(units, list) and len(units) == len(file_leads):
+            units = [units[file_leads.index(lead)] for lead in leads]
+    return Record(signal, fs, leads=leads or file_leads, units=units, source=path, metadata=meta)
+
+
+# the .npz members read; others are named in a warning
+_NPZ_KEYS = ("signal", "fs", "leads", "units", "gain", "baseline")
+
+
+def _member(npz: np.lib.npyio.NpzFile, name: str, path: Path) -> np.ndarray:
+    """One member of an .npz, with a damaged one named (a bad CRC or a cut-off stream raises many types)."""
+    try:
+        return npz[name]
+    except Exception as exc:  # zipfile.BadZipFile, zlib.error, ValueError, EOFError, tokenize.TokenError ...
+        raise RecordError(f"member {name!r} of the .npz is damaged ({type(exc).__name__}: {exc})", path) from None
+
+
+def _scalar(value: np.ndarray, name: str, path: Path) -> float:
+    if np.size(value) != 1 or np.asarray(value).dtype.kind not in "fiu":
+        raise RecordError(f"the .npz's {name!r} must be one number, got {np.asarray(value)!r}", path)
+    return float(np.asarray(value).reshape(-1)[0])
+
+
+def _to_physical(array: np.ndarray, gain: np.ndarray | None, baseline: np.ndarray | None, path: Path) -> np.ndarray:
+    """(array - baseline) / gain, broadcast over the lead axis of a (channels, samples) or (samples, channels) array."""
+    oriented = _orient(array, path).astype(np.float64)
+    n_leads = oriented.shape[0]
+    factors = {}
+    for name, value, default in (("gain", gain, 1.0), ("baseline", baseline, 0.0)):
+        v = np.atleast_1d(np.asarray(default if value is None else value, dtype=np.float64)).reshape(-1)
+        if v.size not in (1, n_leads):
+            raise RecordError(f"the .npz's {name!r} has {v.size} values for {n_leads} leads", path)
+        factors[name] = v[:, None]
+    if np.any(factors["gain"] == 0) or not np.all(np.isfinite(factors["gain"])):
+        raise RecordError("the .npz's 'gain' must be finite and non-zero", path)
+    return (oriented - factors["baseline"]) / factors["gain"]

@@ -134,12 +134,12 @@ def _check_signal_files(header: wfdb.Record, hea: Path) -> None:
             )
 
 
-def _check_checksums(digital: np.ndarray, header: wfdb.Record, source: Path) -> None:
-    """Compare the data with the header's 16-bit checksums (0 means 'not given' in practice)."""
+def _check_checksums(samples: list[np.ndarray], header: wfdb.Record, source: Path) -> None:
+    """Compare each lead's stored samples with the header's 16-bit checksums (0 means 'not given' in practice)."""
     for i, expected in enumerate(header.checksum or []):
         if expected in (None, 0):
             continue
-        column = digital[:, i].astype(np.int64)
+        column = np.asarray(samples[i]).astype(np.int64)
         actual, expected = int(column.sum()) & 0xFFFF, int(expected) & 0xFFFF
         if actual != expected:
             raise RecordError(
@@ -178,28 +178,23 @@ def read_wfdb(path: str | Path, *, annotation: str | None = "atr", nan_policy: s
     if hea is None:
         raise RecordError("no WFDB header (.hea) found for this record", path)
     header = read_header(hea)
-    _check_signal_files(header, hea)
-    if header.fs is None or not header.fs > 0:
-        raise RecordError(f"header gives no valid sampling rate ({header.fs!r})", hea)
-    try:
-        rec = wfdb.rdrecord(str(hea.with_suffix("")), physical=False)
-    except Exception as exc:
-        raise RecordError(f"wfdb could not read the signal: {exc}", hea) from None
-    digital = rec.d_signal
-    _check_checksums(digital, header, hea)
-    # Physical values = (digital - baseline) / gain; WFDB's "no data" code becomes NaN.
-    gain = np.array([g if g else 200.0 for g in rec.adc_gain], dtype=np.float64)
-    baseline = np.array(rec.baseline, dtype=np.float64)
-    physical = (digital.astype(np.float64) - baseline) / gain
-    for i, fmt in enumerate(rec.fmt):
-        if str(fmt) in ("16", "61"):
-            physical[digital[:, i] == _INVALID_16, i] = np.nan
+    if isinstance(header, wfdb.MultiRecord):
+        rec, physical = _read_segments(header, hea)
+    else:
+        rec, physical = _read_single(header, hea)
     units = [_UNIT_SPELLING.get(str(u).strip().lower(), str(u).strip() or "unknown") for u in rec.units]
     annotations = None
     if annotation and (hea.parent / f"{hea.stem}.{annotation}").is_file():
         annotations = read_annotations(hea.with_suffix(""), extension=annotation, n_samples=rec.sig_len)
     meta = _metadata_from_comments(rec.comments or [])
     meta["format"] = "wfdb"
+    if isinstance(header, wfdb.MultiRecord):
+        meta["segments"] = [str(name) for name in header.seg_name]
+    spf = [int(n or 1) for n in (rec.samps_per_frame or [])]
+    if any(n > 1 for n in spf):
+        # the Record has one rate: leads stored faster are averaged over each frame (wfdb's smoothing)
+        meta["averaged_to_frame_rate"] = {lead: n for lead, n in zip(rec.sig_name, spf, strict=True) if n > 1}
+        log.info("%s: leads %s averaged to the frame rate %g Hz", hea, meta["averaged_to_frame_rate"], rec.fs)
     return Record(
         signal=apply_nan_policy(physical.T, nan_policy, hea, meta),
         fs=float(rec.fs),
@@ -210,6 +205,56 @@ def read_wfdb(path: str | Path, *, annotation: str | None = "atr", nan_policy: s
         metadata=meta,
         annotations=annotations,
     )
+
+
+def _read_single(header: wfdb.Record, hea: Path) -> tuple[wfdb.Record, np.ndarray]:
+    """A one-segment record, checked against its file sizes and checksums; (wfdb record, physical (T, C))."""
+    _check_signal_files(header, hea)
+    if header.fs is None or not header.fs > 0:
+        raise RecordError(f"header gives no valid sampling rate ({header.fs!r})", hea)
+    try:
+        rec = wfdb.rdrecord(str(hea.with_suffix("")), physical=False)
+        # checksums are over every stored sample; a lead stored at n samples per frame is averaged
+        # over frames in d_signal, so its checksum is read from the expanded samples
+        expanded = (
+            wfdb.rdrecord(str(hea.with_suffix("")), physical=False, smooth_frames=False).e_d_signal
+            if any(int(n or 1) > 1 for n in rec.samps_per_frame)
+            else [rec.d_signal[:, i] for i in range(rec.n_sig)]
+        )
+    except Exception as exc:
+        raise RecordError(f"wfdb could not read the signal: {exc}", hea) from None
+    _check_checksums(expanded, header, hea)
+    digital = rec.d_signal
+    # Physical values = (digital - baseline) / gain; WFDB's "no data" code becomes NaN.
+    gain = np.array([g if g else 200.0 for g in rec.adc_gain], dtype=np.float64)
+    baseline = np.array(rec.baseline, dtype=np.float64)
+    physical = (digital.astype(np.float64) - baseline) / gain
+    for i, fmt in enumerate(rec.fmt):
+        if str(fmt) in ("16", "61"):
+            physical[digital[:, i] == _INVALID_16, i] = np.nan
+    return rec, physical
+
+
+def _read_segments(header: wfdb.MultiRecord, hea: Path) -> tuple[wfdb.Record, np.ndarray]:
+    """A multi-segment record ('name/n' header): each segment is checked as a record of its own, then
+    wfdb joins them in physical units (a gap, segment '~', is NaN, which the NaN policy then handles)."""
+    if header.fs is None or not header.fs > 0:
+        raise RecordError(f"header gives no valid sampling rate ({header.fs!r})", hea)
+    for name in header.seg_name:
+        if name == "~":
+            continue
+        segment = hea.parent / f"{name}.hea"
+        if not segment.is_file():
+            raise RecordError(f"segment {name} named by the multi-segment header has no header {segment.name}", hea)
+        part = read_header(segment)
+        if isinstance(part, wfdb.MultiRecord):
+            raise RecordError(f"segment {name} is itself a multi-segment record, which WFDB does not allow", segment)
+        _check_signal_files(part, segment)
+    try:
+        rec = wfdb.rdrecord(str(hea.with_suffix("")), physical=True, m2s=True)
+    except Exception as exc:
+        raise RecordError(f"wfdb could not join the segments: {exc}", hea) from None
+    return rec, rec.p_signal.astype(np.float64)
 
 
 def read_annotations(path: str | Path, extension: str = "atr", *, n_samples: int | None = None) -> Annotations:

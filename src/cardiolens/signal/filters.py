@@ -315,12 +315,15 @@ def clean(record: Record, *, powerline: float | None = None) -> Record:
     rows = []
     for lead, unit, row in zip(record.leads, record.units, record.signal, strict=True):
         kind = lead_modality(lead, unit)
-        if kind == "PPG":
-            rows.append(clean_ppg(row, record.fs))
-        elif kind == "ECG":
-            rows.append(clean_ecg(row, record.fs, powerline=powerline))
-        else:
-            rows.append(row.astype(np.float64))
+        try:
+            if kind == "PPG":
+                rows.append(clean_ppg(row, record.fs))
+            elif kind == "ECG":
+                rows.append(clean_ecg(row, record.fs, powerline=powerline))
+            else:
+                rows.append(row.astype(np.float64))
+        except RecordError as exc:  # the array functions know no file: name the record and lead
+            raise RecordError(f"lead {lead}: {exc.problem}", record.source or record.name) from None
     return record.replace(signal=np.vstack(rows), metadata={**record.metadata, "cleaned": True})
 
 
