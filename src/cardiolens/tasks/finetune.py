@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from cardiolens.atomic import write_json, write_npz
 from cardiolens.datasets import grouped_kfold
 from cardiolens.errors import CardiolensError, CheckpointError
 from cardiolens.models import create_model, list_models, list_pretrained, load_model, save_checkpoint
@@ -514,12 +515,6 @@ def _subsample(data: TaskData, max_items: int | None, seed: int) -> TaskData:
 
 
 # -- one fold -------------------------------------------------------------------------------------
-def _atomic_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, default=_jsonable))
-    os.replace(tmp, path)
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -948,9 +943,7 @@ def _cached_features(
         backbone_name=cfg.backbone,
     )
     feats = window_features(model, data.signals, cfg.batch_size, cfg.progress)
-    tmp = folder / f".features.{os.getpid()}.tmp.npz"
-    np.savez(tmp, counts=np.array([len(f) for f in feats]), features=np.concatenate(feats))
-    os.replace(tmp, path)
+    write_npz(path, counts=np.array([len(f) for f in feats]), features=np.concatenate(feats))
     return feats
 
 
@@ -1028,7 +1021,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     # the settings are recorded only once the backbone, the data and the split are known to work: a
     # mistyped --backbone or data folder must not bind --out to settings that never ran
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_json(run_file, settings)
+    write_json(run_file, settings, default=_jsonable)
     if roles is None:
         folds = assign_folds(data, cfg.folds, cfg.seed)
         fold_list = list(cfg.fold_ids) if cfg.fold_ids is not None else list(range(cfg.folds))
@@ -1036,7 +1029,9 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         # out-of-fold summary covers every fold done so far, not only this call's
         done_before = [k for k in range(cfg.folds) if (out / f"fold-{k}" / "result.json").exists()]
         fold_list = sorted(set(fold_list) | {k for k in done_before if (out / f"fold-{k}" / "model").exists()})
-        _atomic_json(out / "folds.json", dict(zip(data.item_ids.tolist(), folds.tolist(), strict=True)))
+        write_json(
+            out / "folds.json", dict(zip(data.item_ids.tolist(), folds.tolist(), strict=True)), default=_jsonable
+        )
     else:
         if cfg.fold_ids not in (None, [0]):
             raise CardiolensError(f"{cfg.data}: a published split is one fold (0); there are no folds {cfg.fold_ids}")
@@ -1044,7 +1039,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         fixed_train, fixed_val = fixed_train_val(data, roles, cfg)
         used = np.full(len(data), "unused", dtype=object)
         used[roles == "test"], used[fixed_train], used[fixed_val] = "test", "train", "val"
-        _atomic_json(out / "folds.json", dict(zip(data.item_ids.tolist(), used.tolist(), strict=True)))
+        write_json(out / "folds.json", dict(zip(data.item_ids.tolist(), used.tolist(), strict=True)), default=_jsonable)
     fabric = _fabric(cfg)
     classes = list(task.classes) if task.classes else list(data.info.get("classes", []))
     window = window_samples(probe, task, fs, cfg.window_seconds)
@@ -1141,7 +1136,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
                     overwrite=True,
                     extra_files={"split.json": json.dumps(split)},
                 )
-                _atomic_json(result_file, result)
+                write_json(result_file, result, default=_jsonable)
             fold_results[fold] = result
         fold_thresholds[fold] = model.config.thresholds  # chosen on this fold's validation data (or None)
         if task.kind == "per-sample":
@@ -1178,12 +1173,12 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     results["oof"] = summarise(task, covered, oof_done, None, cfg.bootstrap, item_thresholds=item_thresholds)
     if fabric.global_rank == 0:
         if isinstance(oof, list):
-            np.savez(
+            write_npz(
                 out / "oof.npz", item_ids=covered.item_ids, **{f"p{i}": p for i, p in zip(done, oof_done, strict=True)}
             )
         else:
-            np.savez(out / "oof.npz", item_ids=covered.item_ids, probs=oof_done, targets=np.asarray(covered.targets))
-        _atomic_json(out / "results.json", results)
+            write_npz(out / "oof.npz", item_ids=covered.item_ids, probs=oof_done, targets=np.asarray(covered.targets))
+        write_json(out / "results.json", results, default=_jsonable)
     return results
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from cardiolens.atomic import write_json
 from cardiolens.errors import CardiolensError
 from cardiolens.models import create_model, save_checkpoint
 from cardiolens.tasks.data import TokenBatches, check_sources, open_sources
@@ -154,12 +155,6 @@ def _optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.Optim
         (decay if p.dim() >= 2 and "wte" not in name and "wpe" not in name else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
-
-
-def _atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -364,8 +359,8 @@ def pretrain_gpt(cfg: PretrainConfig) -> dict[str, Any]:
     elif rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         config = recorded(dataclasses.asdict(cfg), PATH_SETTINGS)  # paths absolute: resumable from any folder
-        _atomic_json(out / "run.json", {"config": config, "model_config": mc.to_dict()})
-        _atomic_json(out / "split.json", split)
+        write_json(out / "run.json", {"config": config, "model_config": mc.to_dict()})
+        write_json(out / "split.json", split)
         (out / "log.jsonl").write_text("")
     if rank == 0 and resuming:
         # drop log lines of steps after the checkpoint (they are computed again)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from cardiolens.atomic import write_npz
 from cardiolens.errors import CardiolensError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -183,9 +184,7 @@ def _save_npz(path: Path, data: TaskData) -> None:
         arrays["strata"] = data.strata.astype(str)
     if data.extra is not None:
         arrays["extra"] = data.extra
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    write_npz(path, **arrays)
 
 
 def _read_npz(path: Path) -> TaskData:
