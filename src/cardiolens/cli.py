@@ -280,6 +280,7 @@ def generate(
     greedy: bool = False,
     seed: int | None = None,
     nan_policy: str = "raise",
+    keep: int | None = None,
 ) -> None:
     """Continue a recording with a generative model; write a CSV and a PNG of context and continuation.
 
@@ -301,6 +302,9 @@ def generate(
         seed: seed of the sampler: the same seed gives the same continuation.
         nan_policy: what to do with missing samples (NaN): raise (default) or interpolate (fill the gaps
             linearly).
+        keep: past the model's window, the context tokens kept when its cache is re-primed (default
+            three quarters of the window; the window size, 500 for HeartGPT, gives the published
+            sliding window exactly, at its cost).
     """
     from cardiolens.generate import generate_file
 
@@ -316,6 +320,7 @@ def generate(
         greedy=greedy,
         seed=seed,
         nan_policy=nan_policy,
+        keep=keep,
     )
     print(done.summary)
 

@@ -83,3 +83,25 @@ def test_time_column_has_one_time_per_sample_in_a_long_recording(tmp_path):
     table = pd.read_csv(done.csv)
     assert np.all(np.diff(table["time_s"].to_numpy()) > 0)
     np.testing.assert_allclose(table["time_s"], table["sample"] / fs, rtol=0, atol=1e-6)
+
+
+def test_generating_past_the_window_says_how_the_context_was_kept(tmp_path):
+    from cardiolens.generate import generate_file
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=128, dropout=0.0)).eval()
+    path = tmp_path / "ctx.csv"
+    np.savetxt(path, np.sin(np.arange(120) / 3.0))  # 120 context tokens at 100 Hz, window 128
+    kwargs = {"fs": 100.0, "greedy": True}
+    inside = generate_file(model, path, steps=8, out=tmp_path / "a", **kwargs)
+    assert "window" not in inside.summary
+    past = generate_file(model, path, steps=20, out=tmp_path / "b", **kwargs)
+    assert "re-primed from the last 96 tokens, so each token saw 96-128 tokens" in past.summary
+    exact = generate_file(model, path, steps=20, out=tmp_path / "c", keep=128, **kwargs)
+    assert "every token saw the last 128 (HeartGPT's sliding window)" in exact.summary
+    # keep= reaches the sampler (generate returns the context and the new tokens)
+    context = torch.as_tensor(exact.continuation.context_tokens)[None]
+    for done, keep in ((exact, 128), (past, 96)):
+        assert np.array_equal(
+            done.continuation.tokens, generate(model, context, steps=20, greedy=True, keep=keep)[0, -20:]
+        )

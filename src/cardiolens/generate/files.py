@@ -100,6 +100,7 @@ def generate_file(
     greedy: bool = False,
     seed: int | None = None,
     nan_policy: str = "raise",
+    keep: int | None = None,
 ) -> GeneratedFile:
     """Continue one lead of a recording file and write the CSV and the figure into ``out``.
 
@@ -114,6 +115,9 @@ def generate_file(
         lead: the lead to continue, by name or position (needed when the recording has several).
         temperature, top_k, greedy, seed: sampling, as in :func:`~cardiolens.generate.generate`.
         nan_policy: missing samples (NaN): ``"raise"`` or ``"interpolate"`` (as :func:`cardiolens.load_record`).
+        keep: context tokens kept when generation runs past the model's window (default three
+            quarters of it; the window size reproduces HeartGPT's sliding window exactly, at its cost);
+            see :mod:`cardiolens.generate.sampling`. The summary says when it applied.
 
     Returns:
         A :class:`GeneratedFile` (paths, the continuation and a one-line summary).
@@ -164,6 +168,7 @@ def generate_file(
         greedy=greedy,
         seed=seed,
         lead=index,
+        keep=keep,
     )
     return write_continuation(
         record,
@@ -175,6 +180,21 @@ def generate_file(
         seed=seed,
         temperature=temperature,
         top_k=top_k,
+        note=window_note(model.config.block_size, continuation.context_tokens.size, continuation.tokens.size, keep),
+    )
+
+
+def window_note(block_size: int, context: int, steps: int, keep: int | None) -> str:
+    """What generation past the model's window did, in words ("" when it stayed inside the window)."""
+    if context + steps <= block_size:
+        return ""
+    keep = block_size - block_size // 4 if keep is None else keep
+    if keep == block_size:
+        return f"past the {block_size}-token window every token saw the last {block_size} (HeartGPT's sliding window)"
+    return (
+        f"past the {block_size}-token window the cache was re-primed from the last {keep} tokens, so each token "
+        f"saw {keep}-{block_size} tokens of context (keep={block_size}, --keep {block_size}: HeartGPT's sliding "
+        "window exactly, at its cost)"
     )
 
 
@@ -189,6 +209,7 @@ def write_continuation(
     seed: int | None = None,
     temperature: float | None = None,
     top_k: int | None = None,
+    note: str = "",
 ) -> GeneratedFile:
     """Write a one-context continuation of ``record`` as ``<record>_generated.csv`` and ``.png`` in ``out``.
 
@@ -200,6 +221,7 @@ def write_continuation(
         model_label: how the summary and the figure name the model.
         greedy, seed, temperature, top_k: how the continuation was drawn, for the summary and the
             figure's title (``None``: not said).
+        note: a clause added to the summary (how generation past the window went: :func:`window_note`).
 
     Returns:
         A :class:`GeneratedFile`.
@@ -273,7 +295,10 @@ def write_continuation(
         crop = f"not cropped ({n} samples)"
     summary = (
         f"{model_label}: {steps} steps ({steps / model_fs:.2f} s at {model_fs:g} Hz){how} after lead {name} of "
-        f"{record.name}; {rate}; context {crop} -> {csv}, {png}" + (f", {tokens_csv}" if tokens_csv else "")
+        f"{record.name}; {rate}; context {crop}"
+        + (f"; {note}" if note else "")
+        + f" -> {csv}, {png}"
+        + (f", {tokens_csv}" if tokens_csv else "")
     )
     return GeneratedFile(
         continuation=continuation,
