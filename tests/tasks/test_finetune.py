@@ -753,3 +753,33 @@ def test_a_damaged_run_record_is_named_instead_of_a_traceback(tmp_path, content)
     cfg = FinetuneConfig(task="test-sines", data=str(tmp_path), out=str(tmp_path / "run"), progress=False)
     with pytest.raises(CardiolensError, match=r"run\.json: (cannot be read as|not) a run's settings"):
         finetune(cfg)
+
+
+def test_a_run_refused_for_too_few_patients_leaves_its_folder_free(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    settings = {
+        "task": "test-sines",
+        "data": str(root),
+        "backbone": "resnet1d",
+        "max_items": 12,
+        "epochs": 1,
+        "fold_ids": [0],
+        "out": str(tmp_path / "run"),
+        "progress": False,
+        "bootstrap": 20,
+        "min_steps": 1,
+        "cache_dir": str(root / "cache"),
+    }
+    with pytest.raises(CardiolensError, match=r"cannot make 10 patient-grouped folds from \d+ patients"):
+        finetune(FinetuneConfig(**settings, folds=10))
+    assert not (tmp_path / "run" / "run.json").exists()
+    # the corrected command runs in the same folder (it was refused as "other settings (folds: 10 -> 3)")
+    assert set(finetune(FinetuneConfig(**settings, folds=3))["folds"]) == {"0"}
+
+
+@pytest.mark.parametrize("decay", [0.0, -1.0, 1.5])
+def test_a_layer_decay_outside_0_1_is_refused(decay):
+    # -1 gave alternate layers a negative learning rate (gradient ascent); 0 froze the backbone silently
+    with pytest.raises(CardiolensError, match=f"llrd_decay must be in \\(0, 1\\], got {decay}"):
+        FinetuneConfig(task="cinc2017-rhythm", data="x", policy="llrd", llrd_decay=decay)

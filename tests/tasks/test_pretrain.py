@@ -288,7 +288,9 @@ def test_pretraining_and_fine_tuning_never_share_a_run_folder(cinc_folder: Path,
     assert (pretrained / "run.json").read_text() == before and not (pretrained / "folds.json").exists()
 
 
-@pytest.mark.parametrize("setting", [{"batch_size": 0}, {"eval_every": 0}, {"max_steps": 0}, {"lr": 0.0}])
+@pytest.mark.parametrize(
+    "setting", [{"batch_size": 0}, {"eval_every": 0}, {"max_steps": 0}, {"lr": 0.0}, {"min_lr": 0.05}]
+)
 def test_settings_that_cannot_run_are_refused_before_anything_is_written(setting: dict, tmp_path: Path) -> None:
     with pytest.raises(CardiolensError, match=next(iter(setting))):
         PretrainConfig(data=["x"], out=str(tmp_path / "run"), **setting)
@@ -303,11 +305,14 @@ def test_a_model_of_one_heart_signal_is_not_trained_on_the_other(cinc_folder: Pa
     x = _beats(3000, 125.0, 1.1, seed=0)
     for name in ("bidmc01", "bidmc02"):
         wfdb.wrsamp(
-            name, fs=125, units=["mV", "NU"], sig_name=["II", "PLETH"], p_signal=np.c_[x, x], fmt=["16", "16"],
-            write_dir=str(bidmc),
+            name, fs=125, units=["mV", "NU", "NU"], sig_name=["II", "PLETH", "RESP"], p_signal=np.c_[x, x, x],
+            fmt=["16", "16", "16"], write_dir=str(bidmc),
         )  # fmt: skip
     with pytest.raises(CardiolensError, match="lead PLETH is PPG and the model reads ECG"):
         pretrain_gpt(_config(cinc_folder, tmp_path / "run", data=[f"{bidmc}#PLETH"]))
+    # nor on a signal that is no heart signal at all (it was trained on and called ECG in the card)
+    with pytest.raises(CardiolensError, match="lead RESP is no heart signal .* name an ECG lead"):
+        pretrain_gpt(_config(cinc_folder, tmp_path / "run", data=[f"{bidmc}#RESP"]))
     with pytest.raises(CardiolensError, match="pretrained on PPG and cinc2017-rhythm reads ECG"):
         finetune(
             FinetuneConfig(

@@ -48,14 +48,20 @@ def choose_lead(catalogue: Catalogue, modality: str) -> str:
 
 
 def _check_lead_modality(catalogue: Catalogue, lead: str, modality: str, spec: str) -> None:
-    """Refuse a named lead of the other heart signal (a PPG lead for an ECG model, or the reverse)."""
+    """Refuse a named lead the model does not read: the other heart signal (a PPG lead for an ECG
+    model, or the reverse) or no heart signal at all (respiration, a pressure)."""
     from cardiolens.signal.leads import modality as lead_modality
 
     first = catalogue.load(catalogue.record_ids[0])
     if lead not in first.leads:
         return  # a lead some records lack: the window cache says which records and why
     kind = lead_modality(lead, first.units[first.leads.index(lead)])
-    if kind in ("ECG", "PPG") and kind != modality.upper():
+    if kind == "other":
+        raise DatasetError(
+            f"{spec}: lead {lead} is no heart signal (respiration, pressure ...) and the model reads "
+            f"{modality.upper()}; name an {modality.upper()} lead"
+        )
+    if kind != modality.upper():
         raise DatasetError(f"{spec}: lead {lead} is {kind} and the model reads {modality.upper()}; name another lead")
 
 

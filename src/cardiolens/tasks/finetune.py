@@ -165,6 +165,9 @@ class FinetuneConfig:
             raise CardiolensError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if not self.lr > 0:
             raise CardiolensError(f"lr must be positive, got {self.lr}")
+        if not 0 < self.llrd_decay <= 1:
+            # 0 freezes every layer below the head, a negative value makes alternate layers climb the loss
+            raise CardiolensError(f"llrd_decay must be in (0, 1], got {self.llrd_decay}")
         if self.max_items is not None and self.max_items < 1:
             raise CardiolensError(f"max_items must be at least 1, got {self.max_items}")
         check_augment(self.augment)
@@ -1018,12 +1021,18 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     if before is not None:
         known = {**defaults_of(FinetuneConfig), "backbone_input": ""}
         check_same_run(out, before, settings, PATH_SETTINGS, defaults=known)
+    if roles is None:
+        folds = assign_folds(data, cfg.folds, cfg.seed)
+    else:
+        if cfg.fold_ids not in (None, [0]):
+            raise CardiolensError(f"{cfg.data}: a published split is one fold (0); there are no folds {cfg.fold_ids}")
+        fixed_train, fixed_val = fixed_train_val(data, roles, cfg)
     # the settings are recorded only once the backbone, the data and the split are known to work: a
-    # mistyped --backbone or data folder must not bind --out to settings that never ran
+    # mistyped --backbone or data folder, or too few patients for the folds, must not bind --out to
+    # settings that never ran
     out.mkdir(parents=True, exist_ok=True)
     write_json(run_file, settings, default=_jsonable)
     if roles is None:
-        folds = assign_folds(data, cfg.folds, cfg.seed)
         fold_list = list(cfg.fold_ids) if cfg.fold_ids is not None else list(range(cfg.folds))
         # folds finished by earlier calls with other --fold_ids (same settings) are read back, so the
         # out-of-fold summary covers every fold done so far, not only this call's
@@ -1033,10 +1042,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
             out / "folds.json", dict(zip(data.item_ids.tolist(), folds.tolist(), strict=True)), default=_jsonable
         )
     else:
-        if cfg.fold_ids not in (None, [0]):
-            raise CardiolensError(f"{cfg.data}: a published split is one fold (0); there are no folds {cfg.fold_ids}")
         folds, fold_list = np.where(roles == "test", 0, -1), [0]
-        fixed_train, fixed_val = fixed_train_val(data, roles, cfg)
         used = np.full(len(data), "unused", dtype=object)
         used[roles == "test"], used[fixed_train], used[fixed_val] = "test", "train", "val"
         write_json(out / "folds.json", dict(zip(data.item_ids.tolist(), used.tolist(), strict=True)), default=_jsonable)

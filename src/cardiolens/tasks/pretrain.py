@@ -123,6 +123,10 @@ class PretrainConfig:
                 raise CardiolensError(f"{name} must be at least {least}, got {getattr(self, name)}")
         if not self.lr > 0 or self.min_lr < 0:
             raise CardiolensError(f"lr must be positive and min_lr not negative, got {self.lr} and {self.min_lr}")
+        if self.min_lr > self.lr:
+            raise CardiolensError(
+                f"min_lr ({self.min_lr}) is where the learning rate decays to: at most lr ({self.lr})"
+            )
         if self.weights is not None and (
             len(self.weights) != len(self.data)
             or not all(math.isfinite(w) and w >= 0 for w in self.weights)
