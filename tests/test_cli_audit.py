@@ -95,6 +95,20 @@ def test_a_reader_that_went_away_gets_no_traceback(three_leads: Path) -> None:
     assert "BrokenPipeError" not in err and "Traceback" not in err, err
 
 
+def test_an_interrupt_says_how_to_resume_without_a_traceback(
+    three_leads: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import jsonargparse
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jsonargparse, "auto_cli", interrupted)
+    assert main(["info", str(three_leads)]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; a training run resumes from its last checkpoint" in err and "Traceback" not in err
+
+
 # -- 3. time labels readable at any start ------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("start", "duration", "expected"),

@@ -792,6 +792,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return 1
+    except KeyboardInterrupt:
+        # training writes its checkpoints atomically: what was saved is whole, and the same command resumes
+        print(
+            "cardiolens: interrupted; a training run resumes from its last checkpoint when the same command "
+            "is run again",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 

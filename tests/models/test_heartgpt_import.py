@@ -214,7 +214,7 @@ def test_convert_writes_a_small_checkpoint_that_loads_the_same(files, models, ex
 def test_kind_from_argument_and_name(files, tmp_path):
     renamed = tmp_path / "finetuned.zip"
     renamed.write_bytes(files["ppg_beat"].read_bytes())
-    with pytest.raises(CheckpointError, match="kind='af'.*kind='beat'"):
+    with pytest.raises(CheckpointError, match="name holds 'AF' .* or 'beat' .*convert_heartgpt\\(file, folder, kind="):
         import_heartgpt(renamed)
     model = import_heartgpt(renamed, kind="af")
     assert model.config.name == "heartgpt-ppg-af" and model.config.head_pool == "last"
@@ -248,3 +248,14 @@ def test_bad_files_are_refused(tmp_path):
     torch.save({"fc.weight": torch.zeros(2, 2)}, other)
     with pytest.raises(CheckpointError, match="not a HeartGPT state_dict"):
         import_heartgpt(other)
+
+
+def test_a_tensor_of_the_wrong_shape_is_a_checkpoint_error_naming_the_file(files, tmp_path):
+    from cardiolens.models.heartgpt_import import read_heartgpt_state_dict
+
+    state = read_heartgpt_state_dict(files["ecg"])
+    state["ln_f.weight"] = torch.ones(32)  # the published width is 64
+    bad = tmp_path / "resized.pth"
+    torch.save(state, bad)
+    with pytest.raises(CheckpointError, match=r"resized\.pth: a tensor's shape does not fit HeartGPT's architecture"):
+        import_heartgpt(bad)

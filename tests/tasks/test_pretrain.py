@@ -332,3 +332,11 @@ def test_a_holdout_outside_0_1_is_refused_by_its_name(holdout: float) -> None:
 def test_sampling_weights_that_do_not_fit_the_sources_are_refused_before_any_data_is_read(weights) -> None:
     with pytest.raises(CardiolensError, match=r"weights: one non-negative sampling weight per --data source \(2\)"):
         PretrainConfig(data=["a", "b"], weights=weights)
+
+
+def test_the_model_card_says_how_a_record_span_run_was_tokenised(cinc_folder: Path, tmp_path: Path) -> None:
+    pretrain_gpt(_config(cinc_folder, tmp_path / "rec", token_span="record", max_steps=2, eval_every=2))
+    card = (tmp_path / "rec" / "model" / "MODEL_CARD.md").read_text()
+    # it said "each context min-max scaled ... as continue_signal does at inference", which is not what ran
+    assert "each record min-max scaled as a whole" in card and "each context min-max" not in card
+    assert "a window's tokens there can differ" in card

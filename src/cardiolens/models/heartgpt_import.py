@@ -147,7 +147,10 @@ def detect_heartgpt(state: dict[str, Tensor], name: str = "", kind: str | None =
         if kind is None:
             raise CheckpointError(
                 "fine-tuned head (linear1.0) found, but AF and beat-detection heads have the same shape and "
-                "the file name names neither; pass kind='af' (last-token output) or kind='beat' (per-token)",
+                "the file name names neither (the published files do: ECGPT_AF_1k_iters.zip, "
+                "PPGPT_beat_5k_iters.zip); rename the file so that its name holds 'AF' (last-token output) or "
+                "'beat' (per-token), or convert it once with cardiolens.models.convert_heartgpt(file, folder, "
+                "kind='af' or 'beat') and use that folder",
                 source,
             )
     return {
@@ -256,7 +259,11 @@ def import_heartgpt(src: str | Path, kind: str | None = None) -> GPT:
     )
     tensors = convert_heartgpt_state_dict(state, info, str(src))
     model = GPT(config)
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+    except RuntimeError as exc:  # a tensor of the wrong shape: torch lists every one
+        detail = " ".join(str(exc).split())[:400]
+        raise CheckpointError(f"a tensor's shape does not fit HeartGPT's architecture ({detail})", src) from None
     if missing or unexpected:  # cannot happen for files detect_heartgpt accepted; guard the mapping itself
         raise CheckpointError(f"conversion mismatch: missing {missing}, unexpected {unexpected}", src)
     model.eval()

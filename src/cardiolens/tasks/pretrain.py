@@ -213,9 +213,16 @@ def model_card(cfg: PretrainConfig, model: torch.nn.Module, result: dict[str, An
         "",
         "## Tokenisation",
         "",
-        f"Signal resampled to {mc.fs:g} Hz, no filter; each context min-max scaled to 0..{mc.levels - 1} and "
-        f"rounded (`cardiolens.signal.tokenize`, token span `{cfg.token_span}`), as `continue_signal` does at "
-        "inference.",
+        f"Signal resampled to {mc.fs:g} Hz, no filter; "
+        + (
+            f"each context min-max scaled to 0..{mc.levels - 1} and rounded (`cardiolens.signal.tokenize`, "
+            "token span `window`), as `continue_signal` and fine-tuning do at inference."
+            if cfg.token_span == "window"
+            else f"each record min-max scaled as a whole to 0..{mc.levels - 1} and rounded "
+            "(`cardiolens.signal.tokenize`, token span `record`, HeartGPT's training scheme). At inference "
+            "`continue_signal` and fine-tuning scale each window by itself, so a window's tokens there can "
+            "differ from those this model was trained on."
+        ),
         "",
         "## Data",
         "",
