@@ -247,3 +247,59 @@ def test_features_refuse_a_respiration_lead(tmp_path: Path, capsys: pytest.Captu
     np.savez(tmp_path / "resp.npz", signal=np.sin(2 * np.pi * 0.25 * t)[None], fs=FS, leads=np.array(["RESP"]))
     assert main(["features", str(tmp_path / "resp.npz")]) == 2
     assert "lead RESP is neither ECG nor PPG" in _err(capsys)
+
+
+# -- the docs audit of 2026-11-25: --out that is a file, a folder or in a missing folder ----------------------
+def test_peaks_and_features_write_into_new_folders_and_refuse_a_folder_as_the_file(
+    three_leads: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    nested = tmp_path / "new" / "deeper" / "beats.csv"
+    assert main(["peaks", str(three_leads), "--out", str(nested)]) == 0
+    assert nested.read_text().startswith("sample,time_s")
+    assert main(["features", str(three_leads), "--out", str(tmp_path / "f" / "features.csv")]) == 0
+    assert (tmp_path / "f" / "features.csv").read_text().startswith("record,lead")
+    capsys.readouterr()
+    for command in ("peaks", "features"):
+        assert main([command, str(three_leads), "--out", str(tmp_path)]) == 2
+        assert "is a folder; give the name of the file to write" in _err(capsys)
+    # "-" is standard output, not a file named "-"
+    assert main(["peaks", str(three_leads), "--out", "-"]) == 0
+    assert capsys.readouterr().out.startswith("sample,time_s") and not Path("-").exists()
+
+
+def test_plot_prints_the_path_it_wrote(three_leads: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["plot", str(three_leads), "--out", str(tmp_path)]) == 0  # a folder: the record's name in it
+    assert capsys.readouterr().out.strip() == str(tmp_path / "sim.png") and (tmp_path / "sim.png").is_file()
+    assert main(["plot", str(three_leads), "--out", str(tmp_path / "o_plot")]) == 0  # matplotlib adds .png
+    assert capsys.readouterr().out.strip() == str(tmp_path / "o_plot.png") and (tmp_path / "o_plot.png").is_file()
+
+
+@pytest.mark.parametrize("command", ["predict", "explain", "generate", "demo", "finetune", "pretrain"])
+def test_an_out_that_is_a_file_is_refused_before_any_work(
+    command: str, three_leads: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    taken = tmp_path / "taken.txt"
+    taken.write_text("keep me")
+    args = {
+        "predict": ["predict", "rhythm-ecg", str(three_leads)],
+        "explain": ["explain", "rhythm-ecg", str(three_leads)],
+        "generate": ["generate", "ecgpt-small", str(three_leads), "--lead", "II"],
+        "demo": ["demo"],
+        "finetune": ["finetune", "cinc2017-af", str(tmp_path / "no-data")],
+        "pretrain": ["pretrain", "gpt", "--data", str(tmp_path / "no-data")],
+    }[command]
+    assert main([*args, "--out", str(taken)]) == 2
+    assert "the output goes into a folder, and this is a file" in _err(capsys)
+    assert taken.read_text() == "keep me"
+
+
+def test_a_csv_time_column_with_its_unit_in_the_name_gives_the_rate(tmp_path: Path) -> None:
+    from cardiolens import load_record
+
+    values = np.sin(np.arange(3600) / 20.0)
+    for name in ("time_s", "time_sec", "t_s", "time (s)"):
+        path = tmp_path / "t.csv"
+        path.write_text(f'"{name}",MLII\n' + "".join(f"{i / 360:.6f},{v}\n" for i, v in enumerate(values)))
+        record = load_record(path)  # it asked for --fs, and with --fs it read the time as a lead
+        assert record.fs == 360 and record.leads == ["MLII"], name
+        assert load_record(path, fs=360).leads == ["MLII"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cardiolens.atomic import output_folder
 from cardiolens.errors import RecordError
 from cardiolens.signal import filters, peaks, quality
 from cardiolens.signal.leads import PREFERRED_ECG_LEADS, modality
@@ -133,8 +134,7 @@ def run_demo(out: str | Path = "demo-output", seconds: float = 30.0) -> dict:
     check quality, plot, and write a JSON report. Returns the report."""
     import wfdb
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out)
     sim = simulated_record(seconds)
     wfdb.wrsamp(
         "simulated",

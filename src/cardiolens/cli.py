@@ -83,7 +83,8 @@ def plot(
 
     Args:
         path: the record file.
-        out: PNG to write (default: <record name>.png in the current folder).
+        out: PNG to write (default: <record name>.png in the current folder; in a folder given as --out,
+            <record name>.png there; .png is added to a name without it).
         start: first second shown.
         duration: seconds shown.
         leads: leads to draw, comma-separated (--leads II,PLETH) or as a list (--leads '[II, PLETH]');
@@ -95,6 +96,7 @@ def plot(
             linearly; the record's metadata says which samples were filled).
     """
     from cardiolens import analysis
+    from cardiolens.atomic import output_file
     from cardiolens.io import load_record
     from cardiolens.plot import plot_record
 
@@ -117,8 +119,12 @@ def plot(
         if beats
         else None
     )
-    out = out or Path(f"{record.name}.png")
-    plot_record(record, start=start, duration=duration, peaks=found, out=out)
+    out = Path(out or f"{record.name}.png")
+    if out.is_dir():
+        out = out / f"{record.name}.png"
+    elif out.suffix.lower() != ".png":
+        out = out.with_name(out.name + ".png")  # what matplotlib would write: say that path, not another
+    plot_record(record, start=start, duration=duration, peaks=found, out=output_file(out))
     print(out)
 
 
@@ -136,14 +142,19 @@ def peaks(
         path: the record file.
         lead: lead to use (default: II / MLII / I / the first lead).
         method: detector (default: the package default for the lead's modality).
-        out: CSV to write (default: standard output).
+        out: CSV to write, its folder created (default, or -: standard output).
         fs: sampling rate for formats that do not carry one.
         nan_policy: what to do with missing samples (NaN): raise (default) or interpolate (fill the gaps
             linearly; the record's metadata says which samples were filled).
     """
     from cardiolens import analysis
+    from cardiolens.atomic import output_file
     from cardiolens.io import load_record
 
+    if out is not None and str(out) == "-":
+        out = None  # the usual spelling of standard output
+    if out is not None:
+        output_file(out)
     beats = analysis.find_beats(load_record(path, fs=fs, nan_policy=nan_policy), lead=lead, method=method)
     if len(beats.samples) == 0:
         print(f"warning: {path}: no beats found in lead {beats.lead} (flat, or no detectable beat)", file=sys.stderr)
@@ -177,7 +188,7 @@ def features(
     Args:
         path: a record file or a folder of records.
         lead: ECG lead to use (default: II / MLII / I / the first lead).
-        out: CSV to write (default: standard output).
+        out: CSV to write, its folder created (default, or -: standard output).
         fs: sampling rate for formats that do not carry one.
         nan_policy: what to do with missing samples (NaN): raise (default) or interpolate (fill the gaps
             linearly; the record's metadata says which samples were filled).
@@ -190,12 +201,17 @@ def features(
     from tqdm.auto import tqdm
 
     from cardiolens.analysis import default_lead
+    from cardiolens.atomic import output_file
     from cardiolens.io import load_record
     from cardiolens.io.repair import check_nan_policy
     from cardiolens.signal.leads import modality
     from cardiolens.tasks.predict import record_files
     from cardiolens.tasks.rhythm_features import EXTENDED_FEATURE_NAMES, FEATURE_NAMES, record_features
 
+    if out is not None and str(out) == "-":
+        out = None
+    if out is not None:
+        output_file(out)  # before minutes of features: a folder or a file in the way is said now
     check_nan_policy(nan_policy)  # once here: a folder's records would each be skipped for it
     names = EXTENDED_FEATURE_NAMES if extended else FEATURE_NAMES
     table = io.StringIO()
@@ -356,7 +372,8 @@ def pretrain_gpt(
 
     Args:
         data: a dataset folder in its publisher's layout, or several as --data '[A, B]' or repeated --data+ A
-            --data+ B; each optionally FOLDER#LEAD (default lead: I for ECG, PLETH for PPG).
+            --data+ B; each optionally FOLDER#LEAD (default lead for ECG: the first of I, II, MLII, V5, ECG
+            the records have, or a single-lead recorder's one lead; for PPG: PLETH).
         model: GPT preset (ecgpt-small, ppgpt-small, heartgpt-ecg, ...).
         out: run folder (checkpoints, log, split); running again resumes it.
         max_steps: optimisation steps (fixes the schedule; keep it when resuming).
@@ -376,7 +393,7 @@ def pretrain_gpt(
         seed: seed of the model, split and batches.
         precision: '32-true' or 'bf16-mixed'.
         accelerator: Lightning Fabric accelerator (cpu, gpu, auto).
-        devices: processes/devices per node (2 with --strategy ddp: two processes).
+        devices: processes (one per device) per node; 2 runs two DDP processes, with --strategy auto or ddp.
         num_nodes: machines.
         strategy: Fabric strategy (auto, ddp).
         cache_dir: where window caches are kept (default: beside --out).
@@ -586,8 +603,11 @@ def predict(
         nan_policy: what to do with missing samples (NaN): raise (default) or interpolate (fill the gaps
             linearly; the record's metadata says which samples were filled, and the prediction says so).
     """
+    from cardiolens.atomic import output_folder
     from cardiolens.tasks.predict import predict_paths, write_predictions
 
+    if out is not None:
+        output_folder(out, create=False)  # before a folder of records is predicted
     skipped: list[tuple[str, str]] = []
     predictions = predict_paths(model, [path], fs=fs, lead=lead, nan_policy=nan_policy, skipped=skipped)
     if out is not None:
@@ -639,7 +659,7 @@ def serve(
     ttl_minutes: float = 30.0,
     max_upload_mb: float = 64.0,
     threads: int = 1,
-    models: list[Path] | None = None,
+    models: list[Path] | Path | None = None,
     compute_threads: int = 2,
 ) -> None:
     """Run the web app (load, analyse, explain, generate in the browser) until interrupted.
@@ -650,10 +670,10 @@ def serve(
         ttl_minutes: minutes an uploaded record is kept after its last use.
         max_upload_mb: largest upload accepted, in MB.
         threads: torch threads of the server.
-        models: your own checkpoint folders (from cardiolens finetune) to offer beside the shipped models, as a
-            JSON list, each named by its folder and as many folders above it as keep the names apart
-            (runs/a/fold-0/model and runs/b/fold-0/model: a/fold-0/model, b/fold-0/model); one fine-tuned from
-            ecgpt-small gets the attention-shift view.
+        models: your own checkpoint folders (from cardiolens finetune) to offer beside the shipped models: one
+            folder, or several as a JSON list or repeated --models+ FOLDER, each named by its folder and as many
+            folders above it as keep the names apart (runs/a/fold-0/model and runs/b/fold-0/model:
+            a/fold-0/model, b/fold-0/model); one fine-tuned from ecgpt-small gets the attention-shift view.
         compute_threads: requests doing model work at once; the others wait (more than the cores only slows the
             server's answers to everything else).
     """
@@ -670,6 +690,8 @@ def serve(
             raise CardiolensError(f"--{option} {value}: give 1 or more")
     from cardiolens.app import serve as run
 
+    if isinstance(models, str | Path):
+        models = [Path(models)]
     run(
         host=host,
         port=port,

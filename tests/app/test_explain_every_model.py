@@ -83,6 +83,20 @@ def test_a_csv_without_a_rate_is_told_about_the_upload_form(client):
     assert "Sampling rate (Hz, if the file has none)" in detail and "--fs" not in detail and "trace.csv" in detail
 
 
+def test_a_csv_with_gaps_is_told_about_the_fill_gaps_box_and_filled_when_asked(client):
+    values = np.sin(np.arange(2000) / 10.0).astype(str)
+    values[100:104] = ""  # four empty cells
+    text = "\n".join(values).encode()
+    refused = client.post("/api/records", files={"files": ("gaps.csv", text, "text/csv")}, data={"fs": "250"})
+    assert refused.status_code == 422
+    detail = refused.json()["detail"]
+    assert "'Fill gaps' box" in detail and "--nan_policy" not in detail and "gaps.csv" in detail
+    filled = client.post(
+        "/api/records", files={"files": ("gaps.csv", text, "text/csv")}, data={"fs": "250", "fill_gaps": "true"}
+    )
+    assert filled.status_code == 201 and filled.json()["samples"] == 2000
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -97,3 +111,16 @@ def test_serve_refuses_bad_settings_before_starting(capsys, args, message):
     assert main(["serve", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [(["--models", "runs/a/fold-0/model"], ["runs/a/fold-0/model"]), (["--models", '["a/m", "b/m"]'], ["a/m", "b/m"])],
+)
+def test_serve_takes_one_model_folder_or_a_list(monkeypatch, args, expected):
+    import cardiolens.app
+
+    seen = {}
+    monkeypatch.setattr(cardiolens.app, "serve", lambda **kwargs: seen.update(kwargs))
+    assert main(["serve", *args]) == 0
+    assert [str(p) for p in seen["models"]] == expected

@@ -340,3 +340,12 @@ def test_the_model_card_says_how_a_record_span_run_was_tokenised(cinc_folder: Pa
     # it said "each context min-max scaled ... as continue_signal does at inference", which is not what ran
     assert "each record min-max scaled as a whole" in card and "each context min-max" not in card
     assert "a window's tokens there can differ" in card
+
+
+def test_a_lead_none_of_the_first_records_has_is_refused_before_any_process_starts(
+    cinc_folder: Path, tmp_path: Path
+) -> None:
+    # with --devices 2 it surfaced only at the processes' first barrier, as a connection error in the other
+    with pytest.raises(CardiolensError, match=r"#II: no lead II in the first \d+ record\(s\) .*their leads: ECG"):
+        pretrain_gpt(_config(cinc_folder, tmp_path / "run", data=[f"{cinc_folder}#II"], devices=2))
+    assert not (tmp_path / "run").exists()

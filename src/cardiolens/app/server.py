@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost"]
 CLI_RATE_HINT = "pass fs= (--fs on the command line)"  # what the readers ask for when a file has no rate
 WEB_RATE_HINT = "enter it in the upload form's 'Sampling rate (Hz, if the file has none)' field (fs= in the API)"
+CLI_NAN_HINT = "load it with nan_policy='interpolate' (--nan_policy interpolate on the command line)"
+WEB_NAN_HINT = "tick the upload form's 'Fill gaps' box (fill_gaps=true in the API)"
 EXAMPLES = {
     "simulated": "30 s of simulated ECG (lead II) and finger PPG at 500 Hz, 72 bpm (neurokit2)",
 }
@@ -331,18 +333,21 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
                 413,
             )
 
-    def load_upload(files: list[UploadFile], folder: Path, fs: float | None) -> Record:
+    def load_upload(files: list[UploadFile], folder: Path, fs: float | None, fill_gaps: bool = False) -> Record:
         from cardiolens.io import load_record
 
         paths = save_files([(f.filename, f.file) for f in files], folder, settings.limits)
         path = choose_record(paths)
         try:
-            record = load_record(path, fs=fs)
+            record = load_record(path, fs=fs, nan_policy="interpolate" if fill_gaps else "raise")
         except RecordError as exc:
-            # the readers speak to Python and CLI users; the browser user sets the rate in the upload form
-            if CLI_RATE_HINT not in exc.problem:
+            # the readers speak to Python and CLI users; the browser user has the upload form's fields
+            hints = [(CLI_RATE_HINT, WEB_RATE_HINT), (CLI_NAN_HINT, WEB_NAN_HINT)]
+            if not any(cli in exc.problem for cli, _ in hints):
                 raise
-            problem = exc.problem.replace(CLI_RATE_HINT, WEB_RATE_HINT)
+            problem = exc.problem
+            for cli, web in hints:
+                problem = problem.replace(cli, web)
             raise UploadError(f"{path.name}: {problem}", 422) from None
         except CardiolensError:
             raise
@@ -398,11 +403,15 @@ def create_app(settings: AppSettings | None = None, allowed_hosts: list[str] | N
         fs: Annotated[
             float | None, Form(gt=0, le=100_000.0, description="sampling rate, for CSV/NumPy that carry none")
         ] = None,
+        fill_gaps: Annotated[
+            bool,
+            Form(description="fill missing samples (NaN) linearly from their neighbours instead of refusing the file"),
+        ] = False,
     ) -> dict[str, Any]:
         """Upload a record; it is kept in the server's temporary store until it expires or is deleted."""
         key, folder = store.new_folder()
         try:
-            record = await run_in_threadpool(load_upload, files, folder / "upload", fs)
+            record = await run_in_threadpool(load_upload, files, folder / "upload", fs, fill_gaps)
         except BaseException:
             store.discard(key)
             raise

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cardiolens.atomic import output_folder
 from cardiolens.errors import ModelInputError
 from cardiolens.explain import plots
 from cardiolens.explain.adapter import (
@@ -181,6 +182,8 @@ def explain_record(
     from cardiolens.tasks.model_mean import ModelMean, find_model_mean, load_model_mean
     from cardiolens.tasks.tree_model import FeatureTreeModel, find_tree_model, load_tree_model
 
+    if out is not None:
+        output_folder(out, create=False)  # a file named as the output folder is refused before any work
     if isinstance(model, str | Path) and (mean_folder := find_model_mean(model)) is not None:
         model = load_model_mean(mean_folder)
     if isinstance(model, ModelMean):
@@ -571,6 +574,8 @@ def explain_mean(
     from cardiolens.tasks.model_mean import ModelMean, find_model_mean, load_model_mean
     from cardiolens.tasks.predict import predict_record
 
+    if out is not None:
+        output_folder(out, create=False)
     if isinstance(model, str | Path):
         folder = find_model_mean(model)
         if folder is None:
@@ -648,7 +653,7 @@ def explain_mean(
             report.files = write_report(report, Path(out) / member.config.name)
         reports.append(report)
     if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
+        output_folder(out)
         (Path(out) / "index.html").write_text(render_mean_html(reports), encoding="utf-8")
     return reports
 
@@ -717,8 +722,7 @@ def write_report(report: ExplainReport, out: str | Path) -> list[Path]:
     ``summary.json`` lists the figures (``"figures"``); the figures an earlier report in ``out`` listed
     and this one does not write are removed, so the folder never mixes two reports. Other files are
     left alone."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out)
     figures = [name for sec in report.sections for name in sec.images]
     for stale in sorted(set(_figures_listed(out / "summary.json")) - set(figures)):
         (out / stale).unlink(missing_ok=True)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cardiolens.atomic import output_folder
 from cardiolens.errors import ModelInputError, RecordError
 from cardiolens.generate.continuation import SignalContinuation, continue_signal
 from cardiolens.signal.record import Record
@@ -138,6 +139,7 @@ def generate_file(
 
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ModelInputError(f"steps must be a positive number of samples to generate, got {steps!r}")
+    output_folder(out, create=False)  # before the model and the record are read
     given = None
     if isinstance(model, (str, Path)):
         given = model
@@ -262,8 +264,7 @@ def write_continuation(
         },
         columns=list(COLUMNS),
     )
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out)
     csv = out / f"{record.name}_generated.csv"
     png = out / f"{record.name}_generated.png"
     table.to_csv(csv, index=False, float_format="%.7g")

@@ -19,7 +19,8 @@ from cardiolens.signal.record import Record
 
 log = logging.getLogger(__name__)
 
-_TIME_NAMES = re.compile(r"^(t|time|times|timestamp|sec|secs|seconds|elapsed)\b", re.IGNORECASE)
+# a time column's name, alone or with a unit after it: time, time_s, time (s), t[s], seconds, elapsed_ms
+_TIME_NAMES = re.compile(r"^(t|time|times|timestamp|sec|secs|seconds|elapsed)(?=$|[\W_])", re.IGNORECASE)
 _MS_NAMES = re.compile(r"(\bms\b|msec|millisec|\[ms\]|_ms$)", re.IGNORECASE)
 # pandas names an empty header cell "Unnamed: 0" (its own index column); PhysioNet's rdsamp writes "sample #"
 _INDEX_NAMES = re.compile(

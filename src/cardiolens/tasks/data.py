@@ -31,6 +31,8 @@ _PREFERRED_LEADS = {
     "PPG": ("PLETH", "PPG"),
 }
 TOKEN_SPANS = ("window", "record")
+# records read to check a named lead before training starts (enough to see past a few odd records)
+_RECORDS_LOOKED_AT = 10
 
 
 def choose_lead(catalogue: Catalogue, modality: str) -> str:
@@ -52,9 +54,16 @@ def _check_lead_modality(catalogue: Catalogue, lead: str, modality: str, spec: s
     model, or the reverse) or no heart signal at all (respiration, a pressure)."""
     from cardiolens.signal.leads import modality as lead_modality
 
-    first = catalogue.load(catalogue.record_ids[0])
-    if lead not in first.leads:
-        return  # a lead some records lack: the window cache says which records and why
+    # a lead some records lack is for the window cache to report (which records, and why); a lead that
+    # none of the first records has is a typo, refused here, before any process is launched
+    looked = [catalogue.load(rid) for rid in catalogue.record_ids[:_RECORDS_LOOKED_AT]]
+    first = next((record for record in looked if lead in record.leads), None)
+    if first is None:
+        leads = sorted({name for record in looked for name in record.leads})
+        raise DatasetError(
+            f"{spec}: no lead {lead} in the first {len(looked)} record(s) of {catalogue.root} (their leads: "
+            f"{', '.join(leads)})"
+        )
     kind = lead_modality(lead, first.units[first.leads.index(lead)])
     if kind == "other":
         raise DatasetError(

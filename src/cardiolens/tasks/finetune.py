@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from cardiolens.atomic import write_json, write_npz
+from cardiolens.atomic import output_folder, write_json, write_npz
 from cardiolens.datasets import grouped_kfold
 from cardiolens.errors import CardiolensError, CheckpointError
 from cardiolens.models import create_model, list_models, list_pretrained, load_model, save_checkpoint
@@ -981,7 +981,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     check_launch_environment(cfg.accelerator, cfg.devices, cfg.num_nodes)  # before the data are read
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
+    out = output_folder(cfg.out, create=False)  # a file named as --out is refused before the data are read
     run_file = out / "run.json"
     settings = {
         k: v
@@ -1030,7 +1030,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     # the settings are recorded only once the backbone, the data and the split are known to work: a
     # mistyped --backbone or data folder, or too few patients for the folds, must not bind --out to
     # settings that never ran
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out)
     write_json(run_file, settings, default=_jsonable)
     if roles is None:
         fold_list = list(cfg.fold_ids) if cfg.fold_ids is not None else list(range(cfg.folds))

@@ -39,8 +39,8 @@ def check_parallel_options(accelerator: str, devices: Any, num_nodes: Any, strat
             raise CardiolensError(f"{name} must be a whole number of at least 1, got {value!r}")
     if strategy not in STRATEGIES:
         raise CardiolensError(
-            f"strategy {strategy!r} is not supported; choose auto (one process per node) or ddp "
-            "(--devices processes per node, each running this command)"
+            f"strategy {strategy!r} is not supported; choose auto (Lightning picks: one process per device, "
+            "DDP when there are several) or ddp (--devices processes per node, each running this command)"
         )
     if accelerator not in ACCELERATORS:
         raise CardiolensError(f"accelerator {accelerator!r} is not supported; choose one of {', '.join(ACCELERATORS)}")

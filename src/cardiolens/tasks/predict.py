@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cardiolens.atomic import output_folder
 from cardiolens.errors import CardiolensError, ModelInputError, RecordError
 from cardiolens.models import TaskModel, load_model
 from cardiolens.signal.leads import ECG_LEAD_NAMES, PPG_LEAD_NAMES, modality
@@ -415,8 +416,7 @@ def write_predictions(
     """
     import pandas as pd
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = output_folder(folder)
     (folder / "predictions.json").write_text(json.dumps([p.to_dict() for p in predictions], indent=2) + "\n")
     table = pd.DataFrame(
         [

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cardiolens.atomic import write_json
+from cardiolens.atomic import output_folder, write_json
 from cardiolens.errors import CardiolensError
 from cardiolens.models import create_model, save_checkpoint
 from cardiolens.tasks.data import TokenBatches, check_sources, open_sources
@@ -302,8 +302,8 @@ def pretrain_gpt(cfg: PretrainConfig) -> dict[str, Any]:
     with torch.random.fork_rng():  # a look at the preset only: the seeded model is made after the launch
         preset = create_model(cfg.model, **cfg.model_overrides).config
     _check_language_model(preset, cfg.model)
+    out = output_folder(cfg.out, create=False)  # a file named as --out is refused before the data are read
     check_sources(cfg.data, preset.modality)
-    out = Path(cfg.out)
     resuming = (out / STATE_FILE).exists()
     if resuming:
         _check_resume(out, cfg)
@@ -368,7 +368,7 @@ def pretrain_gpt(cfg: PretrainConfig) -> dict[str, Any]:
         if rank == 0:
             log.warning("%s: resuming at step %d of %d", out, step, cfg.max_steps)
     elif rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
+        output_folder(out)
         config = recorded(dataclasses.asdict(cfg), PATH_SETTINGS)  # paths absolute: resumable from any folder
         write_json(out / "run.json", {"config": config, "model_config": mc.to_dict()})
         write_json(out / "split.json", split)

@@ -116,6 +116,7 @@ async function upload(event) {
   for (const file of files) form.append("files", file, file.name);
   const fs = $("fs-input").value.trim();
   if (fs) form.append("fs", fs);
+  if ($("fill-gaps").checked) form.append("fill_gaps", "true");
   say("load-message", "Uploading…");
   try {
     const info = await busy("uploading", () => api("/api/records", { method: "POST", body: form }));
