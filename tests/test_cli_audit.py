@@ -207,8 +207,10 @@ def test_pretrain_on_a_missing_lead_says_which_lead(tmp_path: Path, capsys: pyte
     args = ["pretrain", "gpt", "--data", f"{root}#V9", "--holdout", "0.5", "--max_steps", "2"]
     args += ["--out", str(tmp_path / "run")]
     assert main(args) == 2
-    err = capsys.readouterr().err.splitlines()[-1]  # after the window cache's progress bar
-    assert err.startswith("cardiolens: error:") and "no windows from" in err and "no lead named 'V9'" in err
+    err = capsys.readouterr().err.splitlines()[-1]
+    # refused from the first records, before the window cache reads all of them (or processes are launched)
+    assert err.startswith("cardiolens: error:") and "no lead V9 in the first 4 record(s)" in err and "ECG" in err
+    assert not (tmp_path / "run").exists()
 
 
 # -- 8. the beat model's explanation names its beat -------------------------------------------------------
@@ -303,3 +305,14 @@ def test_a_csv_time_column_with_its_unit_in_the_name_gives_the_rate(tmp_path: Pa
         record = load_record(path)  # it asked for --fs, and with --fs it read the time as a lead
         assert record.fs == 360 and record.leads == ["MLII"], name
         assert load_record(path, fs=360).leads == ["MLII"]
+
+
+def test_plot_keeps_the_format_its_suffix_names_and_a_broken_link_is_named(
+    three_leads: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["plot", str(three_leads), "--duration", "2", "--out", str(tmp_path / "fig.svg")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "fig.svg")
+    assert (tmp_path / "fig.svg").read_text().lstrip().startswith("<?xml")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    assert main(["peaks", str(three_leads), "--out", str(tmp_path / "dangling" / "beats.csv")]) == 2
+    assert "is a link to nothing" in _err(capsys)

@@ -48,6 +48,8 @@ def output_folder(path: str | Path, *, create: bool = True) -> Path:
     """
     path = Path(path)
     for part in (path, *path.parents):
+        if part.is_symlink() and not part.exists():
+            raise CardiolensError(f"{path}: {part} is a link to nothing (a broken symbolic link); give a folder")
         if part.exists() and not part.is_dir():
             where = "" if part == path else f" (inside {part}, which is a file)"
             raise CardiolensError(f"{path}: the output goes into a folder, and this is a file{where}; give a folder")

@@ -83,8 +83,9 @@ def plot(
 
     Args:
         path: the record file.
-        out: PNG to write (default: <record name>.png in the current folder; in a folder given as --out,
-            <record name>.png there; .png is added to a name without it).
+        out: figure to write, its format from its suffix (.png, .svg, .pdf; default: <record name>.png in the
+            current folder; in a folder given as --out, <record name>.png there; .png is added to a name
+            without a suffix).
         start: first second shown.
         duration: seconds shown.
         leads: leads to draw, comma-separated (--leads II,PLETH) or as a list (--leads '[II, PLETH]');
@@ -122,7 +123,7 @@ def plot(
     out = Path(out or f"{record.name}.png")
     if out.is_dir():
         out = out / f"{record.name}.png"
-    elif out.suffix.lower() != ".png":
+    elif not out.suffix:
         out = out.with_name(out.name + ".png")  # what matplotlib would write: say that path, not another
     plot_record(record, start=start, duration=duration, peaks=found, out=output_file(out))
     print(out)

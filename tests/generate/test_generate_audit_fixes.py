@@ -93,7 +93,7 @@ def test_generating_past_the_window_says_how_the_context_was_kept(tmp_path):
     path = tmp_path / "ctx.csv"
     np.savetxt(path, np.sin(np.arange(120) / 3.0))  # 120 context tokens at 100 Hz, window 128
     kwargs = {"fs": 100.0, "greedy": True}
-    inside = generate_file(model, path, steps=8, out=tmp_path / "a", **kwargs)
+    inside = generate_file(model, path, steps=9, out=tmp_path / "a", **kwargs)  # 120 + 9 fit: the 9th is never fed
     assert "window" not in inside.summary
     past = generate_file(model, path, steps=20, out=tmp_path / "b", **kwargs)
     assert "re-primed from the last 96 tokens, so each token saw 96-128 tokens" in past.summary

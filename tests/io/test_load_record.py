@@ -521,7 +521,7 @@ def test_csv_time_stamps_rounded_to_a_millisecond_give_the_rate(tmp_path: Path, 
 def test_npz_metadata_spellings_and_gain(tmp_path: Path) -> None:
     data = _ecg_like(1000, 2)
     np.savez(tmp_path / "a.npz", signal=data.T, fs=np.array([FS]), leads=np.array("II"), units="mV")
-    with pytest.raises(RecordError, match="1 lead names for 2 channels|lead"):
+    with pytest.raises(RecordError, match="the .npz names 1 lead for its 2 channels"):
         load_record(tmp_path / "a.npz")  # one name for two leads stays an error
     np.savez(tmp_path / "b.npz", signal=data.T, fs=np.array([FS]), units="mV")
     rec = load_record(tmp_path / "b.npz")
@@ -587,3 +587,103 @@ def test_a_one_sample_record_says_it_is_too_short(tmp_path: Path) -> None:
     np.save(tmp_path / "one.npy", np.array([0.5, 0.2])[:, None][:1])
     with pytest.raises(RecordError, match="record has 1 sample: too short"):
         load_record(tmp_path / "one.npy", fs=FS)
+
+
+def test_variable_layout_segments_gaps_and_segment_checks(tmp_path: Path) -> None:
+    data = _ecg_like(2500, 2)
+    for name, part, fs in (("seg1", data[:1000], FS), ("seg2", data[1000:], FS), ("fast", data[:1000], 2 * FS)):
+        wfdb.wrsamp(
+            name, fs=fs, units=["mV"] * 2, sig_name=["I", "II"], p_signal=part, fmt=["16"] * 2,
+            adc_gain=[200.0] * 2, baseline=[0] * 2, write_dir=str(tmp_path),
+        )  # fmt: skip
+    # MIMIC's layout: a 0-length layout segment naming the signals, then data segments and a gap
+    (tmp_path / "lay_layout.hea").write_text(
+        "lay_layout 2 250 0\n~ 0 200.0/mV 16 0 0 0 0 I\n~ 0 200.0/mV 16 0 0 0 0 II\n"
+    )
+    (tmp_path / "var.hea").write_text("var/4 2 250 2600\nlay_layout 0\nseg1 1000\n~ 100\nseg2 1500\n")
+    with pytest.raises(RecordError, match="200 NaN/inf values"):
+        load_record(tmp_path / "var.hea")  # the gap is missing data, refused unless filled
+    rec = load_record(tmp_path / "var.hea", nan_policy="interpolate")
+    assert rec.n_samples == 2600 and rec.leads == ["I", "II"]
+    assert np.max(np.abs(rec.signal[:, :1000] - data[:1000].T)) <= 1 / 200
+    (tmp_path / "fixed_gap.hea").write_text("fixed_gap/3 2 250 2600\nseg1 1000\n~ 100\nseg2 1500\n")
+    with pytest.raises(RecordError, match="gap .* fixed-layout"):
+        load_record(tmp_path / "fixed_gap.hea")
+    (tmp_path / "mixed.hea").write_text("mixed/2 2 250 2000\nseg1 1000\nfast 1000\n")
+    with pytest.raises(RecordError, match="segment fast is at 500.* Hz and the record at 250 Hz"):
+        load_record(tmp_path / "mixed.hea")
+    raw = bytearray((tmp_path / "seg2.dat").read_bytes())
+    raw[10] ^= 0x01  # one flipped bit in a segment is caught by that segment's checksum
+    (tmp_path / "seg2.dat").write_bytes(bytes(raw))
+    (tmp_path / "multi.hea").write_text("multi/2 2 250 2500\nseg1 1000\nseg2 1500\n")
+    with pytest.raises(RecordError, match=r"seg2\.hea: lead .* does not match the header's checksum"):
+        load_record(tmp_path / "multi.hea")
+
+
+def test_a_no_data_code_in_a_fast_lead_makes_its_frame_missing(tmp_path: Path) -> None:
+    data = _ecg_like(2500, 2)
+    digital_i = np.round(data[:, 0] * 200).astype(np.int16)
+    digital_ii = np.round(np.repeat(data[:, 1], 2) * 200).astype(np.int16)
+    digital_ii[11] = -32768  # WFDB's "no data" in the second sample of frame 5
+    frames = np.concatenate([digital_i[:, None], digital_ii.reshape(-1, 2)], axis=1)
+    frames.astype("<i2").tofile(tmp_path / "mf.dat")
+    (tmp_path / "mf.hea").write_text(
+        "mf 2 250 2500\nmf.dat 16 200.0(0)/mV 16 0 0 0 0 I\nmf.dat 16x2 200.0(0)/mV 16 0 0 0 0 II\n"
+    )
+    rec = load_record(tmp_path / "mf.hea", nan_policy="interpolate")  # averaged in, it read as -81.9 mV
+    assert rec.metadata["repaired"]["interpolated_samples_per_channel"] == {1: 1}
+    assert abs(rec.signal[1, 5]) < 2
+
+
+def test_time_stamps_a_dropped_sample_g_format_and_finer_units(tmp_path: Path) -> None:
+    values = _ecg_like(3000, 1)[:, 0]
+    # 600 Hz in whole ms: steps of 1 and 2 ms, which a missing sample (3 ms) cannot be told from: refused
+    stamps = np.round(1000 * np.arange(3000) / 600).astype(int)
+    path = tmp_path / "ms600.csv"
+    path.write_text("time_ms,ECG\n" + "".join(f"{t},{v}\n" for t, v in zip(stamps, values, strict=True)))
+    with pytest.raises(RecordError, match="irregular"):
+        load_record(path)
+    # %g prints fewer decimals as the time grows: each stamp is judged at its own resolution
+    g = tmp_path / "g.csv"
+    np.savetxt(g, np.c_[np.arange(3000) / 360, values], fmt="%g", delimiter=",", header="time,ECG", comments="")
+    assert load_record(g).fs == 360
+    # micro- and nanoseconds are scaled, not read as seconds
+    for name, scale in (("time_us", 1e6), ("timestamp_ns", 1e9), ("Time [µs]", 1e6)):
+        p = tmp_path / "fine.csv"
+        p.write_text(f"{name},ECG\n" + "".join(f"{int(i * scale / 250)},{v}\n" for i, v in enumerate(values)))
+        assert load_record(p).fs == 250, name
+        assert load_record(p, fs=250).leads == ["ECG"], name
+
+
+def test_csv_lead_selection_follows_the_wfdb_rule_and_index_gaps_are_refused(tmp_path: Path) -> None:
+    data = _ecg_like(1000, 2)
+    path = tmp_path / "two.csv"
+    np.savetxt(path, data, delimiter=",", header="I,II", comments="")
+    for wanted in (["ii"], [1], ["II"]):
+        rec = load_record(path, fs=FS, leads=wanted)
+        assert rec.leads == ["II"] and np.allclose(rec.signal[0], data[:, 1])
+    assert load_record(path, fs=FS, leads=["II"], units=["mV", "NU"]).units == ["NU"]  # units of the file's columns
+    gap = tmp_path / "gap.csv"
+    rows = [f"{i},{v}\n" for i, v in enumerate(data[:, 0]) if i != 700]
+    gap.write_text("sample,II\n" + "".join(rows))
+    with pytest.raises(RecordError, match=r"sample numbers in column 'sample' jump at line 702 \(699 -> 701\)"):
+        load_record(gap, fs=FS)
+    single_row = tmp_path / "row.csv"
+    single_row.write_text(",".join(map(str, data[:, 0])) + "\n")
+    with pytest.raises(RecordError, match="1000 columns but only 1 row: .*transpose"):
+        load_record(single_row, fs=FS)
+
+
+def test_npz_lead_selection_comes_before_the_nan_policy_and_checks_the_names(tmp_path: Path) -> None:
+    data = _ecg_like(1000, 3).T.copy()
+    data[0, 10:20] = np.nan  # gaps in lead I only
+    np.savez(tmp_path / "a.npz", signal=data, fs=FS, leads=np.array(["I", "II", "V1"]))
+    rec = load_record(tmp_path / "a.npz", leads=["ii", "V1"], nan_policy="interpolate")
+    assert rec.leads == ["II", "V1"] and "repaired" not in rec.metadata  # lead I, dropped, was not repaired
+    assert load_record(tmp_path / "a.npz", leads=["I"], nan_policy="interpolate").metadata["repaired"]
+    np.savez(tmp_path / "b.npz", signal=data[1:], fs=FS, leads=np.array(["I", "II", "V1"]))
+    with pytest.raises(RecordError, match="names 3 leads for its 2 channels"):
+        load_record(tmp_path / "b.npz", leads=["II"])
+    np.savez(tmp_path / "s.npz", signal=np.array(["a", "b", "c"]), fs=FS, gain=200.0)
+    with pytest.raises(RecordError, match="array must be numeric, got dtype <U1"):
+        load_record(tmp_path / "s.npz")

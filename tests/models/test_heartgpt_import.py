@@ -214,8 +214,12 @@ def test_convert_writes_a_small_checkpoint_that_loads_the_same(files, models, ex
 def test_kind_from_argument_and_name(files, tmp_path):
     renamed = tmp_path / "finetuned.zip"
     renamed.write_bytes(files["ppg_beat"].read_bytes())
-    with pytest.raises(CheckpointError, match="name holds 'AF' .* or 'beat' .*convert_heartgpt\\(file, folder, kind="):
+    with pytest.raises(CheckpointError, match="name holds AF as a word .*convert_heartgpt\\(file, folder, kind="):
         import_heartgpt(renamed)
+    # the advice works: the names it gives as examples are read as it says
+    for name, kind in (("my_AF_model.zip", "heartgpt-ppg-af"), ("my_beat_model.zip", "heartgpt-ppg-beat")):
+        (tmp_path / name).write_bytes(files["ppg_beat"].read_bytes())
+        assert import_heartgpt(tmp_path / name).config.name == kind
     model = import_heartgpt(renamed, kind="af")
     assert model.config.name == "heartgpt-ppg-af" and model.config.head_pool == "last"
     with pytest.raises(CheckpointError, match="holds a finetuned head"):

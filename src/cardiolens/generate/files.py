@@ -188,7 +188,7 @@ def generate_file(
 
 def window_note(block_size: int, context: int, steps: int, keep: int | None) -> str:
     """What generation past the model's window did, in words ("" when it stayed inside the window)."""
-    if context + steps <= block_size:
+    if context + steps - 1 <= block_size:  # the last token is drawn, never fed: it needs no position
         return ""
     keep = block_size - block_size // 4 if keep is None else keep
     if keep == block_size:

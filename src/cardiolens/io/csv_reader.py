@@ -15,6 +15,7 @@ import pandas as pd
 
 from cardiolens.errors import RecordError
 from cardiolens.io.repair import apply_nan_policy
+from cardiolens.signal.leads import lead_positions
 from cardiolens.signal.record import Record
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,19 @@ log = logging.getLogger(__name__)
 # a time column's name, alone or with a unit after it: time, time_s, time (s), t[s], seconds, elapsed_ms
 _TIME_NAMES = re.compile(r"^(t|time|times|timestamp|sec|secs|seconds|elapsed)(?=$|[\W_])", re.IGNORECASE)
 _MS_NAMES = re.compile(r"(\bms\b|msec|millisec|\[ms\]|_ms$)", re.IGNORECASE)
+# time stamps in a finer unit than ms: their unit divides them (a time_us column is not seconds)
+_TIME_UNITS = (
+    (re.compile(r"(\bns\b|nsec|nanosec|\[ns\]|_ns$)", re.IGNORECASE), 1e9),
+    (re.compile(r"(\bus\b|µs|usec|microsec|\[us\]|_us$)", re.IGNORECASE), 1e6),
+    (_MS_NAMES, 1e3),
+)
+
+
+def _time_scale(name: str) -> float:
+    """Time-stamp units per second from a time column's name (1 when it names seconds or nothing)."""
+    return next((scale for pattern, scale in _TIME_UNITS if pattern.search(name)), 1.0)
+
+
 # pandas names an empty header cell "Unnamed: 0" (its own index column); PhysioNet's rdsamp writes "sample #"
 _INDEX_NAMES = re.compile(
     r"^(sample|samples|index|idx|n|sample[ _]?(no|nr|number|index|#)|unnamed: ?\d+)$", re.IGNORECASE
@@ -40,19 +54,20 @@ def _is_number(text: str) -> bool:
 
 
 def _is_sample_index(column: pd.Series) -> bool:
-    """Whether a column holds whole numbers rising by a constant step (sample numbers, not signal)."""
+    """Whether a column holds rising whole numbers (sample numbers, not signal; a jump among them is a gap)."""
     x = column.to_numpy(dtype=np.float64)
     step = np.diff(x)
-    return len(step) > 0 and bool(np.all(np.isfinite(x)) and np.all(x == np.round(x)) and np.all(step == step[0]))
+    return len(step) > 0 and bool(np.all(np.isfinite(x)) and np.all(x == np.round(x)) and np.all(step > 0))
 
 
-def _printed_resolution(text: pd.Series) -> float:
-    """The smallest step the printed values can show (1e-3 for '0.125', 1 for '12'); 0 for exponent notation."""
-    cells = text.dropna().astype(str).str.strip()
-    if cells.str.contains("[eE]").any():
-        return 0.0
-    decimals = cells.str.partition(".")[2].str.len().max()
-    return 10.0 ** -int(decimals or 0)
+def _printed_resolution(text: pd.Series) -> np.ndarray:
+    """Per cell, the smallest step its printed digits can show: 1e-3 for '0.125', 1 for '12', 1e-8 for
+    '1.5e-07' (each cell its own: ``%g`` prints fewer decimals as the numbers grow)."""
+    cells = text.astype(str).str.strip().str.lower()
+    mantissa, _, exponent = (part for part in (cells.str.partition("e")[k] for k in (0, 1, 2)))
+    decimals = mantissa.str.partition(".")[2].str.len().to_numpy(dtype=np.float64)
+    powers = pd.to_numeric(exponent.where(exponent != "", "0"), errors="coerce").fillna(0).to_numpy(np.float64)
+    return 10.0 ** (powers - decimals)
 
 
 def _sniff(path: Path, head: str) -> tuple[str, bool]:
@@ -154,7 +169,7 @@ def read_csv(
     problem = _first_bad_cell(raw, values, 1 if has_header else 0)
     if problem:
         raise RecordError(f"text where a number belongs ({problem})", path)
-    if values.shape[0] < 2:
+    if values.shape[0] < 2 and values.shape[1] < 3:
         raise RecordError(f"{values.shape[0]} row of samples: a recording needs at least 2", path)
     if values.shape[1] > values.shape[0]:
         # more columns than rows is a file of one row per lead: reading it as columns makes thousands
@@ -183,6 +198,14 @@ def read_csv(
             (i for i, n in enumerate(names) if _INDEX_NAMES.match(n) and _is_sample_index(values.iloc[:, i])), None
         )
         if index_idx is not None and index_idx != time_idx and len(columns) > 1:
+            step = np.diff(values.iloc[:, index_idx].to_numpy(dtype=np.float64))
+            if np.any(step != step[0]):  # sample numbers that jump: rows are missing
+                row = int(np.flatnonzero(step != step[0])[0]) + 2 + 1  # 1-based, after the header line
+                raise RecordError(
+                    f"sample numbers in column {names[index_idx]!r} jump at line {row} "
+                    f"({values.iloc[row - 3, index_idx]:g} -> {values.iloc[row - 2, index_idx]:g}): rows are missing",
+                    path,
+                )
             columns.remove(index_idx)
     elif len(columns) > 1:
         first = values.iloc[:, 0].to_numpy()
@@ -198,23 +221,26 @@ def read_csv(
         step = np.diff(t)
         if np.any(~np.isfinite(t)) or np.any(step <= 0):
             raise RecordError(f"time column {names[time_idx]!r} is not strictly increasing", path)
-        median = float(np.median(step))
-        # time stamps rounded to their printed resolution (360 Hz in whole ms: steps of 2 and 3 ms) vary
-        # by up to one unit of it; the rate then comes from the whole span below
-        resolution = _printed_resolution(raw.iloc[:, time_idx])
-        tolerance = max(0.01 * median, 1.001 * resolution if resolution <= 0.5 * median else 0.0)
-        if np.max(np.abs(step - median)) > tolerance:
+        # stamps rounded to their printed resolution (360 Hz in whole ms: steps of 2 and 3 ms) are each
+        # off by up to half a unit of it, so a step is off the true one by up to one unit; a missing
+        # sample is off by a whole step, told apart only where the unit is under half the step (600 Hz
+        # in whole ms cannot be checked, and is refused)
+        true_step = (t[-1] - t[0]) / (len(t) - 1)
+        printed = _printed_resolution(raw.iloc[:, time_idx])
+        resolution = np.maximum(printed[1:], printed[:-1])
+        tolerance = np.maximum(0.01 * true_step, np.where(resolution <= 0.5 * true_step, 1.001 * resolution, 0.0))
+        if np.any(np.abs(step - true_step) > tolerance):
             raise RecordError(
                 f"time column {names[time_idx]!r} is irregular (steps {step.min():g}..{step.max():g}); "
                 "resample to a uniform rate first",
                 path,
             )
-        scale = 1000.0 if _MS_NAMES.search(names[time_idx]) else 1.0
+        scale = _time_scale(names[time_idx])
         # the whole span, not the median step: rounded time stamps (6 decimals at 360 Hz) make every
         # step a little off, their average is not; a rate within 1e-4 of a whole number is that number
         time_fs = scale * (len(t) - 1) / (t[-1] - t[0])
         # a rate within the span's rounding error (or 1e-4) of a whole number is that number
-        if abs(time_fs - round(time_fs)) < max(1e-4, 2 * resolution / (t[-1] - t[0])) * time_fs:
+        if abs(time_fs - round(time_fs)) < max(1e-4, 2 * float(resolution.max()) / (t[-1] - t[0])) * time_fs:
             time_fs = float(round(time_fs))
         columns.remove(time_idx)
         if fs is not None and abs(time_fs - fs) > 0.01 * fs:
@@ -225,12 +251,13 @@ def read_csv(
     if fs is None:
         raise RecordError("no sampling rate: pass fs= (--fs on the command line) or add a time column", path)
     if leads is not None and has_header:
-        # a file that names its leads: keep the ones asked for, in that order (as for WFDB), never rename them
-        available = [names[i] for i in columns]
-        missing = [lead for lead in leads if lead not in available]
-        if missing:
-            raise RecordError(f"no lead {', '.join(map(repr, missing))} in this file (its leads: {available})", path)
-        columns = [columns[available.index(lead)] for lead in leads]
+        # a file that names its leads: keep the ones asked for, in that order, by the rule WFDB records
+        # follow (a name whatever its case, or a position); never rename them
+        picked = lead_positions([names[i] for i in columns], list(leads), path)
+        if isinstance(units, list) and len(units) == len(columns):
+            units = [units[k] for k in picked]  # units given per column of the file
+        columns = [columns[k] for k in picked]
+        leads = None
     signal = values.iloc[:, columns].to_numpy(dtype=np.float64).T
     lead_names = list(leads) if leads is not None else [names[i] for i in columns]
     meta = {"format": "csv"}

@@ -11,6 +11,7 @@ import numpy as np
 
 from cardiolens.errors import RecordError
 from cardiolens.io.repair import apply_nan_policy
+from cardiolens.signal.leads import lead_positions
 from cardiolens.signal.record import Record
 
 log = logging.getLogger(__name__)
@@ -73,13 +74,16 @@ def read_numpy(
         if units is None and "units" in content:
             stored = [str(x) for x in np.atleast_1d(content["units"])]
             units = stored[0] if len(stored) == 1 else stored  # one unit names every lead
+        _check_numeric(array, path)
         if "gain" in content or "baseline" in content:
             # stored as a WFDB header states them: physical = (digital - baseline) / gain, per lead or for all
+            for name in ("gain", "baseline"):
+                if name in content:
+                    _check_numeric(content[name], path, name)
             array = _to_physical(array, content.get("gain"), content.get("baseline"), path)
     else:
         array = loaded
-    if array.dtype.kind not in "fiu":
-        raise RecordError(f"array must be numeric, got dtype {array.dtype}", path)
+    _check_numeric(array, path)
     if fs is not None and file_fs is not None and not np.isclose(fs, file_fs):
         raise RecordError(f"fs={fs} disagrees with the file's own fs={file_fs}", path)
     fs = fs if fs is not None else file_fs
@@ -88,16 +92,27 @@ def read_numpy(
             "NumPy files carry no sampling rate: pass fs= (--fs on the command line) or store 'fs' in a .npz", path
         )
     meta = {"format": "numpy"}
-    signal = apply_nan_policy(_orient(array, path), nan_policy, path, meta)
+    signal = _orient(array, path)
+    if file_leads is not None and len(file_leads) != signal.shape[0]:
+        count = f"{len(file_leads)} lead{'s' * (len(file_leads) != 1)}"
+        raise RecordError(f"the .npz names {count} for its {signal.shape[0]} channels", path)
     if file_leads is not None and leads is not None:
-        # a file that names its leads: keep the ones asked for, in that order (as for WFDB), never rename them
-        missing = [lead for lead in leads if lead not in file_leads]
-        if missing:
-            raise RecordError(f"no lead {', '.join(map(repr, missing))} in this file (its leads: {file_leads})", path)
-        signal = signal[[file_leads.index(lead) for lead in leads]]
+        # a file that names its leads: keep the ones asked for, in that order, by the rule WFDB records
+        # follow (a name whatever its case, or a position); never rename them. Before the NaN policy, so
+        # that only the kept leads are repaired (and reported as repaired)
+        picked = lead_positions(file_leads, list(leads), path)
+        signal = signal[picked]
         if isinstance(units, list) and len(units) == len(file_leads):
-            units = [units[file_leads.index(lead)] for lead in leads]
+            units = [units[k] for k in picked]
+        leads = [file_leads[k] for k in picked]
+    signal = apply_nan_policy(signal, nan_policy, path, meta)
     return Record(signal, fs, leads=leads or file_leads, units=units, source=path, metadata=meta)
+
+
+def _check_numeric(array: np.ndarray, path: Path, name: str = "signal") -> None:
+    if np.asarray(array).dtype.kind not in "fiu":
+        what = "array" if name == "signal" else f"the .npz's {name!r}"
+        raise RecordError(f"{what} must be numeric, got dtype {np.asarray(array).dtype}", path)
 
 
 # the .npz members read; others are named in a warning
@@ -108,7 +123,13 @@ def _member(npz: np.lib.npyio.NpzFile, name: str, path: Path) -> np.ndarray:
     """One member of an .npz, with a damaged one named (a bad CRC or a cut-off stream raises many types)."""
     try:
         return npz[name]
-    except Exception as exc:  # zipfile.BadZipFile, zlib.error, ValueError, EOFError, tokenize.TokenError ...
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise RecordError(
+                f"member {name!r} of the .npz holds Python objects, which are never unpickled", path
+            ) from None
+        raise RecordError(f"member {name!r} of the .npz is damaged (ValueError: {exc})", path) from None
+    except Exception as exc:  # zipfile.BadZipFile, zlib.error, EOFError, tokenize.TokenError ...
         raise RecordError(f"member {name!r} of the .npz is damaged ({type(exc).__name__}: {exc})", path) from None
 
 

@@ -231,7 +231,9 @@ def _read_single(header: wfdb.Record, hea: Path) -> tuple[wfdb.Record, np.ndarra
     physical = (digital.astype(np.float64) - baseline) / gain
     for i, fmt in enumerate(rec.fmt):
         if str(fmt) in ("16", "61"):
-            physical[digital[:, i] == _INVALID_16, i] = np.nan
+            # judged on the stored samples: a frame averaged with a "no data" code is no data
+            invalid = (np.asarray(expanded[i]) == _INVALID_16).reshape(len(digital), -1).any(axis=1)
+            physical[invalid, i] = np.nan
     return rec, physical
 
 
@@ -240,16 +242,27 @@ def _read_segments(header: wfdb.MultiRecord, hea: Path) -> tuple[wfdb.Record, np
     wfdb joins them in physical units (a gap, segment '~', is NaN, which the NaN policy then handles)."""
     if header.fs is None or not header.fs > 0:
         raise RecordError(f"header gives no valid sampling rate ({header.fs!r})", hea)
-    for name in header.seg_name:
+    for name, length in zip(header.seg_name, header.seg_len, strict=True):
         if name == "~":
-            continue
+            continue  # a gap: no file
         segment = hea.parent / f"{name}.hea"
         if not segment.is_file():
             raise RecordError(f"segment {name} named by the multi-segment header has no header {segment.name}", hea)
         part = read_header(segment)
         if isinstance(part, wfdb.MultiRecord):
             raise RecordError(f"segment {name} is itself a multi-segment record, which WFDB does not allow", segment)
-        _check_signal_files(part, segment)
+        if int(length) == 0:
+            continue  # the layout segment of a variable-layout record: signal names, no samples
+        if part.fs is None or not np.isclose(part.fs, header.fs):
+            raise RecordError(f"segment {name} is at {part.fs} Hz and the record at {header.fs:g} Hz", segment)
+        _read_single(part, segment)  # sizes and checksums, as for a record of its own
+    if "~" in header.seg_name and int(header.seg_len[0]) != 0:
+        # wfdb joins gaps only in variable-layout records (whose first segment is a layout of length 0)
+        raise RecordError(
+            "a gap ('~' segment) in a fixed-layout multi-segment record, which wfdb cannot join; "
+            "read its segments one by one",
+            hea,
+        )
     try:
         rec = wfdb.rdrecord(str(hea.with_suffix("")), physical=True, m2s=True)
     except Exception as exc:

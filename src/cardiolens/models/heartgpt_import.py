@@ -148,9 +148,10 @@ def detect_heartgpt(state: dict[str, Tensor], name: str = "", kind: str | None =
             raise CheckpointError(
                 "fine-tuned head (linear1.0) found, but AF and beat-detection heads have the same shape and "
                 "the file name names neither (the published files do: ECGPT_AF_1k_iters.zip, "
-                "PPGPT_beat_5k_iters.zip); rename the file so that its name holds 'AF' (last-token output) or "
-                "'beat' (per-token), or convert it once with cardiolens.models.convert_heartgpt(file, folder, "
-                "kind='af' or 'beat') and use that folder",
+                "PPGPT_beat_5k_iters.zip); rename the file so that its name holds AF as a word of its own "
+                "(my_AF_model.zip: last-token output) or 'beat' (my_beat_model.zip: per-token), or convert it "
+                "once with cardiolens.models.convert_heartgpt(file, folder, kind='af' or 'beat') and use that "
+                "folder",
                 source,
             )
     return {

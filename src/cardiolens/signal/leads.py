@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cardiolens.errors import RecordError
+
 PPG_LEAD_NAMES = {"PLETH", "PPG", "PULSE", "BVP", "SPO2WAVE", "IR", "RED"}
 # Names that are ECG for certain (modality() calls every unknown name ECG, so checks that must not
 # refuse a plain "ch0" ask this set): the 12 leads, MIT-BIH's MLII, BIDMC's V/AVR, single-lead "ECG".
@@ -39,3 +41,25 @@ def modality(lead: str, unit: str | None = None) -> str:
     if name in OTHER_SIGNAL_NAMES or (unit or "").strip() in OTHER_SIGNAL_UNITS:
         return "other"
     return "ECG"
+
+
+def lead_positions(names: list[str], wanted: list[str | int], source: object = None) -> list[int]:
+    """Positions in ``names`` of the ``wanted`` leads, by name (whatever its case) or by position.
+
+    The one rule every reader applies when a file names its leads, as :meth:`Record.select_leads` does.
+
+    Raises:
+        RecordError: a name the file does not have or a position outside it, listing the file's leads.
+    """
+    folded = [str(name).casefold() for name in names]
+    positions = []
+    for lead in wanted:
+        if isinstance(lead, int) and not isinstance(lead, bool):
+            if not -len(names) <= lead < len(names):
+                raise RecordError(f"lead index {lead} out of range for {len(names)} leads", source)
+            positions.append(lead % len(names))
+        elif str(lead).casefold() in folded:
+            positions.append(folded.index(str(lead).casefold()))
+        else:
+            raise RecordError(f"no lead {lead!r} in this file (its leads: {list(names)})", source)
+    return positions

@@ -20,7 +20,7 @@ import numpy as np
 
 from cardiolens.datasets import build_window_cache, open_dataset, patient_split
 from cardiolens.datasets.base import Catalogue
-from cardiolens.errors import DatasetError
+from cardiolens.errors import CardiolensError, DatasetError
 from cardiolens.signal.tokenize import tokenize
 
 log = logging.getLogger(__name__)
@@ -56,15 +56,24 @@ def _check_lead_modality(catalogue: Catalogue, lead: str, modality: str, spec: s
 
     # a lead some records lack is for the window cache to report (which records, and why); a lead that
     # none of the first records has is a typo, refused here, before any process is launched
-    looked = [catalogue.load(rid) for rid in catalogue.record_ids[:_RECORDS_LOOKED_AT]]
-    first = next((record for record in looked if lead in record.leads), None)
+    looked = []
+    for rid in catalogue.record_ids[:_RECORDS_LOOKED_AT]:
+        try:
+            looked.append(catalogue.load(rid))
+        except CardiolensError:  # an unreadable record is the cache's to skip and report
+            continue
+    wanted = lead.casefold()  # lead names match as in Record.select_leads: whatever their case
+    first = next((r for r in looked if any(name.casefold() == wanted for name in r.leads)), None)
     if first is None:
+        if not looked:
+            return  # none of them readable: the window cache says why, record by record
         leads = sorted({name for record in looked for name in record.leads})
         raise DatasetError(
             f"{spec}: no lead {lead} in the first {len(looked)} record(s) of {catalogue.root} (their leads: "
             f"{', '.join(leads)})"
         )
-    kind = lead_modality(lead, first.units[first.leads.index(lead)])
+    index = first.lead_index(lead)
+    kind = lead_modality(first.leads[index], first.units[index])
     if kind == "other":
         raise DatasetError(
             f"{spec}: lead {lead} is no heart signal (respiration, pressure ...) and the model reads "
