@@ -756,6 +756,8 @@ CURVES = {
     "heartgpt-ecg-linear": "HeartGPT ECG-PT, linear probe",
     "ecgpt-small-linear": "ecgpt-small, linear probe",
     "ecgpt-small-llrd": "ecgpt-small, fine-tuned (llrd; 1, 10 and 100 % only)",
+    "ecgpt-small-scratch-llrd": "ecgpt-small's architecture, fresh weights, fine-tuned as above (10 % only)",
+    "ecgpt-small-scratch-full": "the same, every layer at the full learning rate (10 % only)",
     "rhythm-features-gbm": "boosted trees on record features (no pretraining)",
 }
 
@@ -855,6 +857,7 @@ def main() -> None:
                 fresh = summary_row(name, json.loads((args.runs / name / "results.json").read_text()), args.runs / name)
                 rows[name] = {**rows.get(name, {}), **fresh}
         families = [n for n in EXPERIMENTS if "@" not in n]
+        families += sorted({n.split("@")[0] for n in EXPERIMENTS} - set(families))  # run at some fractions only
         result["experiments"] = sorted(
             rows.values(),
             key=lambda r: (families.index(r["experiment"].split("@")[0]), -r["label_fraction"]),
