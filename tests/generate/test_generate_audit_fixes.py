@@ -98,7 +98,7 @@ def test_generating_past_the_window_says_how_the_context_was_kept(tmp_path):
     past = generate_file(model, path, steps=20, out=tmp_path / "b", **kwargs)
     assert "re-primed from the last 96 tokens, so each token saw 96-128 tokens" in past.summary
     exact = generate_file(model, path, steps=20, out=tmp_path / "c", keep=128, **kwargs)
-    assert "every token saw the last 128 (HeartGPT's sliding window)" in exact.summary
+    assert "every token saw the last 128 (a sliding window, as HeartGPT's published generation)" in exact.summary
     # keep= reaches the sampler (generate returns the context and the new tokens)
     context = torch.as_tensor(exact.continuation.context_tokens)[None]
     for done, keep in ((exact, 128), (past, 96)):

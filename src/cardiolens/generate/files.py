@@ -192,11 +192,14 @@ def window_note(block_size: int, context: int, steps: int, keep: int | None) -> 
         return ""
     keep = block_size - block_size // 4 if keep is None else keep
     if keep == block_size:
-        return f"past the {block_size}-token window every token saw the last {block_size} (HeartGPT's sliding window)"
+        return (
+            f"past the {block_size}-token window every token saw the last {block_size} (a sliding window, as "
+            "HeartGPT's published generation)"
+        )
     return (
         f"past the {block_size}-token window the cache was re-primed from the last {keep} tokens, so each token "
-        f"saw {keep}-{block_size} tokens of context (keep={block_size}, --keep {block_size}: HeartGPT's sliding "
-        "window exactly, at its cost)"
+        f"saw {keep}-{block_size} tokens of context (keep={block_size}, --keep {block_size}: a full sliding "
+        "window, as HeartGPT's published generation, at its cost)"
     )
 
 
