@@ -129,6 +129,14 @@ def plot(
     print(out)
 
 
+def _file_or_stdout(out: Path | None) -> Path | None:
+    """``--out`` of a command that writes one table: None (and ``-``) for standard output, else the file,
+    its folder created and checked (:func:`cardiolens.atomic.output_file`)."""
+    from cardiolens.atomic import output_file
+
+    return None if out is None or str(out) == "-" else output_file(out)
+
+
 def peaks(
     path: Path,
     lead: str | None = None,
@@ -149,13 +157,9 @@ def peaks(
             linearly; the record's metadata says which samples were filled).
     """
     from cardiolens import analysis
-    from cardiolens.atomic import output_file
     from cardiolens.io import load_record
 
-    if out is not None and str(out) == "-":
-        out = None  # the usual spelling of standard output
-    if out is not None:
-        output_file(out)
+    out = _file_or_stdout(out)
     beats = analysis.find_beats(load_record(path, fs=fs, nan_policy=nan_policy), lead=lead, method=method)
     if len(beats.samples) == 0:
         print(f"warning: {path}: no beats found in lead {beats.lead} (flat, or no detectable beat)", file=sys.stderr)
@@ -202,17 +206,13 @@ def features(
     from tqdm.auto import tqdm
 
     from cardiolens.analysis import default_lead
-    from cardiolens.atomic import output_file
     from cardiolens.io import load_record
     from cardiolens.io.repair import check_nan_policy
     from cardiolens.signal.leads import modality
     from cardiolens.tasks.predict import record_files
     from cardiolens.tasks.rhythm_features import EXTENDED_FEATURE_NAMES, FEATURE_NAMES, record_features
 
-    if out is not None and str(out) == "-":
-        out = None
-    if out is not None:
-        output_file(out)  # before minutes of features: a folder or a file in the way is said now
+    out = _file_or_stdout(out)  # before minutes of features: a folder or a file in the way is said now
     check_nan_policy(nan_policy)  # once here: a folder's records would each be skipped for it
     names = EXTENDED_FEATURE_NAMES if extended else FEATURE_NAMES
     table = io.StringIO()

@@ -477,7 +477,7 @@ def test_leads_select_the_named_columns_of_a_headed_csv_or_npz_never_rename_them
         assert np.allclose(swapped.signal, data.T[::-1])  # the data moves with its name
         one = load_record(path, fs=FS, leads=["II"])
         assert one.leads == ["II"] and np.allclose(one.signal[0], data[:, 1])
-        with pytest.raises(RecordError, match=r"no lead 'V1' in this file \(its leads: \['I', 'II'\]\)"):
+        with pytest.raises(RecordError, match=r"named\.(csv|npz): no lead named 'V1'; leads are I, II"):
             load_record(path, fs=FS, leads=["V1"])
     # a headerless file names nothing: leads= names its columns
     np.savetxt(tmp_path / "bare.csv", data, delimiter=",")

@@ -50,6 +50,24 @@ def tiny_cnn(**overrides):
     return create_model("resnet1d", widths=(8, 16), blocks=(1, 1), strides=(1, 2), dilations=(1, 1), **overrides)
 
 
+def sines_config(tmp_path: Path, **changes) -> FinetuneConfig:
+    """A quick one-fold run of the simulated ``test-sines`` task, its data folder and cache in ``tmp_path/data``."""
+    root = tmp_path / "data"
+    root.mkdir(exist_ok=True)
+    settings = {
+        "task": "test-sines",
+        "data": str(root),
+        "backbone": "resnet1d",
+        "fold_ids": [0],
+        "out": str(tmp_path / "run"),
+        "progress": False,
+        "bootstrap": 50,
+        "min_steps": 8,
+        "cache_dir": str(root / "cache"),
+    }
+    return FinetuneConfig(**{**settings, **changes})
+
+
 # -- input contract ---------------------------------------------------------------------------------
 def test_torch_tokeniser_matches_numpy_tokeniser_exactly():
     rng = np.random.default_rng(0)
@@ -324,21 +342,9 @@ def test_fold_checkpoint_reloads_with_the_same_predictions_and_its_test_split(si
 
 def test_linear_probe_on_cached_features_equals_the_model_it_saves(tmp_path):
     root = tmp_path / "data"
-    root.mkdir()
     torch.manual_seed(0)
-    cfg = FinetuneConfig(
-        task="test-sines",
-        data=str(root),
-        backbone="resnet1d",
-        policy="linear",
-        folds=2,
-        fold_ids=[0],
-        epochs=3,
-        out=str(tmp_path / "probe"),
-        progress=False,
-        bootstrap=100,
-        min_steps=24,
-        cache_dir=str(root / "cache"),
+    cfg = sines_config(
+        tmp_path, policy="linear", folds=2, epochs=3, out=str(tmp_path / "probe"), bootstrap=100, min_steps=24
     )
     finetune(cfg)
     model = load_model(tmp_path / "probe" / "fold-0" / "model")
@@ -688,21 +694,10 @@ def test_a_trained_one_lead_backbone_keeps_its_weights_on_a_two_lead_task_and_it
     trained = create_model("resnet1d")
     save_checkpoint(trained, backbone)
     root = tmp_path / "data"
-    root.mkdir()
-    cfg = FinetuneConfig(
-        task="test-sines-2leads",
-        data=str(root),
-        backbone=str(backbone),
-        policy="linear",
-        folds=2,
-        fold_ids=[0],
-        epochs=2,
+    cfg = sines_config(
+        tmp_path, task="test-sines-2leads", backbone=str(backbone), policy="linear", folds=2, epochs=2,
         out=str(tmp_path / "probe"),
-        progress=False,
-        bootstrap=50,
-        min_steps=8,
-        cache_dir=str(root / "cache"),
-    )
+    )  # fmt: skip
     results = finetune(cfg)
     assert "trained on 1 lead(s) adapted to 2" in results["backbone_adapted"]
     model = load_model(tmp_path / "probe" / "fold-0" / "model")
@@ -756,26 +751,12 @@ def test_a_damaged_run_record_is_named_instead_of_a_traceback(tmp_path, content)
 
 
 def test_a_run_refused_for_too_few_patients_leaves_its_folder_free(tmp_path):
-    root = tmp_path / "data"
-    root.mkdir()
-    settings = {
-        "task": "test-sines",
-        "data": str(root),
-        "backbone": "resnet1d",
-        "max_items": 12,
-        "epochs": 1,
-        "fold_ids": [0],
-        "out": str(tmp_path / "run"),
-        "progress": False,
-        "bootstrap": 20,
-        "min_steps": 1,
-        "cache_dir": str(root / "cache"),
-    }
+    settings = {"max_items": 12, "epochs": 1, "bootstrap": 20, "min_steps": 1}
     with pytest.raises(CardiolensError, match=r"cannot make 10 patient-grouped folds from \d+ patients"):
-        finetune(FinetuneConfig(**settings, folds=10))
+        finetune(sines_config(tmp_path, folds=10, **settings))
     assert not (tmp_path / "run" / "run.json").exists()
     # the corrected command runs in the same folder (it was refused as "other settings (folds: 10 -> 3)")
-    assert set(finetune(FinetuneConfig(**settings, folds=3))["folds"]) == {"0"}
+    assert set(finetune(sines_config(tmp_path, folds=3, **settings))["folds"]) == {"0"}
 
 
 @pytest.mark.parametrize("decay", [0.0, -1.0, 1.5])

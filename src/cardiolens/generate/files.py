@@ -32,6 +32,7 @@ import torch
 from cardiolens.atomic import output_folder
 from cardiolens.errors import ModelInputError, RecordError
 from cardiolens.generate.continuation import SignalContinuation, continue_signal
+from cardiolens.generate.sampling import default_keep
 from cardiolens.signal.record import Record
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ def window_note(block_size: int, context: int, steps: int, keep: int | None) -> 
     """What generation past the model's window did, in words ("" when it stayed inside the window)."""
     if context + steps - 1 <= block_size:  # the last token is drawn, never fed: it needs no position
         return ""
-    keep = block_size - block_size // 4 if keep is None else keep
+    keep = default_keep(block_size) if keep is None else keep
     if keep == block_size:
         return (
             f"past the {block_size}-token window every token saw the last {block_size} (a sliding window, as "

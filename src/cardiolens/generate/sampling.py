@@ -27,6 +27,11 @@ from cardiolens.generate import compiled
 _ENGINES = ("auto", "torch", "compiled")
 
 
+def default_keep(block_size: int) -> int:
+    """Tokens kept when the cache is re-primed, unless ``keep`` says otherwise: three quarters of the window."""
+    return block_size - block_size // 4
+
+
 def _as_tokens(tokens: Tensor | np.ndarray | list, vocab_size: int, device: torch.device) -> tuple[Tensor, bool]:
     """(B, T) int64 tokens on ``device`` and whether the input was 1-D."""
     if not isinstance(tokens, Tensor):
@@ -281,7 +286,7 @@ def _prepare(
     if T < min_context:
         raise ModelInputError(f"context of {T} tokens is shorter than the minimum of {min_context}")
     block = cfg.block_size
-    keep = block - block // 4 if keep is None else keep
+    keep = default_keep(block) if keep is None else keep
     if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or not 1 <= keep <= block:
         raise ModelInputError(f"keep must be an integer between 1 and block_size ({block}), got {keep!r}")
     if seed is not None:

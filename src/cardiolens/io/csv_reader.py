@@ -63,8 +63,8 @@ def _is_sample_index(column: pd.Series) -> bool:
 def _printed_resolution(text: pd.Series) -> np.ndarray:
     """Per cell, the smallest step its printed digits can show: 1e-3 for '0.125', 1 for '12', 1e-8 for
     '1.5e-07' (each cell its own: ``%g`` prints fewer decimals as the numbers grow)."""
-    cells = text.astype(str).str.strip().str.lower()
-    mantissa, _, exponent = (part for part in (cells.str.partition("e")[k] for k in (0, 1, 2)))
+    parts = text.astype(str).str.strip().str.lower().str.partition("e")
+    mantissa, exponent = parts[0], parts[2]
     decimals = mantissa.str.partition(".")[2].str.len().to_numpy(dtype=np.float64)
     powers = pd.to_numeric(exponent.where(exponent != "", "0"), errors="coerce").fillna(0).to_numpy(np.float64)
     return 10.0 ** (powers - decimals)

@@ -83,7 +83,7 @@ def read_numpy(
             array = _to_physical(array, content.get("gain"), content.get("baseline"), path)
     else:
         array = loaded
-    _check_numeric(array, path)
+        _check_numeric(array, path)
     if fs is not None and file_fs is not None and not np.isclose(fs, file_fs):
         raise RecordError(f"fs={fs} disagrees with the file's own fs={file_fs}", path)
     fs = fs if fs is not None else file_fs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 from cardiolens.errors import RecordError
 
 PPG_LEAD_NAMES = {"PLETH", "PPG", "PULSE", "BVP", "SPO2WAVE", "IR", "RED"}
@@ -46,20 +48,21 @@ def modality(lead: str, unit: str | None = None) -> str:
 def lead_positions(names: list[str], wanted: list[str | int], source: object = None) -> list[int]:
     """Positions in ``names`` of the ``wanted`` leads, by name (whatever its case) or by position.
 
-    The one rule every reader applies when a file names its leads, as :meth:`Record.select_leads` does.
+    The one rule for choosing leads: :meth:`Record.lead_index` (and so ``select_leads``) and every reader
+    of a file that names its leads apply it.
 
     Raises:
-        RecordError: a name the file does not have or a position outside it, listing the file's leads.
+        RecordError: a name that is not there or a position outside the leads, listing the leads.
     """
     folded = [str(name).casefold() for name in names]
     positions = []
     for lead in wanted:
-        if isinstance(lead, int) and not isinstance(lead, bool):
+        if isinstance(lead, numbers.Integral) and not isinstance(lead, bool):
             if not -len(names) <= lead < len(names):
                 raise RecordError(f"lead index {lead} out of range for {len(names)} leads", source)
-            positions.append(lead % len(names))
+            positions.append(int(lead) % len(names))
         elif str(lead).casefold() in folded:
             positions.append(folded.index(str(lead).casefold()))
         else:
-            raise RecordError(f"no lead {lead!r} in this file (its leads: {list(names)})", source)
+            raise RecordError(f"no lead named {lead!r}; leads are {', '.join(map(str, names))}", source)
     return positions

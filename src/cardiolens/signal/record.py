@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from cardiolens.errors import RecordError
+from cardiolens.signal.leads import lead_positions
 
 
 @dataclass
@@ -145,17 +146,7 @@ class Record:
 
     def lead_index(self, lead: str | int) -> int:
         """Index of a lead by name (case-insensitive) or position, with a clear error."""
-        if isinstance(lead, (int, np.integer)):
-            if not -self.n_channels <= lead < self.n_channels:
-                raise RecordError(
-                    f"lead index {lead} out of range for {self.n_channels} leads", self.source or self.name
-                )
-            return int(lead) % self.n_channels
-        wanted = str(lead).casefold()
-        for i, name in enumerate(self.leads):
-            if name.casefold() == wanted:
-                return i
-        raise RecordError(f"no lead named {lead!r}; leads are {', '.join(self.leads)}", self.source or self.name)
+        return lead_positions(self.leads, [lead], self.source or self.name)[0]
 
     def select_leads(self, leads: list[str | int] | tuple[str | int, ...] | str | int) -> Record:
         """Return a Record with only the given leads, in the given order."""
